@@ -1,0 +1,183 @@
+//! Checkpoints: safetensors weights plus JSON trainer state, written atomically.
+//!
+//! A checkpoint is a folder `step-NNNNNN/` holding `model.safetensors`,
+//! `optimizer.safetensors` and `trainer_state.json`. It is written as `step-NNNNNN.tmp/` and
+//! renamed into place, so a crash leaves either the old set of checkpoints or the new one,
+//! never a half-written folder that looks complete.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
+use burn::tensor::TensorData;
+use safetensors::tensor::{Dtype, TensorView};
+
+use crate::policy::{NamedTensor, NamedTensors};
+use crate::{Error, Result};
+
+/// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension(format!(
+        "{}.tmp",
+        path.extension().and_then(|e| e.to_str()).unwrap_or("")
+    ));
+    fs_err::write(&tmp, bytes).map_err(|e| Error::io("write", &tmp, e))?;
+    fs_err::rename(&tmp, path).map_err(|e| Error::io("rename into", path, e))
+}
+
+/// Serializes named tensors (f32) to safetensors bytes, with `metadata`.
+pub fn to_safetensors(tensors: &NamedTensors, metadata: HashMap<String, String>) -> Result<Vec<u8>> {
+    let host: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+        .iter()
+        .map(|(name, t)| {
+            let values = t
+                .value
+                .clone()
+                .into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .expect("a float tensor converts to f32");
+            let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            (name.clone(), t.shape.clone(), bytes)
+        })
+        .collect();
+    let views: Vec<(String, TensorView<'_>)> = host
+        .iter()
+        .map(|(name, shape, bytes)| {
+            let view = TensorView::new(Dtype::F32, shape.clone(), bytes)
+                .expect("shape and byte count agree by construction");
+            (name.clone(), view)
+        })
+        .collect();
+    safetensors::serialize(views, Some(metadata)).map_err(|e| Error::Config(e.to_string()))
+}
+
+/// Writes named tensors to a safetensors file atomically.
+pub fn save_safetensors(
+    path: &Path,
+    tensors: &NamedTensors,
+    metadata: HashMap<String, String>,
+) -> Result<()> {
+    write_atomic(path, &to_safetensors(tensors, metadata)?)
+}
+
+/// Reads an f32 safetensors file onto `device`.
+pub fn load_safetensors(path: &Path, device: &Device) -> Result<NamedTensors> {
+    let bytes = fs_err::read(path).map_err(|e| Error::io("read", path, e))?;
+    let bad = |reason: String| Error::BadFile {
+        path: path.to_path_buf(),
+        reason,
+        hint: "the file is damaged or not a zoo checkpoint; delete it and re-create it".into(),
+    };
+    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
+    let mut out = NamedTensors::new();
+    for (name, view) in st.tensors() {
+        if view.dtype() != Dtype::F32 {
+            return Err(bad(format!("tensor `{name}` is {:?}, expected F32", view.dtype())));
+        }
+        let values: Vec<f32> = view
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        let numel = values.len();
+        out.insert(
+            name,
+            NamedTensor {
+                shape: view.shape().to_vec(),
+                value: Tensor::from_data(TensorData::new(values, [numel]), device),
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// The metadata stored in a safetensors file's header.
+pub fn read_metadata(path: &Path) -> Result<HashMap<String, String>> {
+    let bytes = fs_err::read(path).map_err(|e| Error::io("read", path, e))?;
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| Error::BadFile {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+        hint: "the file is damaged or not a safetensors file".into(),
+    })?;
+    Ok(meta.metadata().clone().unwrap_or_default())
+}
+
+/// The folder of the checkpoint after `step` under `dir`.
+pub fn step_dir(dir: &Path, step: usize) -> PathBuf {
+    dir.join(format!("step-{step:06}"))
+}
+
+/// The newest complete checkpoint under `dir`: `(step, folder)`.
+pub fn latest(dir: &Path) -> Result<Option<(usize, PathBuf)>> {
+    if !dir.exists() {
+        return Ok(None);
+    }
+    let mut best = None;
+    for entry in fs_err::read_dir(dir).map_err(|e| Error::io("read", dir, e))? {
+        let entry = entry.map_err(|e| Error::io("read", dir, e))?;
+        let name = entry.file_name().to_string_lossy().to_string();
+        if let Some(step) = name.strip_prefix("step-").and_then(|s| s.parse::<usize>().ok())
+            && best.as_ref().is_none_or(|(b, _)| step > *b)
+        {
+            best = Some((step, entry.path()));
+        }
+    }
+    Ok(best)
+}
+
+/// Writes the folder `final_dir` atomically: `fill` writes into a temporary sibling that is
+/// then renamed into place (replacing an older folder of the same name).
+pub fn write_dir_atomic(final_dir: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let tmp = final_dir.with_extension("tmp");
+    if tmp.exists() {
+        fs_err::remove_dir_all(&tmp).map_err(|e| Error::io("remove", &tmp, e))?;
+    }
+    fs_err::create_dir_all(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
+    fill(&tmp)?;
+    if final_dir.exists() {
+        fs_err::remove_dir_all(final_dir).map_err(|e| Error::io("remove", final_dir, e))?;
+    }
+    fs_err::rename(&tmp, final_dir).map_err(|e| Error::io("rename into", final_dir, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn safetensors_round_trip_is_exact() {
+        let device = Device::flex();
+        let mut t = NamedTensors::new();
+        let values = vec![1.5f32, -0.0, f32::MIN_POSITIVE, 3.25e-7, 7.0, 8.0];
+        t.insert(
+            "a.weight".into(),
+            NamedTensor {
+                shape: vec![2, 3],
+                value: Tensor::from_data(TensorData::new(values.clone(), [6]), &device),
+            },
+        );
+        let dir = std::env::temp_dir().join(format!("zoo-ckpt-{}", std::process::id()));
+        fs_err::create_dir_all(&dir).unwrap();
+        let path = dir.join("m.safetensors");
+        let meta = HashMap::from([("k".to_string(), "v".to_string())]);
+        save_safetensors(&path, &t, meta).unwrap();
+        let back = load_safetensors(&path, &device).unwrap();
+        assert_eq!(back["a.weight"].shape, vec![2, 3]);
+        let got = back["a.weight"].value.clone().into_data().try_into_vec::<f32>().unwrap();
+        assert_eq!(got, values);
+        assert_eq!(read_metadata(&path).unwrap()["k"], "v");
+        fs_err::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn truncated_file_is_a_clear_error() {
+        let dir = std::env::temp_dir().join(format!("zoo-ckpt-bad-{}", std::process::id()));
+        fs_err::create_dir_all(&dir).unwrap();
+        let path = dir.join("bad.safetensors");
+        fs_err::write(&path, b"\x10\x00\x00").unwrap();
+        let err = load_safetensors(&path, &Device::flex()).unwrap_err().to_string();
+        assert!(err.contains("bad file") && err.contains("hint:"), "{err}");
+        fs_err::remove_dir_all(&dir).unwrap();
+    }
+}

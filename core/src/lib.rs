@@ -1,0 +1,43 @@
+//! zoo-core: the traits, batch types, registry and the shared trainer that every zoo objective
+//! plugs into.
+//!
+//! The trainer is algorithm-blind: an [`Objective`] declares what it needs (reference
+//! log-probs, aggregation mode, ...), computes credit on plain numbers and returns unreduced
+//! per-token loss terms; the trainer owns rollout, scoring, extra passes, aggregation over the
+//! whole mini-batch, clipping, the optimizer and checkpoints. That split is what makes a
+//! mini-batch give the same gradient however it is cut into micro-batches (see
+//! [`aggregation`]).
+//!
+//! Algorithm crates reach Burn only through the re-export [`burn`], so that this crate can later
+//! be built as the one shared library that dynamically loaded plugins link against.
+#![warn(missing_docs)]
+
+pub use burn;
+pub use inventory;
+pub use typetag;
+
+pub mod aggregation;
+pub mod batch;
+pub mod checkpoint;
+pub mod config;
+pub mod device;
+pub mod eval;
+pub mod error;
+pub mod metrics;
+pub mod objective;
+pub mod optim;
+pub mod params;
+pub mod policy;
+pub mod registry;
+pub mod rng;
+pub mod sft;
+pub mod task;
+pub mod trainer;
+
+pub use aggregation::Aggregation;
+pub use batch::{Rollout, RolloutBatch, TokenMatrix};
+pub use error::{Error, Result};
+pub use objective::{Credit, CreditInput, LossInput, LossTerms, Needs, Objective, ObjectiveConfig};
+pub use policy::{Policy, SamplingConfig};
+pub use registry::AlgorithmEntry;
+pub use task::{Hint, Problem, Task, Verdict, Verifier};

@@ -1,0 +1,140 @@
+//! Parameters of any Burn module by path, so that the optimizer and checkpoints work on names
+//! (`layers.0.self_attn.q_proj.weight`) and need no model type.
+
+use std::collections::BTreeMap;
+
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::prelude::*;
+use burn::tensor::Gradients;
+
+use crate::policy::{NamedTensor, NamedTensors};
+use crate::{Error, Result};
+
+#[derive(Default)]
+struct Path(Vec<String>);
+
+impl Path {
+    fn enter(&mut self, name: &str) {
+        self.0.push(name.to_string());
+    }
+    fn exit(&mut self) {
+        self.0.pop();
+    }
+    fn joined(&self) -> String {
+        self.0.join(".")
+    }
+}
+
+struct Collect<'a> {
+    path: Path,
+    grads: Option<&'a Gradients>,
+    out: NamedTensors,
+}
+
+impl ModuleVisitor for Collect<'_> {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.enter(name);
+    }
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.exit();
+    }
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let tensor = param.val();
+        let shape = tensor.dims().to_vec();
+        let value = match self.grads {
+            None => tensor.detach(),
+            Some(grads) => match tensor.grad(grads) {
+                Some(grad) => grad,
+                // A parameter the loss does not reach has a zero gradient.
+                None => Tensor::zeros(tensor.dims(), &tensor.device().inner()),
+            },
+        };
+        let numel = shape.iter().product::<usize>();
+        self.out.insert(
+            self.path.joined(),
+            NamedTensor {
+                shape,
+                value: value.reshape([numel]),
+            },
+        );
+    }
+}
+
+/// The parameter values of `module` by path, detached from any graph.
+pub fn parameters<M: Module>(module: &M) -> NamedTensors {
+    let mut visitor = Collect {
+        path: Path::default(),
+        grads: None,
+        out: BTreeMap::new(),
+    };
+    module.visit(&mut visitor);
+    visitor.out
+}
+
+/// The gradients of `module`'s parameters by path (zeros where the loss did not reach).
+pub fn gradients<M: Module>(module: &M, grads: &Gradients) -> NamedTensors {
+    let mut visitor = Collect {
+        path: Path::default(),
+        grads: Some(grads),
+        out: BTreeMap::new(),
+    };
+    module.visit(&mut visitor);
+    visitor.out
+}
+
+struct Replace<'a> {
+    path: Path,
+    values: &'a NamedTensors,
+    device: Device,
+    error: Option<Error>,
+}
+
+impl ModuleMapper for Replace<'_> {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.enter(name);
+    }
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.exit();
+    }
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let name = self.path.joined();
+        let Some(new) = self.values.get(&name) else {
+            self.error.get_or_insert(Error::Shape {
+                what: "parameters",
+                expected: format!("a value for `{name}`"),
+                got: "none".into(),
+            });
+            return param;
+        };
+        let (id, tensor, mapper) = param.consume();
+        let dims = tensor.dims();
+        if new.shape != dims.to_vec() {
+            self.error.get_or_insert(Error::Shape {
+                what: "parameters",
+                expected: format!("`{name}` of shape {dims:?}"),
+                got: format!("{:?}", new.shape),
+            });
+            return Param::from_mapped_value(id, tensor, mapper);
+        }
+        let require_grad = tensor.is_require_grad();
+        let value: Tensor<D> = new.value.clone().detach().to_device(&self.device).reshape(dims);
+        let value = value.set_require_grad(require_grad);
+        Param::from_mapped_value(id, value, mapper)
+    }
+}
+
+/// `module` with every parameter replaced by the value of the same path in `values`, keeping
+/// parameter ids (so optimizer bookkeeping stays valid) and gradient requirements.
+pub fn replace_parameters<M: Module>(module: M, values: &NamedTensors, device: &Device) -> Result<M> {
+    let mut mapper = Replace {
+        path: Path::default(),
+        values,
+        device: device.clone(),
+        error: None,
+    };
+    let module = module.map(&mut mapper);
+    match mapper.error {
+        Some(e) => Err(e),
+        None => Ok(module),
+    }
+}

@@ -1,0 +1,112 @@
+//! The `Policy` trait: a model that samples responses and scores them token by token.
+
+use std::collections::BTreeMap;
+
+use burn::prelude::*;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::Result;
+
+/// How responses are sampled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SamplingConfig {
+    /// Softmax temperature; `0` means greedy (argmax).
+    pub temperature: f32,
+    /// The most new tokens per response, end-of-sequence included.
+    pub max_new_tokens: usize,
+}
+
+/// One sampled response.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// Token ids, ending with end-of-sequence when `finished`.
+    pub tokens: Vec<u32>,
+    /// `log π(token | prefix)` at the sampling temperature, one per token (for greedy decoding,
+    /// at temperature 1).
+    pub logprobs: Vec<f32>,
+    /// Whether end-of-sequence was sampled before the length cap.
+    pub finished: bool,
+}
+
+/// Maps characters to token ids and back.
+pub trait Tokenizer: Send + Sync {
+    /// Token ids of `text` (no special tokens added).
+    fn encode(&self, text: &str) -> Result<Vec<u32>>;
+    /// The text of `tokens`, special tokens dropped.
+    fn decode(&self, tokens: &[u32]) -> String;
+    /// Beginning-of-sequence id.
+    fn bos(&self) -> u32;
+    /// End-of-sequence id.
+    fn eos(&self) -> u32;
+    /// Padding id.
+    fn pad(&self) -> u32;
+    /// Number of token ids.
+    fn vocab_size(&self) -> usize;
+    /// `[bos] + encode(prompt)`: the context a prompt is sampled from.
+    fn encode_prompt(&self, prompt: &str) -> Result<Vec<u32>> {
+        let mut tokens = vec![self.bos()];
+        tokens.extend(self.encode(prompt)?);
+        Ok(tokens)
+    }
+}
+
+/// A parameter: its shape and its values flattened to one dimension.
+#[derive(Debug, Clone)]
+pub struct NamedTensor {
+    /// The parameter's shape.
+    pub shape: Vec<usize>,
+    /// The values (or gradients), flattened row-major.
+    pub value: Tensor<1>,
+}
+
+/// Parameters (or their gradients) by checkpoint name, e.g. `layers.0.self_attn.q_proj.weight`.
+pub type NamedTensors = BTreeMap<String, NamedTensor>;
+
+/// A trainable language policy: samples, scores by teacher forcing, and exposes its parameters
+/// by name so that the trainer's optimizer and checkpoints need no model type.
+///
+/// Object-safe: Burn 0.22 tensors carry their backend in their device.
+pub trait Policy: Send {
+    /// The tokenizer of this policy.
+    fn tokenizer(&self) -> &dyn Tokenizer;
+
+    /// The device the parameters live on (with autodiff enabled).
+    fn device(&self) -> Device;
+
+    /// Teacher-forced log-probs of each response token after its context.
+    ///
+    /// Shapes: `contexts` and `responses` have `n` rows each; the result is `[n, t]` with `t` the
+    /// longest response, 0 at padded positions. Logits are divided by `temperature` before the
+    /// log-softmax (every reference implementation scores at the sampling temperature). With
+    /// `grad` the result is part of an autodiff graph; without it no graph is recorded.
+    fn token_logprobs(
+        &self,
+        contexts: &[Vec<u32>],
+        responses: &[Vec<u32>],
+        temperature: f32,
+        grad: bool,
+    ) -> Tensor<2>;
+
+    /// Samples one response per row of `prompts` (repeat a prompt to get a group), recording
+    /// each token's behaviour log-prob. Reproducible for a given `rng` state.
+    fn sample(
+        &self,
+        prompts: &[Vec<u32>],
+        sampling: &SamplingConfig,
+        rng: &mut ChaCha8Rng,
+    ) -> Vec<Sample>;
+
+    /// Back-propagates `loss` (a one-element tensor) and returns each parameter's gradient.
+    fn backward(&self, loss: Tensor<1>) -> NamedTensors;
+
+    /// The current parameter values (no autodiff graph).
+    fn parameters(&self) -> NamedTensors;
+
+    /// Replaces parameter values by name; every parameter must be given, with its shape.
+    fn set_parameters(&mut self, values: &NamedTensors) -> Result<()>;
+
+    /// A frozen copy (for a reference or teacher policy).
+    fn snapshot(&self) -> Box<dyn Policy>;
+}

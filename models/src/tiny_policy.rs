@@ -1,0 +1,507 @@
+//! [`TinyPolicy`]: the tiny decoder and the character tokenizer as a [`Policy`].
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use zoo_core::burn::module::Module;
+use zoo_core::burn::prelude::*;
+use zoo_core::burn::tensor::activation::log_softmax;
+use zoo_core::burn::tensor::TensorData;
+use zoo_core::checkpoint;
+use zoo_core::params;
+use zoo_core::policy::{NamedTensors, Sample, Tokenizer};
+use zoo_core::{Error, Policy, Result, SamplingConfig};
+
+use crate::tiny_decoder::{KvCache, TinyDecoder, TinyDecoderConfig};
+use crate::tokenizer::CharTokenizer;
+
+/// The metadata key under which a checkpoint stores the architecture.
+const CONFIG_KEY: &str = "zoo.tiny_decoder.config";
+
+/// The tiny decoder as a policy.
+#[derive(Debug)]
+pub struct TinyPolicy {
+    model: TinyDecoder,
+    device: Device,
+}
+
+/// Token ids, positions and validity of a left-padded batch, built on the host.
+struct Layout {
+    rows: usize,
+    cols: usize,
+    tokens: Vec<i64>,
+    positions: Vec<i64>,
+    valid: Vec<bool>,
+}
+
+impl Layout {
+    /// Each row is `[pad…][context][response][pad…]`: contexts right-aligned at column
+    /// `context_cols`, responses left-aligned after it.
+    fn new(contexts: &[Vec<u32>], responses: &[Vec<u32>]) -> Self {
+        let rows = contexts.len();
+        let context_cols = contexts.iter().map(Vec::len).max().unwrap_or(0);
+        let response_cols = responses.iter().map(Vec::len).max().unwrap_or(0);
+        let cols = context_cols + response_cols;
+        let mut tokens = vec![CharTokenizer::PAD as i64; rows * cols];
+        let mut valid = vec![false; rows * cols];
+        for (i, (context, response)) in contexts.iter().zip(responses).enumerate() {
+            let start = context_cols - context.len();
+            for (j, &t) in context.iter().enumerate() {
+                tokens[i * cols + start + j] = t as i64;
+                valid[i * cols + start + j] = true;
+            }
+            for (j, &t) in response.iter().enumerate() {
+                tokens[i * cols + context_cols + j] = t as i64;
+                valid[i * cols + context_cols + j] = true;
+            }
+        }
+        let mut positions = vec![0i64; rows * cols];
+        for i in 0..rows {
+            let mut next = 0;
+            for j in 0..cols {
+                positions[i * cols + j] = next;
+                if valid[i * cols + j] {
+                    next += 1;
+                }
+            }
+        }
+        Self {
+            rows,
+            cols,
+            tokens,
+            positions,
+            valid,
+        }
+    }
+
+    fn tokens(&self, device: &Device) -> Tensor<2, Int> {
+        Tensor::from_data(
+            TensorData::new(self.tokens.clone(), [self.rows, self.cols]),
+            device,
+        )
+    }
+
+    fn positions(&self, device: &Device) -> Tensor<2, Int> {
+        Tensor::from_data(
+            TensorData::new(self.positions.clone(), [self.rows, self.cols]),
+            device,
+        )
+    }
+
+    /// `[rows, 1, cols, cols]`: a query may attend to earlier-or-same valid columns only.
+    fn causal_blocked(&self, device: &Device) -> Tensor<4, Bool> {
+        let (n, s) = (self.rows, self.cols);
+        let mut blocked = vec![false; n * s * s];
+        for i in 0..n {
+            for q in 0..s {
+                for k in 0..s {
+                    blocked[(i * s + q) * s + k] = k > q || !self.valid[i * s + k];
+                }
+            }
+        }
+        Tensor::from_data(TensorData::new(blocked, [n, 1, s, s]), device)
+    }
+}
+
+impl TinyPolicy {
+    /// A freshly initialized policy, weights drawn from `rng`.
+    pub fn new(config: &TinyDecoderConfig, rng: &mut ChaCha8Rng, device: &Device) -> Result<Self> {
+        config.validate().map_err(Error::Config)?;
+        if config.vocab_size != CharTokenizer::VOCAB {
+            return Err(Error::Config(format!(
+                "`vocab_size` is {} but the character tokenizer has {} symbols",
+                config.vocab_size,
+                CharTokenizer::VOCAB
+            )));
+        }
+        // Parameters live on an autodiff device: the policy is trained.
+        let device = device.clone().autodiff();
+        Ok(Self {
+            model: config.init(rng, &device),
+            device,
+        })
+    }
+
+    /// The decoder.
+    pub fn model(&self) -> &TinyDecoder {
+        &self.model
+    }
+
+    /// Number of parameters.
+    pub fn num_params(&self) -> usize {
+        self.model.num_params()
+    }
+
+    /// Writes the weights (and the architecture, in the header) to `path` atomically, with
+    /// extra `metadata`.
+    pub fn save(&self, path: &Path, mut metadata: HashMap<String, String>) -> Result<()> {
+        metadata.insert(
+            CONFIG_KEY.into(),
+            serde_json::to_string(self.model.config()).expect("config serializes"),
+        );
+        checkpoint::save_safetensors(path, &self.parameters(), metadata)
+    }
+
+    /// Reads a policy written by [`TinyPolicy::save`].
+    pub fn load(path: &Path, device: &Device) -> Result<Self> {
+        let meta = checkpoint::read_metadata(path)?;
+        let config: TinyDecoderConfig = meta
+            .get(CONFIG_KEY)
+            .and_then(|c| serde_json::from_str(c).ok())
+            .ok_or_else(|| Error::BadFile {
+                path: path.to_path_buf(),
+                reason: format!("no `{CONFIG_KEY}` in the header"),
+                hint: "this is not a tiny-decoder checkpoint written by zoo".into(),
+            })?;
+        // Weights are replaced right away; the init draw only fixes shapes.
+        let mut rng = zoo_core::rng::stream(0, 0, "shape-only");
+        let mut policy = Self::new(&config, &mut rng, device)?;
+        let weights = checkpoint::load_safetensors(path, device)?;
+        policy.set_parameters(&weights)?;
+        Ok(policy)
+    }
+
+    /// A model usable for inference: without an autodiff graph.
+    fn inference_model(&self) -> TinyDecoder {
+        self.model.valid()
+    }
+}
+
+impl Policy for TinyPolicy {
+    fn tokenizer(&self) -> &dyn Tokenizer {
+        &CharTokenizer
+    }
+
+    fn device(&self) -> Device {
+        self.device.clone()
+    }
+
+    fn token_logprobs(
+        &self,
+        contexts: &[Vec<u32>],
+        responses: &[Vec<u32>],
+        temperature: f32,
+        grad: bool,
+    ) -> Tensor<2> {
+        assert_eq!(contexts.len(), responses.len(), "one context per response");
+        let layout = Layout::new(contexts, responses);
+        let context_cols = contexts.iter().map(Vec::len).max().unwrap_or(0);
+        let response_cols = layout.cols - context_cols;
+        let n = layout.rows;
+        let (model, device) = if grad {
+            (self.model.clone(), self.device.clone())
+        } else {
+            (self.inference_model(), self.device.clone().inner())
+        };
+        if response_cols == 0 {
+            return Tensor::zeros([n, 0], &device);
+        }
+        let logits = model.forward(
+            layout.tokens(&device),
+            layout.positions(&device),
+            layout.causal_blocked(&device),
+            None,
+        );
+        let vocab = logits.dims()[2];
+        // Column c predicts the token at column c + 1: the response starts at `context_cols`.
+        let logits = logits.slice([0..n, context_cols - 1..layout.cols - 1, 0..vocab]);
+        let logprobs = log_softmax(logits.div_scalar(temperature), 2); // [n, r, v]
+        let mut targets = vec![0i64; n * response_cols];
+        let mut mask = vec![0f32; n * response_cols];
+        for (i, response) in responses.iter().enumerate() {
+            for (j, &t) in response.iter().enumerate() {
+                targets[i * response_cols + j] = t as i64;
+                mask[i * response_cols + j] = 1.0;
+            }
+        }
+        let targets = Tensor::<3, Int>::from_data(
+            TensorData::new(targets, [n, response_cols, 1]),
+            &device,
+        );
+        let mask = Tensor::<2>::from_data(TensorData::new(mask, [n, response_cols]), &device);
+        // Multiplying by the mask gives padded positions a value and a gradient of exactly 0.
+        logprobs
+            .gather(2, targets)
+            .reshape([n, response_cols])
+            .mul(mask)
+    }
+
+    fn sample(
+        &self,
+        prompts: &[Vec<u32>],
+        sampling: &SamplingConfig,
+        rng: &mut ChaCha8Rng,
+    ) -> Vec<Sample> {
+        let n = prompts.len();
+        let mut out: Vec<Sample> = (0..n)
+            .map(|_| Sample {
+                tokens: Vec::new(),
+                logprobs: Vec::new(),
+                finished: false,
+            })
+            .collect();
+        if n == 0 || sampling.max_new_tokens == 0 {
+            return out;
+        }
+        let model = self.inference_model();
+        let device = self.device.clone().inner();
+        let empty: Vec<Vec<u32>> = vec![Vec::new(); n];
+        let layout = Layout::new(prompts, &empty);
+        let mut valid = layout.valid.clone(); // [n, cols so far], row-major by row
+        let mut cols = layout.cols;
+        let mut next_position: Vec<i64> = (0..n)
+            .map(|i| valid[i * cols..(i + 1) * cols].iter().filter(|&&v| v).count() as i64)
+            .collect();
+        let mut cache = KvCache::default();
+        let logits = model.forward(
+            layout.tokens(&device),
+            layout.positions(&device),
+            layout.causal_blocked(&device),
+            Some(&mut cache),
+        );
+        let vocab = logits.dims()[2];
+        let mut last = logits
+            .slice([0..n, cols - 1..cols, 0..vocab])
+            .reshape([n, vocab]);
+        let temperature = if sampling.temperature > 0.0 {
+            sampling.temperature
+        } else {
+            1.0
+        };
+        for _ in 0..sampling.max_new_tokens {
+            let host: Vec<f32> = last
+                .into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .expect("logits convert to f32");
+            let mut next = vec![CharTokenizer::PAD as i64; n];
+            let mut active = vec![false; n];
+            for i in 0..n {
+                if out[i].finished {
+                    continue;
+                }
+                let row = &host[i * vocab..(i + 1) * vocab];
+                let logprobs = log_softmax_host(row, temperature);
+                let token = if sampling.temperature > 0.0 {
+                    sample_index(&logprobs, rng)
+                } else {
+                    argmax(&logprobs)
+                };
+                out[i].tokens.push(token as u32);
+                out[i].logprobs.push(logprobs[token] as f32);
+                if token as u32 == CharTokenizer::EOS {
+                    out[i].finished = true;
+                } else {
+                    next[i] = token as i64;
+                    active[i] = true;
+                }
+            }
+            if !active.iter().any(|&a| a) || out.iter().all(|s| s.tokens.len() >= sampling.max_new_tokens) {
+                break;
+            }
+            // Append one column: a real token for active rows, padding (never attended) else.
+            let mut grown = Vec::with_capacity(n * (cols + 1));
+            for i in 0..n {
+                grown.extend_from_slice(&valid[i * cols..(i + 1) * cols]);
+                grown.push(active[i]);
+            }
+            valid = grown;
+            cols += 1;
+            let positions: Vec<i64> = next_position.clone();
+            for i in 0..n {
+                if active[i] {
+                    next_position[i] += 1;
+                }
+            }
+            let blocked: Vec<bool> = valid.iter().map(|&v| !v).collect();
+            let logits = model.forward(
+                Tensor::from_data(TensorData::new(next, [n, 1]), &device),
+                Tensor::from_data(TensorData::new(positions, [n, 1]), &device),
+                Tensor::from_data(TensorData::new(blocked, [n, 1, 1, cols]), &device),
+                Some(&mut cache),
+            );
+            last = logits.reshape([n, vocab]);
+        }
+        out
+    }
+
+    fn backward(&self, loss: Tensor<1>) -> NamedTensors {
+        let grads = loss.backward();
+        params::gradients(&self.model, &grads)
+    }
+
+    fn parameters(&self) -> NamedTensors {
+        params::parameters(&self.model)
+    }
+
+    fn set_parameters(&mut self, values: &NamedTensors) -> Result<()> {
+        self.model = params::replace_parameters(self.model.clone(), values, &self.device)?;
+        Ok(())
+    }
+
+    fn snapshot(&self) -> Box<dyn Policy> {
+        Box::new(TinyPolicy {
+            model: self.model.clone().no_grad(),
+            device: self.device.clone(),
+        })
+    }
+}
+
+/// `log softmax(row / temperature)` in f64.
+fn log_softmax_host(row: &[f32], temperature: f32) -> Vec<f64> {
+    let scaled: Vec<f64> = row.iter().map(|&x| x as f64 / temperature as f64).collect();
+    let max = scaled.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let log_sum = scaled.iter().map(|x| (x - max).exp()).sum::<f64>().ln() + max;
+    scaled.iter().map(|x| x - log_sum).collect()
+}
+
+fn sample_index(logprobs: &[f64], rng: &mut ChaCha8Rng) -> usize {
+    let u: f64 = rng.random();
+    let mut cumulative = 0.0;
+    for (i, lp) in logprobs.iter().enumerate() {
+        cumulative += lp.exp();
+        if u < cumulative {
+            return i;
+        }
+    }
+    logprobs.len() - 1
+}
+
+fn argmax(values: &[f64]) -> usize {
+    let mut best = 0;
+    for (i, v) in values.iter().enumerate() {
+        if *v > values[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zoo_core::rng;
+
+    fn policy() -> TinyPolicy {
+        let config = TinyDecoderConfig {
+            hidden_size: 32,
+            num_hidden_layers: 2,
+            num_attention_heads: 2,
+            intermediate_size: 64,
+            ..TinyDecoderConfig::default()
+        };
+        TinyPolicy::new(&config, &mut rng::stream(7, 0, "init"), &Device::flex().autodiff())
+            .unwrap()
+    }
+
+    #[test]
+    fn sampling_logprobs_equal_teacher_forced_logprobs() {
+        let policy = policy();
+        let prompts: Vec<Vec<u32>> = ["12+345=", "9+9=", "1234+5678="]
+            .iter()
+            .map(|p| CharTokenizer.encode_prompt(p).unwrap())
+            .collect();
+        for temperature in [1.0f32, 0.7] {
+            let sampling = SamplingConfig {
+                temperature,
+                max_new_tokens: 12,
+            };
+            let samples = policy.sample(&prompts, &sampling, &mut rng::stream(1, 0, "s"));
+            let responses: Vec<Vec<u32>> = samples.iter().map(|s| s.tokens.clone()).collect();
+            let forced = policy.token_logprobs(&prompts, &responses, temperature, false);
+            let forced = zoo_core::TokenMatrix::from_tensor(forced);
+            for (i, s) in samples.iter().enumerate() {
+                assert!(!s.tokens.is_empty());
+                for (t, &lp) in s.logprobs.iter().enumerate() {
+                    approx::assert_abs_diff_eq!(forced.get(i, t), lp, epsilon = 1e-4);
+                }
+                for t in s.tokens.len()..forced.cols {
+                    assert_eq!(forced.get(i, t), 0.0, "padding is exactly 0");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn sampling_is_reproducible_for_a_seed() {
+        let policy = policy();
+        let prompts = vec![CharTokenizer.encode_prompt("12+34=").unwrap(); 4];
+        let sampling = SamplingConfig {
+            temperature: 1.0,
+            max_new_tokens: 10,
+        };
+        let a = policy.sample(&prompts, &sampling, &mut rng::stream(3, 1, "s"));
+        let b = policy.sample(&prompts, &sampling, &mut rng::stream(3, 1, "s"));
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn padded_response_tokens_get_zero_gradient() {
+        let policy = policy();
+        let contexts = vec![CharTokenizer.encode_prompt("1+2=").unwrap(); 2];
+        let responses = vec![vec![5, 6, 2], vec![7]];
+        let logprobs = policy.token_logprobs(&contexts, &responses, 1.0, true);
+        // Only the padded position (row 1, col 1..) would carry this weight: gradient must be 0.
+        let weights = Tensor::<2>::from_data(
+            TensorData::new(vec![0.0f32, 0.0, 0.0, 0.0, 5.0, 7.0], [2, 3]),
+            &policy.device(),
+        );
+        let grads = policy.backward(logprobs.mul(weights).sum());
+        for (name, g) in grads {
+            let max = g.value.abs().max().into_scalar::<f32>();
+            assert_eq!(max, 0.0, "{name}");
+        }
+    }
+
+    #[test]
+    fn left_padding_does_not_change_logprobs() {
+        let policy = policy();
+        let short = CharTokenizer.encode_prompt("1+2=").unwrap();
+        let long = CharTokenizer.encode_prompt("1234+5678=").unwrap();
+        let response = vec![5u32, 6, 2];
+        let alone = policy.token_logprobs(&[short.clone()], &[response.clone()], 1.0, false);
+        let batched = policy.token_logprobs(&[long, short], &[vec![4], response], 1.0, false);
+        let alone = zoo_core::TokenMatrix::from_tensor(alone);
+        let batched = zoo_core::TokenMatrix::from_tensor(batched);
+        for t in 0..3 {
+            approx::assert_abs_diff_eq!(alone.get(0, t), batched.get(1, t), epsilon = 1e-5);
+        }
+    }
+
+    #[test]
+    fn save_and_load_round_trip_exactly() {
+        let policy = policy();
+        let dir = std::env::temp_dir().join(format!("zoo-tiny-{}", std::process::id()));
+        fs_err_create(&dir);
+        let path = dir.join("m.safetensors");
+        policy.save(&path, HashMap::new()).unwrap();
+        let loaded = TinyPolicy::load(&path, &policy.device()).unwrap();
+        let a = policy.parameters();
+        let b = loaded.parameters();
+        assert_eq!(a.len(), b.len());
+        for (name, t) in &a {
+            let x = t.value.clone().into_data().try_into_vec::<f32>().unwrap();
+            let y = b[name].value.clone().into_data().try_into_vec::<f32>().unwrap();
+            assert_eq!(x, y, "{name}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn fs_err_create(dir: &Path) {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn default_model_has_about_646k_parameters() {
+        let policy = TinyPolicy::new(
+            &TinyDecoderConfig::default(),
+            &mut rng::stream(0, 0, "init"),
+            &Device::flex(),
+        )
+        .unwrap();
+        assert_eq!(policy.num_params(), 645_760);
+        assert!(policy.parameters().contains_key("layers.2.self_attn.q_proj.weight"));
+    }
+}

@@ -1,0 +1,397 @@
+//! Addition with a written carry chain, and its one-digit modular variant.
+//!
+//! `347+589=` is answered `7+9=16c1;4+8+1=13c1;3+5+1=9;=>936`: one step per digit from the
+//! least significant, `+1` when a carry comes in, `c1` when one goes out, a missing digit read
+//! as 0, and the answer after `=>`. `mod10` asks only for the last digit of the sum of two
+//! numbers below 100: `47+38=` is answered `7+8=15c1;=>5`.
+//!
+//! The hint slot sits right after `=`: `[h:936]` (an answer hint, gold or wrong) or
+//! `[s:<full reference chain>]` (a reference solution).
+
+use std::collections::HashSet;
+
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use zoo_core::registry::TaskEntry;
+use zoo_core::task::SftExample;
+use zoo_core::{Hint, Problem, Task, Verdict, Verifier};
+
+/// Which arithmetic task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `a+b` with 2-4 digit operands, answered in full.
+    Addition,
+    /// The last digit of `a+b` for `a, b < 100`.
+    LastDigit,
+}
+
+/// Size of the fixed held-out split.
+pub const HELDOUT_SIZE: usize = 400;
+
+/// An arithmetic task with its held-out split.
+pub struct Arithmetic {
+    kind: Kind,
+    heldout: Vec<Problem>,
+    heldout_pairs: HashSet<(u64, u64)>,
+    verifier: ArithmeticVerifier,
+}
+
+/// Checks the text after the last `=>` against the gold answer, exactly.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ArithmeticVerifier;
+
+impl Verifier for ArithmeticVerifier {
+    fn name(&self) -> &str {
+        "arithmetic"
+    }
+
+    fn verify(&self, response: &str, problem: &Problem) -> Verdict {
+        let Some(index) = response.rfind("=>") else {
+            return Verdict {
+                score: 0.0,
+                correct: false,
+                extracted: None,
+                parsed: false,
+                reason: "no `=>` in the response".into(),
+            };
+        };
+        let extracted = &response[index + 2..];
+        let parsed = !extracted.is_empty() && extracted.bytes().all(|b| b.is_ascii_digit());
+        let correct = parsed && extracted == problem.answer;
+        Verdict {
+            score: if correct { 1.0 } else { 0.0 },
+            correct,
+            extracted: Some(extracted.to_string()),
+            parsed,
+            reason: match (parsed, correct) {
+                (false, _) => format!("`{extracted}` after `=>` is not a number"),
+                (true, true) => "answer matches".into(),
+                (true, false) => format!("`{extracted}` is not `{}`", problem.answer),
+            },
+        }
+    }
+}
+
+/// How a written chain goes wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Corruption {
+    /// The carry out of this digit position is dropped.
+    DropCarry(usize),
+    /// The digit sum at this position is written one too high (`true`) or too low.
+    OffByOne(usize, bool),
+}
+
+/// Writes the chain for `a + b` (at most `positions` digit steps), with an optional error
+/// that the rest of the chain follows consistently. Returns `(chain without answer, answer)`.
+fn write_chain(a: u64, b: u64, positions: Option<usize>, corruption: Option<Corruption>) -> (String, String) {
+    let digits = |mut x: u64| {
+        let mut d = Vec::new();
+        while x > 0 {
+            d.push(x % 10);
+            x /= 10;
+        }
+        d
+    };
+    let (da, db) = (digits(a), digits(b));
+    let n = positions.unwrap_or(da.len().max(db.len()).max(1));
+    let mut steps = Vec::with_capacity(n);
+    let mut answer_digits = Vec::with_capacity(n + 1);
+    let mut carry = 0;
+    for i in 0..n {
+        let (x, y) = (da.get(i).copied().unwrap_or(0), db.get(i).copied().unwrap_or(0));
+        let mut sum = x + y + carry;
+        if let Some(Corruption::OffByOne(p, up)) = corruption
+            && p == i
+        {
+            sum = if up || sum == 0 { sum + 1 } else { sum - 1 };
+        }
+        let mut carry_out = sum / 10;
+        if corruption == Some(Corruption::DropCarry(i)) {
+            carry_out = 0;
+        }
+        let mut step = format!("{x}+{y}");
+        if carry == 1 {
+            step.push_str("+1");
+        }
+        step.push_str(&format!("={sum}"));
+        if carry_out == 1 {
+            step.push_str("c1");
+        }
+        steps.push(step);
+        answer_digits.push(sum % 10);
+        carry = carry_out;
+    }
+    if carry == 1 && positions.is_none() {
+        answer_digits.push(1);
+    }
+    let mut answer: String = answer_digits.iter().rev().map(|d| d.to_string()).collect();
+    if positions.is_none() {
+        let trimmed = answer.trim_start_matches('0');
+        answer = if trimmed.is_empty() { "0".into() } else { trimmed.into() };
+    }
+    (steps.join(";"), answer)
+}
+
+impl Arithmetic {
+    /// The task of `kind`, with its held-out split drawn from a fixed seed.
+    pub fn new(kind: Kind) -> Self {
+        let mut rng = zoo_core::rng::stream(0x5eed_0f_4e1d, 0, "heldout");
+        let mut heldout = Vec::with_capacity(HELDOUT_SIZE);
+        let mut heldout_pairs = HashSet::new();
+        let mut task = Self {
+            kind,
+            heldout: Vec::new(),
+            heldout_pairs: HashSet::new(),
+            verifier: ArithmeticVerifier,
+        };
+        while heldout.len() < HELDOUT_SIZE {
+            let (a, b) = task.draw_pair(&mut rng);
+            if heldout_pairs.insert((a, b)) {
+                heldout.push(task.problem(a, b));
+            }
+        }
+        task.heldout = heldout;
+        task.heldout_pairs = heldout_pairs;
+        task
+    }
+
+    fn positions(&self) -> Option<usize> {
+        match self.kind {
+            Kind::Addition => None,
+            Kind::LastDigit => Some(1),
+        }
+    }
+
+    fn draw_pair(&self, rng: &mut ChaCha8Rng) -> (u64, u64) {
+        match self.kind {
+            Kind::Addition => {
+                let mut operand = || {
+                    let digits = rng.random_range(2..=4u32);
+                    rng.random_range(10u64.pow(digits - 1)..10u64.pow(digits))
+                };
+                (operand(), operand())
+            }
+            Kind::LastDigit => (rng.random_range(0..100), rng.random_range(0..100)),
+        }
+    }
+
+    /// The problem `a+b=`.
+    pub fn problem(&self, a: u64, b: u64) -> Problem {
+        let (chain, answer) = write_chain(a, b, self.positions(), None);
+        Problem {
+            prompt: format!("{a}+{b}="),
+            answer: answer.clone(),
+            solution: format!("{chain};=>{answer}"),
+        }
+    }
+
+    fn operands(problem: &Problem) -> (u64, u64) {
+        let body = problem.prompt.trim_end_matches('=');
+        let (a, b) = body.split_once('+').expect("prompts are built as `a+b=`");
+        (a.parse().expect("operand"), b.parse().expect("operand"))
+    }
+
+    /// A wrong chain for `problem` (one dropped carry or one digit sum off by one, the rest
+    /// consistent) and its wrong answer.
+    fn corrupted(&self, problem: &Problem, rng: &mut ChaCha8Rng) -> (String, String) {
+        let (a, b) = Self::operands(problem);
+        let positions = self.positions().unwrap_or_else(|| a.max(b).to_string().len());
+        let carries: Vec<usize> = (0..positions)
+            .filter(|&i| {
+                let (chain, _) = write_chain(a, b, self.positions(), None);
+                chain.split(';').nth(i).is_some_and(|s| s.ends_with("c1"))
+            })
+            .collect();
+        let corruption = if !carries.is_empty() && self.kind == Kind::Addition && rng.random_bool(0.5) {
+            Corruption::DropCarry(carries[rng.random_range(0..carries.len())])
+        } else {
+            Corruption::OffByOne(rng.random_range(0..positions), rng.random_bool(0.5))
+        };
+        let (chain, answer) = write_chain(a, b, self.positions(), Some(corruption));
+        (format!("{chain};=>{answer}"), answer)
+    }
+}
+
+impl Task for Arithmetic {
+    fn name(&self) -> &str {
+        match self.kind {
+            Kind::Addition => "addition",
+            Kind::LastDigit => "mod10",
+        }
+    }
+
+    fn sample_problems(&self, rng: &mut ChaCha8Rng, n: usize) -> Vec<Problem> {
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            let (a, b) = self.draw_pair(rng);
+            if !self.heldout_pairs.contains(&(a, b)) {
+                out.push(self.problem(a, b));
+            }
+        }
+        out
+    }
+
+    fn heldout(&self) -> &[Problem] {
+        &self.heldout
+    }
+
+    fn verifier(&self) -> &dyn Verifier {
+        &self.verifier
+    }
+
+    fn hinted_prompt(&self, problem: &Problem, hint: &Hint) -> String {
+        match hint {
+            Hint::Answer(answer) => format!("{}[h:{answer}]", problem.prompt),
+            Hint::Solution(solution) => format!("{}[s:{solution}]", problem.prompt),
+        }
+    }
+
+    /// The warm-start mix of the design notes: 50% plain prompts whose target is corrupted
+    /// with probability 0.5; 20% `[h:gold]` → the correct chain; 15% `[h:wrong]` → a corrupted
+    /// chain with that answer; 15% `[s:ref]` → a copy of the reference, or half the time the
+    /// bare shortcut `=>answer`.
+    fn sft_example(&self, rng: &mut ChaCha8Rng) -> SftExample {
+        let problem = self.sample_problems(rng, 1).remove(0);
+        let u: f64 = rng.random();
+        if u < 0.5 {
+            let target = if rng.random_bool(0.5) {
+                self.corrupted(&problem, rng).0
+            } else {
+                problem.solution.clone()
+            };
+            SftExample {
+                context: problem.prompt.clone(),
+                target,
+            }
+        } else if u < 0.7 {
+            SftExample {
+                context: self.hinted_prompt(&problem, &Hint::Answer(problem.answer.clone())),
+                target: problem.solution.clone(),
+            }
+        } else if u < 0.85 {
+            let (chain, wrong) = self.corrupted(&problem, rng);
+            SftExample {
+                context: self.hinted_prompt(&problem, &Hint::Answer(wrong)),
+                target: chain,
+            }
+        } else {
+            let context = self.hinted_prompt(&problem, &Hint::Solution(problem.solution.clone()));
+            let target = if rng.random_bool(0.5) {
+                problem.solution.clone()
+            } else {
+                format!("=>{}", problem.answer)
+            };
+            SftExample { context, target }
+        }
+    }
+
+    fn max_new_tokens(&self) -> usize {
+        match self.kind {
+            Kind::Addition => 60,
+            Kind::LastDigit => 16,
+        }
+    }
+}
+
+zoo_core::inventory::submit! {
+    TaskEntry {
+        name: "addition",
+        summary: "a+b with 2-4 digit operands, answered by a written carry chain",
+        build: || Box::new(Arithmetic::new(Kind::Addition)),
+    }
+}
+
+zoo_core::inventory::submit! {
+    TaskEntry {
+        name: "mod10",
+        summary: "the last digit of a+b for a, b < 100 (easy)",
+        build: || Box::new(Arithmetic::new(Kind::LastDigit)),
+    }
+}
+
+/// Makes the linker keep this crate's registrations; the `zoo` binary calls it.
+pub fn link() {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chain_matches_the_worked_example() {
+        let task = Arithmetic::new(Kind::Addition);
+        let p = task.problem(347, 589);
+        assert_eq!(p.solution, "7+9=16c1;4+8+1=13c1;3+5+1=9;=>936");
+        assert_eq!(p.answer, "936");
+    }
+
+    #[test]
+    fn missing_digits_are_zero_and_final_carry_leads() {
+        let task = Arithmetic::new(Kind::Addition);
+        assert_eq!(task.problem(999, 11).solution, "9+1=10c1;9+1+1=11c1;9+0+1=10c1;=>1010");
+    }
+
+    #[test]
+    fn mod10_answers_the_last_digit() {
+        let task = Arithmetic::new(Kind::LastDigit);
+        let p = task.problem(47, 38);
+        assert_eq!(p.solution, "7+8=15c1;=>5");
+        assert_eq!(p.answer, "5");
+    }
+
+    #[test]
+    fn every_reference_solution_verifies() {
+        for kind in [Kind::Addition, Kind::LastDigit] {
+            let task = Arithmetic::new(kind);
+            for p in task.heldout() {
+                assert!(task.verifier().verify(&p.solution, p).correct, "{p:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn corrupted_chains_have_wrong_answers() {
+        for kind in [Kind::Addition, Kind::LastDigit] {
+            let task = Arithmetic::new(kind);
+            let mut rng = zoo_core::rng::stream(1, 0, "t");
+            for p in task.sample_problems(&mut rng, 300) {
+                let (chain, answer) = task.corrupted(&p, &mut rng);
+                assert_ne!(answer, p.answer, "{p:?} {chain}");
+                assert!(!task.verifier().verify(&chain, &p).correct);
+                assert!(chain.ends_with(&format!("=>{answer}")));
+            }
+        }
+    }
+
+    #[test]
+    fn training_problems_never_come_from_the_heldout_split() {
+        let task = Arithmetic::new(Kind::LastDigit);
+        let heldout: HashSet<&str> = task.heldout().iter().map(|p| p.prompt.as_str()).collect();
+        let mut rng = zoo_core::rng::stream(2, 0, "t");
+        assert_eq!(task.heldout().len(), HELDOUT_SIZE);
+        for p in task.sample_problems(&mut rng, 2000) {
+            assert!(!heldout.contains(p.prompt.as_str()));
+        }
+    }
+
+    #[test]
+    fn verifier_rejects_malformed_answers_without_panicking() {
+        let task = Arithmetic::new(Kind::Addition);
+        let p = task.problem(12, 34);
+        for response in ["", "=>", "=>4 6", "46", "=>046", "=>4", "::::=>>46"] {
+            let v = task.verifier().verify(response, &p);
+            assert!(!v.correct, "{response}");
+        }
+        assert!(task.verifier().verify("garbage=>46", &p).correct);
+    }
+
+    #[test]
+    fn hints_sit_in_the_hint_slot() {
+        let task = Arithmetic::new(Kind::Addition);
+        let p = task.problem(12, 34);
+        assert_eq!(task.hinted_prompt(&p, &Hint::Answer("46".into())), "12+34=[h:46]");
+        assert_eq!(
+            task.hinted_prompt(&p, &Hint::Solution(p.solution.clone())),
+            "12+34=[s:2+4=6;1+3=4;=>46]"
+        );
+    }
+}
