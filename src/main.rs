@@ -1,1 +1,29 @@
-fn main() {}
+//! The `zoo` binary: parse, run one subcommand, map the result to an exit code
+//! (0 success, 1 error, 2 usage error from clap).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use zoo::cli::{Cli, Command};
+use zoo::commands;
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Train(args) => commands::train::run(&args).map(drop),
+        Command::Sft(args) => commands::sft::run(&args).map(drop),
+        Command::Eval(args) => commands::eval::run(&args).map(drop),
+        Command::List => commands::list::run(),
+    }
+}
+
+fn main() -> ExitCode {
+    zoo::link_all();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -31,7 +31,12 @@ pub struct RolloutBatch {
 impl RolloutBatch {
     /// The mask of response tokens: `[n, t]` with `t` the longest response.
     pub fn mask(&self) -> TokenMatrix {
-        let cols = self.rollouts.iter().map(|r| r.tokens.len()).max().unwrap_or(0);
+        let cols = self
+            .rollouts
+            .iter()
+            .map(|r| r.tokens.len())
+            .max()
+            .unwrap_or(0);
         let mut mask = TokenMatrix::zeros(self.rollouts.len(), cols);
         for (i, r) in self.rollouts.iter().enumerate() {
             for t in 0..r.tokens.len() {
@@ -43,9 +48,16 @@ impl RolloutBatch {
 
     /// The behaviour log-probs padded to `[n, t]` (0 at padding).
     pub fn behaviour_logprobs(&self) -> TokenMatrix {
-        let cols = self.rollouts.iter().map(|r| r.tokens.len()).max().unwrap_or(0);
+        let cols = self
+            .rollouts
+            .iter()
+            .map(|r| r.tokens.len())
+            .max()
+            .unwrap_or(0);
         TokenMatrix::from_rows(
-            self.rollouts.iter().map(|r| r.behaviour_logprobs.as_slice()),
+            self.rollouts
+                .iter()
+                .map(|r| r.behaviour_logprobs.as_slice()),
             cols,
         )
     }

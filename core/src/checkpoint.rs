@@ -26,7 +26,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// Serializes named tensors (f32) to safetensors bytes, with `metadata`.
-pub fn to_safetensors(tensors: &NamedTensors, metadata: HashMap<String, String>) -> Result<Vec<u8>> {
+pub fn to_safetensors(
+    tensors: &NamedTensors,
+    metadata: HashMap<String, String>,
+) -> Result<Vec<u8>> {
     let host: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
         .iter()
         .map(|(name, t)| {
@@ -73,7 +76,10 @@ pub fn load_safetensors(path: &Path, device: &Device) -> Result<NamedTensors> {
     let mut out = NamedTensors::new();
     for (name, view) in st.tensors() {
         if view.dtype() != Dtype::F32 {
-            return Err(bad(format!("tensor `{name}` is {:?}, expected F32", view.dtype())));
+            return Err(bad(format!(
+                "tensor `{name}` is {:?}, expected F32",
+                view.dtype()
+            )));
         }
         let values: Vec<f32> = view
             .data()
@@ -95,11 +101,12 @@ pub fn load_safetensors(path: &Path, device: &Device) -> Result<NamedTensors> {
 /// The metadata stored in a safetensors file's header.
 pub fn read_metadata(path: &Path) -> Result<HashMap<String, String>> {
     let bytes = fs_err::read(path).map_err(|e| Error::io("read", path, e))?;
-    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| Error::BadFile {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-        hint: "the file is damaged or not a safetensors file".into(),
-    })?;
+    let (_, meta) =
+        safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| Error::BadFile {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+            hint: "the file is damaged or not a safetensors file".into(),
+        })?;
     Ok(meta.metadata().clone().unwrap_or_default())
 }
 
@@ -117,7 +124,9 @@ pub fn latest(dir: &Path) -> Result<Option<(usize, PathBuf)>> {
     for entry in fs_err::read_dir(dir).map_err(|e| Error::io("read", dir, e))? {
         let entry = entry.map_err(|e| Error::io("read", dir, e))?;
         let name = entry.file_name().to_string_lossy().to_string();
-        if let Some(step) = name.strip_prefix("step-").and_then(|s| s.parse::<usize>().ok())
+        if let Some(step) = name
+            .strip_prefix("step-")
+            .and_then(|s| s.parse::<usize>().ok())
             && best.as_ref().is_none_or(|(b, _)| step > *b)
         {
             best = Some((step, entry.path()));
@@ -164,7 +173,12 @@ mod tests {
         save_safetensors(&path, &t, meta).unwrap();
         let back = load_safetensors(&path, &device).unwrap();
         assert_eq!(back["a.weight"].shape, vec![2, 3]);
-        let got = back["a.weight"].value.clone().into_data().try_into_vec::<f32>().unwrap();
+        let got = back["a.weight"]
+            .value
+            .clone()
+            .into_data()
+            .try_into_vec::<f32>()
+            .unwrap();
         assert_eq!(got, values);
         assert_eq!(read_metadata(&path).unwrap()["k"], "v");
         fs_err::remove_dir_all(&dir).unwrap();
@@ -176,7 +190,9 @@ mod tests {
         fs_err::create_dir_all(&dir).unwrap();
         let path = dir.join("bad.safetensors");
         fs_err::write(&path, b"\x10\x00\x00").unwrap();
-        let err = load_safetensors(&path, &Device::flex()).unwrap_err().to_string();
+        let err = load_safetensors(&path, &Device::flex())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("bad file") && err.contains("hint:"), "{err}");
         fs_err::remove_dir_all(&dir).unwrap();
     }

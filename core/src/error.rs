@@ -64,7 +64,9 @@ pub enum Error {
         got: String,
     },
     /// Training produced a non-finite number.
-    #[error("non-finite {what} at step {step}\nhint: lower the learning rate (`--set optim.lr=...`) or check the objective's inputs")]
+    #[error(
+        "non-finite {what} at step {step}\nhint: lower the learning rate (`--set optim.lr=...`) or check the objective's inputs"
+    )]
     NonFinite {
         /// Which quantity.
         what: String,

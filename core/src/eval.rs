@@ -2,9 +2,9 @@
 
 use serde::Serialize;
 
+use crate::Result;
 use crate::policy::{Policy, SamplingConfig};
 use crate::task::{Problem, Task};
-use crate::Result;
 
 /// Evaluation results.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -12,9 +12,9 @@ use std::fmt::Debug;
 
 use burn::prelude::*;
 
+use crate::Result;
 use crate::aggregation::Aggregation;
 use crate::batch::TokenMatrix;
-use crate::Result;
 
 /// The extra inputs an objective asks the trainer for.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

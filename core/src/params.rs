@@ -117,7 +117,12 @@ impl ModuleMapper for Replace<'_> {
             return Param::from_mapped_value(id, tensor, mapper);
         }
         let require_grad = tensor.is_require_grad();
-        let value: Tensor<D> = new.value.clone().detach().to_device(&self.device).reshape(dims);
+        let value: Tensor<D> = new
+            .value
+            .clone()
+            .detach()
+            .to_device(&self.device)
+            .reshape(dims);
         let value = value.set_require_grad(require_grad);
         Param::from_mapped_value(id, value, mapper)
     }
@@ -125,7 +130,11 @@ impl ModuleMapper for Replace<'_> {
 
 /// `module` with every parameter replaced by the value of the same path in `values`, keeping
 /// parameter ids (so optimizer bookkeeping stays valid) and gradient requirements.
-pub fn replace_parameters<M: Module>(module: M, values: &NamedTensors, device: &Device) -> Result<M> {
+pub fn replace_parameters<M: Module>(
+    module: M,
+    values: &NamedTensors,
+    device: &Device,
+) -> Result<M> {
     let mut mapper = Replace {
         path: Path::default(),
         values,

@@ -227,7 +227,10 @@ impl<'a> Trainer<'a> {
             rewards.push(verdict.score);
             correct.push(verdict.correct);
         }
-        metrics.insert("timing/rollout".into(), rollout_start.elapsed().as_secs_f64());
+        metrics.insert(
+            "timing/rollout".into(),
+            rollout_start.elapsed().as_secs_f64(),
+        );
 
         let update_start = Instant::now();
         let contexts: Vec<Vec<u32>> = batch
@@ -280,8 +283,7 @@ impl<'a> Trainer<'a> {
         let mut totals = UpdateTotals::default();
         for _ in 0..self.config.update.epochs {
             for chunk in split_even(groups, self.config.update.mini_batches) {
-                let rows: Vec<usize> =
-                    (chunk.start * group_size..chunk.end * group_size).collect();
+                let rows: Vec<usize> = (chunk.start * group_size..chunk.end * group_size).collect();
                 self.update_mini_batch(step, &update, &rows, &mut totals)?;
             }
         }
@@ -361,7 +363,10 @@ impl<'a> Trainer<'a> {
         let optimizer_step = self.optimizer.steps_taken() as usize;
         let total_optimizer_steps =
             self.total_steps * self.config.update.epochs * self.config.update.mini_batches;
-        let lr = self.config.optim.lr_at(optimizer_step, total_optimizer_steps);
+        let lr = self
+            .config
+            .optim
+            .lr_at(optimizer_step, total_optimizer_steps);
         let (params, report) =
             self.optimizer
                 .step(&self.policy.parameters(), &gradient.grads, lr)?;
@@ -480,8 +485,9 @@ pub fn mini_batch_gradient(
     let mut loss_total = 0.0;
     let mut token_metric_sums: Vec<(&'static str, f64)> = Vec::new();
     for (chunk_index, micro) in rows.chunks(micro_batch_size).enumerate() {
-        let local: Vec<usize> =
-            (chunk_index * micro_batch_size..chunk_index * micro_batch_size + micro.len()).collect();
+        let local: Vec<usize> = (chunk_index * micro_batch_size
+            ..chunk_index * micro_batch_size + micro.len())
+            .collect();
         let contexts: Vec<Vec<u32>> = micro.iter().map(|&r| batch.contexts[r].clone()).collect();
         let responses: Vec<Vec<u32>> = micro.iter().map(|&r| batch.responses[r].clone()).collect();
         let logprobs = policy.token_logprobs(&contexts, &responses, temperature, true);
@@ -559,10 +565,7 @@ impl UpdateTotals {
 
 /// The first `cols` columns of `m` (`cols` ≤ `m.cols`), or `m` padded with zeros to `cols`.
 fn narrow_cols(m: &TokenMatrix, cols: usize) -> TokenMatrix {
-    TokenMatrix::from_rows(
-        (0..m.rows).map(|r| &m.row(r)[..cols.min(m.cols)]),
-        cols,
-    )
+    TokenMatrix::from_rows((0..m.rows).map(|r| &m.row(r)[..cols.min(m.cols)]), cols)
 }
 
 /// `n` items cut into `parts` contiguous ranges whose sizes differ by at most one.

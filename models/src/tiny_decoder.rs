@@ -6,13 +6,13 @@
 //! row's first real token has position 0.
 
 use rand::Rng;
-use zoo_core::burn;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
+use zoo_core::burn;
 use zoo_core::burn::module::{Module, Param};
 use zoo_core::burn::prelude::*;
-use zoo_core::burn::tensor::activation::{silu, softmax};
 use zoo_core::burn::tensor::TensorData;
+use zoo_core::burn::tensor::activation::{silu, softmax};
 
 /// The architecture. Keys follow Hugging Face `config.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -256,8 +256,11 @@ impl TinyDecoder {
             let attended = softmax(scores, 3).matmul(v); // [b, heads, s, head_dim]
             let attended = attended.swap_dims(1, 2).reshape([b, s, d]);
             x = x.add(layer.self_attn.o_proj.forward(attended));
-            let h = layer.post_attention_layernorm.forward(x.clone(), c.rms_norm_eps);
-            let gated = silu(layer.mlp.gate_proj.forward(h.clone())).mul(layer.mlp.up_proj.forward(h));
+            let h = layer
+                .post_attention_layernorm
+                .forward(x.clone(), c.rms_norm_eps);
+            let gated =
+                silu(layer.mlp.gate_proj.forward(h.clone())).mul(layer.mlp.up_proj.forward(h));
             x = x.add(layer.mlp.down_proj.forward(gated));
         }
         self.lm_head.forward(self.norm.forward(x, c.rms_norm_eps))

@@ -7,8 +7,8 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use zoo_core::burn::module::Module;
 use zoo_core::burn::prelude::*;
-use zoo_core::burn::tensor::activation::log_softmax;
 use zoo_core::burn::tensor::TensorData;
+use zoo_core::burn::tensor::activation::log_softmax;
 use zoo_core::checkpoint;
 use zoo_core::params;
 use zoo_core::policy::{NamedTensors, Sample, Tokenizer};
@@ -216,10 +216,8 @@ impl Policy for TinyPolicy {
                 mask[i * response_cols + j] = 1.0;
             }
         }
-        let targets = Tensor::<3, Int>::from_data(
-            TensorData::new(targets, [n, response_cols, 1]),
-            &device,
-        );
+        let targets =
+            Tensor::<3, Int>::from_data(TensorData::new(targets, [n, response_cols, 1]), &device);
         let mask = Tensor::<2>::from_data(TensorData::new(mask, [n, response_cols]), &device);
         // Multiplying by the mask gives padded positions a value and a gradient of exactly 0.
         logprobs
@@ -252,7 +250,12 @@ impl Policy for TinyPolicy {
         let mut valid = layout.valid.clone(); // [n, cols so far], row-major by row
         let mut cols = layout.cols;
         let mut next_position: Vec<i64> = (0..n)
-            .map(|i| valid[i * cols..(i + 1) * cols].iter().filter(|&&v| v).count() as i64)
+            .map(|i| {
+                valid[i * cols..(i + 1) * cols]
+                    .iter()
+                    .filter(|&&v| v)
+                    .count() as i64
+            })
             .collect();
         let mut cache = KvCache::default();
         let logits = model.forward(
@@ -298,7 +301,11 @@ impl Policy for TinyPolicy {
                     active[i] = true;
                 }
             }
-            if !active.iter().any(|&a| a) || out.iter().all(|s| s.tokens.len() >= sampling.max_new_tokens) {
+            if !active.iter().any(|&a| a)
+                || out
+                    .iter()
+                    .all(|s| s.tokens.len() >= sampling.max_new_tokens)
+            {
                 break;
             }
             // Append one column: a real token for active rows, padding (never attended) else.
@@ -392,8 +399,12 @@ mod tests {
             intermediate_size: 64,
             ..TinyDecoderConfig::default()
         };
-        TinyPolicy::new(&config, &mut rng::stream(7, 0, "init"), &Device::flex().autodiff())
-            .unwrap()
+        TinyPolicy::new(
+            &config,
+            &mut rng::stream(7, 0, "init"),
+            &Device::flex().autodiff(),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -483,7 +494,12 @@ mod tests {
         assert_eq!(a.len(), b.len());
         for (name, t) in &a {
             let x = t.value.clone().into_data().try_into_vec::<f32>().unwrap();
-            let y = b[name].value.clone().into_data().try_into_vec::<f32>().unwrap();
+            let y = b[name]
+                .value
+                .clone()
+                .into_data()
+                .try_into_vec::<f32>()
+                .unwrap();
             assert_eq!(x, y, "{name}");
         }
         std::fs::remove_dir_all(&dir).unwrap();
@@ -502,6 +518,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(policy.num_params(), 645_760);
-        assert!(policy.parameters().contains_key("layers.2.self_attn.q_proj.weight"));
+        assert!(
+            policy
+                .parameters()
+                .contains_key("layers.2.self_attn.q_proj.weight")
+        );
     }
 }

@@ -83,7 +83,12 @@ enum Corruption {
 
 /// Writes the chain for `a + b` (at most `positions` digit steps), with an optional error
 /// that the rest of the chain follows consistently. Returns `(chain without answer, answer)`.
-fn write_chain(a: u64, b: u64, positions: Option<usize>, corruption: Option<Corruption>) -> (String, String) {
+fn write_chain(
+    a: u64,
+    b: u64,
+    positions: Option<usize>,
+    corruption: Option<Corruption>,
+) -> (String, String) {
     let digits = |mut x: u64| {
         let mut d = Vec::new();
         while x > 0 {
@@ -98,7 +103,10 @@ fn write_chain(a: u64, b: u64, positions: Option<usize>, corruption: Option<Corr
     let mut answer_digits = Vec::with_capacity(n + 1);
     let mut carry = 0;
     for i in 0..n {
-        let (x, y) = (da.get(i).copied().unwrap_or(0), db.get(i).copied().unwrap_or(0));
+        let (x, y) = (
+            da.get(i).copied().unwrap_or(0),
+            db.get(i).copied().unwrap_or(0),
+        );
         let mut sum = x + y + carry;
         if let Some(Corruption::OffByOne(p, up)) = corruption
             && p == i
@@ -127,7 +135,11 @@ fn write_chain(a: u64, b: u64, positions: Option<usize>, corruption: Option<Corr
     let mut answer: String = answer_digits.iter().rev().map(|d| d.to_string()).collect();
     if positions.is_none() {
         let trimmed = answer.trim_start_matches('0');
-        answer = if trimmed.is_empty() { "0".into() } else { trimmed.into() };
+        answer = if trimmed.is_empty() {
+            "0".into()
+        } else {
+            trimmed.into()
+        };
     }
     (steps.join(";"), answer)
 }
@@ -195,18 +207,21 @@ impl Arithmetic {
     /// consistent) and its wrong answer.
     fn corrupted(&self, problem: &Problem, rng: &mut ChaCha8Rng) -> (String, String) {
         let (a, b) = Self::operands(problem);
-        let positions = self.positions().unwrap_or_else(|| a.max(b).to_string().len());
+        let positions = self
+            .positions()
+            .unwrap_or_else(|| a.max(b).to_string().len());
         let carries: Vec<usize> = (0..positions)
             .filter(|&i| {
                 let (chain, _) = write_chain(a, b, self.positions(), None);
                 chain.split(';').nth(i).is_some_and(|s| s.ends_with("c1"))
             })
             .collect();
-        let corruption = if !carries.is_empty() && self.kind == Kind::Addition && rng.random_bool(0.5) {
-            Corruption::DropCarry(carries[rng.random_range(0..carries.len())])
-        } else {
-            Corruption::OffByOne(rng.random_range(0..positions), rng.random_bool(0.5))
-        };
+        let corruption =
+            if !carries.is_empty() && self.kind == Kind::Addition && rng.random_bool(0.5) {
+                Corruption::DropCarry(carries[rng.random_range(0..carries.len())])
+            } else {
+                Corruption::OffByOne(rng.random_range(0..positions), rng.random_bool(0.5))
+            };
         let (chain, answer) = write_chain(a, b, self.positions(), Some(corruption));
         (format!("{chain};=>{answer}"), answer)
     }
@@ -327,7 +342,10 @@ mod tests {
     #[test]
     fn missing_digits_are_zero_and_final_carry_leads() {
         let task = Arithmetic::new(Kind::Addition);
-        assert_eq!(task.problem(999, 11).solution, "9+1=10c1;9+1+1=11c1;9+0+1=10c1;=>1010");
+        assert_eq!(
+            task.problem(999, 11).solution,
+            "9+1=10c1;9+1+1=11c1;9+0+1=10c1;=>1010"
+        );
     }
 
     #[test]
@@ -388,7 +406,10 @@ mod tests {
     fn hints_sit_in_the_hint_slot() {
         let task = Arithmetic::new(Kind::Addition);
         let p = task.problem(12, 34);
-        assert_eq!(task.hinted_prompt(&p, &Hint::Answer("46".into())), "12+34=[h:46]");
+        assert_eq!(
+            task.hinted_prompt(&p, &Hint::Answer("46".into())),
+            "12+34=[h:46]"
+        );
         assert_eq!(
             task.hinted_prompt(&p, &Hint::Solution(p.solution.clone())),
             "12+34=[s:2+4=6;1+3=4;=>46]"

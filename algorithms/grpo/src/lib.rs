@@ -167,7 +167,12 @@ pub struct Grpo {
 
 /// Group-relative advantages, one per response: `A_i = (R_i − μ_g)/(σ_g + eps)` with the
 /// Bessel std, or `R_i − μ_g` without std normalization. All-equal groups get exactly 0.
-pub fn group_advantages(rewards: &[f32], group_ids: &[usize], norm_by_std: bool, eps: f32) -> Vec<f32> {
+pub fn group_advantages(
+    rewards: &[f32],
+    group_ids: &[usize],
+    norm_by_std: bool,
+    eps: f32,
+) -> Vec<f32> {
     assert_eq!(rewards.len(), group_ids.len(), "one group id per reward");
     let mut advantages = vec![0.0f32; rewards.len()];
     let mut groups: Vec<usize> = group_ids.to_vec();
@@ -266,9 +271,7 @@ impl Objective for Grpo {
         let dual_bound = advantages.clone().neg().mul_scalar(c.clip_dual);
         let negative = advantages.lower_elem(0.0);
         let dual_loss = clip_loss.clone().min_pair(dual_bound.clone());
-        let pg_loss = clip_loss
-            .clone()
-            .mask_where(negative.clone(), dual_loss);
+        let pg_loss = clip_loss.clone().mask_where(negative.clone(), dual_loss);
         let clipfrac = clipped.greater(unclipped).float();
         let clipfrac_lower = clip_loss.greater(dual_bound).bool_and(negative).float();
         let ppo_kl = log_ratio.neg();
@@ -403,7 +406,15 @@ mod tests {
         assert_eq!(a, vec![0.0; 3]);
         let logprobs = [-1.0, -2.0, -0.5, -0.3, -0.2, -4.0];
         let old = [-1.1, -1.9, -0.5, -0.2, -0.25, -3.0];
-        let g = gradient(objective.as_ref(), &logprobs, &old, &[0.0; 6], &[1.0; 6], 3, 2);
+        let g = gradient(
+            objective.as_ref(),
+            &logprobs,
+            &old,
+            &[0.0; 6],
+            &[1.0; 6],
+            3,
+            2,
+        );
         assert!(g.iter().all(|&x| x == 0.0), "{g:?}");
     }
 
@@ -414,7 +425,15 @@ mod tests {
         let logprobs = [-1.0, -2.0, -0.5, -0.3];
         let advantages = [0.7, 0.7, -1.2, 0.0];
         let mask = [1.0, 1.0, 1.0, 0.0];
-        let g = gradient(objective.as_ref(), &logprobs, &logprobs, &advantages, &mask, 2, 2);
+        let g = gradient(
+            objective.as_ref(),
+            &logprobs,
+            &logprobs,
+            &advantages,
+            &mask,
+            2,
+            2,
+        );
         for i in 0..4 {
             assert_relative_eq!(g[i], -advantages[i] * mask[i] / 3.0, epsilon = 1e-7);
         }
@@ -440,7 +459,15 @@ mod tests {
         for (advantage, ratio, active) in cases {
             let old = -1.0f32;
             let logprob = old + ratio.ln();
-            let g = gradient(objective.as_ref(), &[logprob], &[old], &[advantage], &[1.0], 1, 1);
+            let g = gradient(
+                objective.as_ref(),
+                &[logprob],
+                &[old],
+                &[advantage],
+                &[1.0],
+                1,
+                1,
+            );
             if active {
                 let expected = -advantage * (logprob - old).exp();
                 assert_relative_eq!(g[0], expected, epsilon = 1e-5);
@@ -455,8 +482,16 @@ mod tests {
         let logprobs = tensor(&[-1.0, -0.5], 1, 2);
         let reference = tensor(&[-1.5, -0.5], 1, 2);
         let d = -0.5f32;
-        let k1 = host(kl_penalty(logprobs.clone(), reference.clone(), KlEstimator::K1));
-        let k2 = host(kl_penalty(logprobs.clone(), reference.clone(), KlEstimator::K2));
+        let k1 = host(kl_penalty(
+            logprobs.clone(),
+            reference.clone(),
+            KlEstimator::K1,
+        ));
+        let k2 = host(kl_penalty(
+            logprobs.clone(),
+            reference.clone(),
+            KlEstimator::K2,
+        ));
         let k3 = host(kl_penalty(logprobs, reference, KlEstimator::K3));
         assert_relative_eq!(k1[0], -d);
         assert_relative_eq!(k2[0], 0.5 * d * d);

@@ -1,0 +1,139 @@
+//! The base policy: the warm-started model RL starts from, cached by its settings.
+//!
+//! Its key hashes the task and every warm-start setting (seed, architecture, recipe), so all
+//! runs and all algorithms with the same settings share one base policy. Lookup order: the
+//! cache folder, then the checkpoints shipped in `assets/base/` (regenerated bit for bit by
+//! `zoo sft` with the default settings); otherwise `zoo train` trains it and says so.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use zoo_core::burn::tensor::Device;
+use zoo_core::{Task, rng, sft};
+use zoo_models::TinyPolicy;
+
+use crate::commands::progress::Progress;
+use crate::run_config::WarmStartConfig;
+
+/// Where cached base policies live: `$ZOO_CACHE_DIR`, else `$XDG_CACHE_HOME/zoo`, else
+/// `~/.cache/zoo`.
+pub fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("ZOO_CACHE_DIR") {
+        return PathBuf::from(dir);
+    }
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
+        return PathBuf::from(dir).join("zoo");
+    }
+    match std::env::var_os("HOME") {
+        Some(home) => PathBuf::from(home).join(".cache").join("zoo"),
+        None => PathBuf::from(".zoo-cache"),
+    }
+}
+
+/// The folder of base policies shipped with the source.
+pub fn shipped_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("assets")
+        .join("base")
+}
+
+/// Bumped whenever code changes what a warm start produces (initialization, data mix,
+/// tokenizer), so that stale cached or shipped base policies are not reused.
+pub const RECIPE_VERSION: u32 = 1;
+
+/// The cache key of the base policy for `task` and `settings`: `<task>-<16 hex digits>`.
+pub fn key(task: &str, settings: &WarmStartConfig) -> String {
+    let text = format!(
+        "recipe = {RECIPE_VERSION}\ntask = {task:?}\n{}",
+        toml::to_string(settings).expect("settings serialize")
+    );
+    format!("{task}-{:016x}", rng::fnv1a(text.as_bytes()))
+}
+
+/// Where a base policy came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// Found in the cache folder.
+    Cache(PathBuf),
+    /// Found among the checkpoints shipped with the source.
+    Shipped(PathBuf),
+    /// Trained now and stored at this path.
+    Trained(PathBuf),
+}
+
+/// Trains the base policy for `task` and `settings` from scratch.
+pub fn train(
+    task: &dyn Task,
+    settings: &WarmStartConfig,
+    device: &Device,
+    progress: &Progress,
+) -> Result<TinyPolicy> {
+    let mut init_rng = rng::stream(settings.seed, 0, "init");
+    let mut policy = TinyPolicy::new(&settings.model, &mut init_rng, device)?;
+    let bar = progress.bar(settings.sft.steps as u64, "warm start");
+    let start = Instant::now();
+    sft::run(&mut policy, task, &settings.sft, settings.seed, &mut |s| {
+        bar.set_position(s.step as u64);
+        bar.set_message(format!("loss {:.3}", s.loss));
+        if s.step % 25 == 0 || s.step == settings.sft.steps {
+            progress.line(&format!(
+                "warm start {:>4}/{}  loss {:.4}  lr {:.2e}  {:.2}s/step",
+                s.step, settings.sft.steps, s.loss, s.lr, s.seconds
+            ));
+        }
+    })?;
+    bar.finish_and_clear();
+    progress.line(&format!(
+        "warm start done in {:.0}s",
+        start.elapsed().as_secs_f64()
+    ));
+    Ok(policy)
+}
+
+/// Saves `policy` as the cached base policy for `task` and `settings`.
+pub fn store(policy: &TinyPolicy, task: &str, settings: &WarmStartConfig) -> Result<PathBuf> {
+    let dir = cache_dir().join("base");
+    fs_err::create_dir_all(&dir).context("cannot create the cache folder (set `ZOO_CACHE_DIR`)")?;
+    let path = dir.join(format!("{}.safetensors", key(task, settings)));
+    let metadata = HashMap::from([
+        ("zoo.task".to_string(), task.to_string()),
+        (
+            "zoo.warm_start".to_string(),
+            toml::to_string(settings).expect("settings serialize"),
+        ),
+    ]);
+    policy.save(&path, metadata)?;
+    Ok(path)
+}
+
+/// The base policy for `task` and `settings`: from the cache, from the shipped checkpoints,
+/// or trained now (then cached). Never recomputed silently: `progress` says which.
+pub fn load_or_train(
+    task: &dyn Task,
+    settings: &WarmStartConfig,
+    device: &Device,
+    progress: &Progress,
+) -> Result<(TinyPolicy, Origin)> {
+    let name = format!("{}.safetensors", key(task.name(), settings));
+    for (dir, shipped) in [(cache_dir().join("base"), false), (shipped_dir(), true)] {
+        let path = dir.join(&name);
+        if path.exists() {
+            let policy = TinyPolicy::load(&path, device)
+                .with_context(|| format!("cannot load the base policy `{}`", path.display()))?;
+            let origin = if shipped {
+                Origin::Shipped(path)
+            } else {
+                Origin::Cache(path)
+            };
+            return Ok((policy, origin));
+        }
+    }
+    progress.line(&format!(
+        "no base policy for these warm-start settings (`{name}`): training it now with `zoo sft` settings"
+    ));
+    let policy = train(task, settings, device, progress)?;
+    let path = store(&policy, task.name(), settings)?;
+    Ok((policy, Origin::Trained(path)))
+}

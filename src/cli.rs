@@ -1,0 +1,143 @@
+//! The command line (clap derive; each doc comment is the help text).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// A zoo of RLVR objectives (GRPO, DAPO, DisCO, CEPO, ...) behind one trainer.
+#[derive(Debug, Parser)]
+#[command(name = "zoo", version, propagate_version = true)]
+pub struct Cli {
+    /// The subcommand.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Train a policy with an RL objective and report held-out accuracy before and after.
+    #[command(after_help = TRAIN_EXAMPLES)]
+    Train(TrainArgs),
+    /// Warm-start a base policy by supervised training on worked solutions, and cache it.
+    #[command(after_help = SFT_EXAMPLES)]
+    Sft(SftArgs),
+    /// Held-out pass@1 and unbiased pass@k of a policy checkpoint.
+    #[command(after_help = EVAL_EXAMPLES)]
+    Eval(EvalArgs),
+    /// List the algorithms, tasks, verifiers and devices of this build.
+    List,
+}
+
+const TRAIN_EXAMPLES: &str = "Examples:
+  zoo train --algo grpo
+  zoo train --algo grpo --steps 10 --seed 1 --out runs/grpo-s1
+  zoo train --algo grpo --set objective.norm_adv_by_std=false --set objective.loss_agg=constant
+  zoo train --algo grpo --task mod10 --dry-run";
+
+const SFT_EXAMPLES: &str = "Examples:
+  zoo sft
+  zoo sft --task mod10 --steps 150";
+
+const EVAL_EXAMPLES: &str = "Examples:
+  zoo eval
+  zoo eval --checkpoint runs/grpo-s1 --samples 8 --temperature 1";
+
+/// `zoo train`.
+#[derive(Debug, Args, Default)]
+pub struct TrainArgs {
+    /// The objective, by registry name (`zoo list`); may come from `--config` instead.
+    #[arg(long, help_heading = "Objective")]
+    pub algo: Option<String>,
+    /// RL steps [default: 30].
+    #[arg(long, help_heading = "Run")]
+    pub steps: Option<usize>,
+    /// RL seed: prompt stream and sampling [default: 0].
+    #[arg(long, help_heading = "Run")]
+    pub seed: Option<u64>,
+    /// Task by registry name [default: addition].
+    #[arg(long, help_heading = "Data")]
+    pub task: Option<String>,
+    /// Output folder: config.toml, metrics.jsonl, eval.json, checkpoints/
+    /// [default: runs/<algo>-<task>-s<seed>-<time>].
+    #[arg(long, help_heading = "Output")]
+    pub out: Option<PathBuf>,
+    /// Continue the run in `--out` from its latest checkpoint.
+    #[arg(long, requires = "out", help_heading = "Output")]
+    pub resume: bool,
+    /// A TOML file of settings (the format `--dry-run` prints).
+    #[arg(long, help_heading = "Run")]
+    pub config: Option<PathBuf>,
+    /// Override one setting, e.g. `optim.lr=1e-4` or `objective.clip_high=0.28`; repeatable,
+    /// the last wins.
+    #[arg(long = "set", value_name = "KEY=VALUE", help_heading = "Run")]
+    pub set: Vec<String>,
+    /// Compute device: `flex` (pure-Rust CPU), `tch-cpu`, `tch-cuda:N` [default: flex].
+    #[arg(long, help_heading = "Run")]
+    pub device: Option<String>,
+    /// Print the resolved configuration and stop.
+    #[arg(long, help_heading = "Run")]
+    pub dry_run: bool,
+    /// No progress on stderr.
+    #[arg(long, short, help_heading = "Output")]
+    pub quiet: bool,
+}
+
+/// `zoo sft`.
+#[derive(Debug, Args, Default)]
+pub struct SftArgs {
+    /// Task by registry name [default: addition].
+    #[arg(long)]
+    pub task: Option<String>,
+    /// Warm-start seed [default: 0].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Warm-start steps [default: 300].
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// A TOML file of settings (its `warm_start` section is used).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Override one setting, e.g. `warm_start.sft.batch_size=64`; repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Compute device [default: flex].
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Also write the result into the source tree's `assets/base/` (for maintainers).
+    #[arg(long)]
+    pub ship: bool,
+    /// Print the resolved warm-start settings and stop.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// No progress on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// `zoo eval`.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// A policy `.safetensors` file, a checkpoint folder or a run folder; default: the base
+    /// policy of the default warm-start settings.
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// Task by registry name.
+    #[arg(long, default_value = "addition")]
+    pub task: String,
+    /// Samples per problem (pass@k is reported for powers of two up to it).
+    #[arg(long, default_value_t = 1)]
+    pub samples: usize,
+    /// Sampling temperature; 0 is greedy.
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f32,
+    /// Held-out problems to evaluate.
+    #[arg(long, default_value_t = 400)]
+    pub problems: usize,
+    /// Sampling seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Compute device.
+    #[arg(long, default_value = "flex")]
+    pub device: String,
+}

@@ -1,0 +1,117 @@
+//! `zoo eval`: held-out pass@1 and unbiased pass@k of a policy checkpoint.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+use zoo_core::eval::evaluate;
+use zoo_core::{SamplingConfig, checkpoint, registry};
+use zoo_models::TinyPolicy;
+
+use crate::base;
+use crate::cli::EvalArgs;
+use crate::run_config::WarmStartConfig;
+
+/// The JSON `zoo eval` prints.
+#[derive(Debug, Serialize)]
+pub struct EvalOutput {
+    /// The evaluated checkpoint.
+    pub checkpoint: PathBuf,
+    /// The task.
+    pub task: String,
+    /// Problems evaluated.
+    pub problems: usize,
+    /// Samples per problem.
+    pub samples: usize,
+    /// Sampling temperature (0: greedy).
+    pub temperature: f32,
+    /// pass@1.
+    pub pass_at_1: f64,
+    /// Unbiased pass@k by k.
+    pub pass_at_k: std::collections::BTreeMap<String, f64>,
+}
+
+/// The policy file a `--checkpoint` argument names: a `.safetensors` file, a checkpoint
+/// folder, or a run folder (its latest checkpoint).
+fn policy_file(path: &Path) -> Result<PathBuf> {
+    if path.is_file() {
+        return Ok(path.to_path_buf());
+    }
+    if path.join("model.safetensors").is_file() {
+        return Ok(path.join("model.safetensors"));
+    }
+    if let Some((_, folder)) = checkpoint::latest(&path.join("checkpoints"))? {
+        return Ok(folder.join("model.safetensors"));
+    }
+    bail!(
+        "`{}` is neither a policy file nor a run or checkpoint folder\nhint: pass a `.safetensors` file or a `zoo train --out` folder",
+        path.display()
+    )
+}
+
+/// Runs `zoo eval`.
+pub fn run(args: &EvalArgs) -> Result<EvalOutput> {
+    let task = (registry::task(&args.task)?.build)();
+    let device = args
+        .device
+        .parse::<zoo_core::device::DeviceSpec>()?
+        .device()?;
+    let file = match &args.checkpoint {
+        Some(path) => policy_file(path)?,
+        None => {
+            let name = format!(
+                "{}.safetensors",
+                base::key(task.name(), &WarmStartConfig::default())
+            );
+            [base::cache_dir().join("base"), base::shipped_dir()]
+                .iter()
+                .map(|d| d.join(&name))
+                .find(|p| p.exists())
+                .with_context(|| {
+                    format!(
+                        "no base policy for `{}` with the default settings\nhint: run `zoo sft --task {}` or pass `--checkpoint`",
+                        task.name(),
+                        task.name()
+                    )
+                })?
+        }
+    };
+    let policy = TinyPolicy::load(&file, &device)?;
+    if args.samples == 0 {
+        bail!("`--samples` must be at least 1");
+    }
+    let problems = &task.heldout()[..args.problems.min(task.heldout().len())];
+    let mut ks: Vec<usize> = std::iter::successors(Some(1usize), |k| Some(k * 2))
+        .take_while(|&k| k <= args.samples)
+        .collect();
+    if *ks.last().unwrap_or(&0) != args.samples {
+        ks.push(args.samples);
+    }
+    let report = evaluate(
+        &policy,
+        task.as_ref(),
+        problems,
+        &SamplingConfig {
+            temperature: args.temperature,
+            max_new_tokens: task.max_new_tokens(),
+        },
+        args.samples,
+        &ks,
+        args.seed,
+    )?;
+    let output = EvalOutput {
+        checkpoint: file,
+        task: task.name().to_string(),
+        problems: report.problems,
+        samples: report.samples,
+        temperature: args.temperature,
+        pass_at_1: report.pass_at_1,
+        pass_at_k: report
+            .pass_at_k
+            .iter()
+            .map(|(k, v)| (format!("pass@{k}"), *v))
+            .collect(),
+    };
+    println!("{}", serde_json::to_string_pretty(&output)?);
+    Ok(output)
+}

@@ -1,0 +1,7 @@
+//! One file per subcommand.
+
+pub mod eval;
+pub mod list;
+pub mod progress;
+pub mod sft;
+pub mod train;

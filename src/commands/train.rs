@@ -1,0 +1,278 @@
+//! `zoo train`: RL from the base policy with one objective, with held-out accuracy before and
+//! after.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+use zoo_core::checkpoint;
+use zoo_core::eval::{EvalReport, evaluate};
+use zoo_core::metrics::MetricsWriter;
+use zoo_core::trainer::Trainer;
+use zoo_core::{Policy, SamplingConfig, Task};
+
+use crate::base;
+use crate::cli::TrainArgs;
+use crate::commands::progress::Progress;
+use crate::run_config::{Overrides, RunConfig};
+
+/// Held-out pass@1, greedy and sampled.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Accuracy {
+    /// Greedy decoding.
+    pub greedy: f64,
+    /// Sampling at the configured evaluation temperature.
+    pub sampled: f64,
+}
+
+/// What `zoo train` reports at the end (also written as `eval.json`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TrainReport {
+    /// The algorithm.
+    pub algo: String,
+    /// The task.
+    pub task: String,
+    /// The RL seed.
+    pub seed: u64,
+    /// Steps trained.
+    pub steps: usize,
+    /// Held-out problems evaluated.
+    pub problems: usize,
+    /// Before RL (the base policy).
+    pub before: Accuracy,
+    /// After RL.
+    pub after: Accuracy,
+    /// Wall time of the whole command, seconds.
+    pub seconds: f64,
+}
+
+/// Greedy and sampled held-out pass@1 of `policy` on the first `problems` held-out problems.
+pub fn heldout_accuracy(
+    policy: &dyn Policy,
+    task: &dyn Task,
+    problems: usize,
+    temperature: f32,
+    max_new_tokens: usize,
+    seed: u64,
+) -> Result<Accuracy> {
+    let heldout = &task.heldout()[..problems.min(task.heldout().len())];
+    let run = |temperature: f32| -> Result<EvalReport> {
+        Ok(evaluate(
+            policy,
+            task,
+            heldout,
+            &SamplingConfig {
+                temperature,
+                max_new_tokens,
+            },
+            1,
+            &[],
+            seed,
+        )?)
+    };
+    Ok(Accuracy {
+        greedy: run(0.0)?.pass_at_1,
+        sampled: run(temperature)?.pass_at_1,
+    })
+}
+
+fn default_out(config: &RunConfig, algo: &str) -> PathBuf {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    PathBuf::from("runs").join(format!("{algo}-{}-s{}-{stamp}", config.task, config.seed))
+}
+
+/// Runs `zoo train`.
+pub fn run(args: &TrainArgs) -> Result<TrainReport> {
+    let started = Instant::now();
+    let mut sets = Vec::new();
+    if let Some(steps) = args.steps {
+        sets.push(format!("steps={steps}"));
+    }
+    if let Some(seed) = args.seed {
+        sets.push(format!("seed={seed}"));
+    }
+    if let Some(task) = &args.task {
+        sets.push(format!("task=\"{task}\""));
+    }
+    if let Some(device) = &args.device {
+        sets.push(format!("device=\"{device}\""));
+    }
+    sets.extend(args.set.iter().cloned());
+    let config = RunConfig::resolve(&Overrides {
+        algo: args.algo.as_deref(),
+        config_file: args.config.as_deref(),
+        sets,
+    })?;
+    if args.dry_run {
+        print!("{}", config.to_toml());
+        return Ok(TrainReport {
+            algo: String::new(),
+            task: config.task.clone(),
+            seed: config.seed,
+            steps: 0,
+            problems: 0,
+            before: Accuracy {
+                greedy: 0.0,
+                sampled: 0.0,
+            },
+            after: Accuracy {
+                greedy: 0.0,
+                sampled: 0.0,
+            },
+            seconds: 0.0,
+        });
+    }
+    let progress = Progress::new(args.quiet);
+    let task = config.task()?;
+    let objective = config.build_objective(task.as_ref())?;
+    let algo = objective.name().to_string();
+    let device = config.device_spec()?.device()?;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| default_out(&config, &algo));
+    let checkpoints = out.join("checkpoints");
+    let resume_from = prepare_out(&out, &checkpoints, args.resume)?;
+    checkpoint::write_atomic(&out.join("config.toml"), config.to_toml().as_bytes())?;
+
+    progress.line(&format!(
+        "zoo train: algo `{algo}`, task `{}`, {} steps of {} prompts x {} responses, device `{}`, out `{}`",
+        config.task,
+        config.steps,
+        config.rollout.prompts_per_step,
+        config.rollout.group_size,
+        config.device,
+        out.display()
+    ));
+    let (policy, origin) =
+        base::load_or_train(task.as_ref(), &config.warm_start, &device, &progress)?;
+    progress.line(&match origin {
+        base::Origin::Cache(p) => format!("reusing the cached base policy `{}`", p.display()),
+        base::Origin::Shipped(p) => format!("reusing the shipped base policy `{}`", p.display()),
+        base::Origin::Trained(p) => format!("base policy trained and cached at `{}`", p.display()),
+    });
+    let max_new_tokens = config.max_new_tokens(task.as_ref());
+    let eval_seed = config.seed ^ 0xe7a1;
+    progress.line("evaluating the base policy on the held-out set...");
+    let before = heldout_accuracy(
+        &policy,
+        task.as_ref(),
+        config.eval.problems,
+        config.eval.temperature,
+        max_new_tokens,
+        eval_seed,
+    )?;
+    progress.line(&format!(
+        "before RL: held-out pass@1 greedy {:.3}, sampled {:.3}",
+        before.greedy, before.sampled
+    ));
+
+    let mut trainer = Trainer::new(
+        config.trainer(),
+        config.seed,
+        config.steps,
+        Box::new(policy),
+        objective,
+        task.as_ref(),
+    )?;
+    let first = match &resume_from {
+        Some(folder) => {
+            let step = trainer.load_checkpoint(folder)?;
+            progress.line(&format!(
+                "resumed from `{}` (step {step})",
+                folder.display()
+            ));
+            step + 1
+        }
+        None => 1,
+    };
+    let mut metrics_out = MetricsWriter::open(&out.join("metrics.jsonl"), first - 1)?;
+    let bar = progress.bar(config.steps as u64, "train");
+    bar.set_position((first - 1) as u64);
+    let steps = config.steps;
+    if first <= steps {
+        trainer.run(first, steps, Some(&checkpoints), &mut |step, m| {
+            metrics_out.write(step, m)?;
+            bar.set_position(step as u64);
+            bar.set_message(format!("reward {:.3}", m["reward/mean"]));
+            progress.line(&format!(
+                "step {step:>4}/{steps}  reward {:.3}  acc {:.3}  len {:5.1}  loss {:+.4}  clipfrac {:.3}  grad_norm {:.3}  {:.1}s",
+                m["reward/mean"],
+                m["accuracy/train"],
+                m["response_length/mean"],
+                m["actor/pg_loss"],
+                m.get("actor/pg_clipfrac").copied().unwrap_or(0.0),
+                m["actor/grad_norm"],
+                m["timing/rollout"] + m["timing/update"],
+            ));
+            Ok(())
+        })?;
+    }
+    bar.finish_and_clear();
+
+    progress.line("evaluating the trained policy on the held-out set...");
+    let after = heldout_accuracy(
+        trainer.policy(),
+        task.as_ref(),
+        config.eval.problems,
+        config.eval.temperature,
+        max_new_tokens,
+        eval_seed,
+    )?;
+    let report = TrainReport {
+        algo,
+        task: config.task.clone(),
+        seed: config.seed,
+        steps,
+        problems: config.eval.problems.min(task.heldout().len()),
+        before,
+        after,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    let json = serde_json::to_string_pretty(&report).expect("report serializes");
+    checkpoint::write_atomic(&out.join("eval.json"), json.as_bytes())?;
+    println!(
+        "held-out pass@1 on {} `{}` problems   before   after",
+        report.problems, report.task
+    );
+    println!(
+        "  greedy                                {:.3}    {:.3}",
+        report.before.greedy, report.after.greedy
+    );
+    println!(
+        "  sampled (T={})                         {:.3}    {:.3}",
+        config.eval.temperature, report.before.sampled, report.after.sampled
+    );
+    println!(
+        "run files in `{}`: config.toml, metrics.jsonl, eval.json, checkpoints/ ({:.0}s)",
+        out.display(),
+        report.seconds
+    );
+    Ok(report)
+}
+
+/// Creates the output folder; returns the checkpoint to resume from, if asked. Refuses to
+/// overwrite a run that has checkpoints unless resuming.
+fn prepare_out(out: &Path, checkpoints: &Path, resume: bool) -> Result<Option<PathBuf>> {
+    let latest = checkpoint::latest(checkpoints)?;
+    match (resume, latest) {
+        (true, Some((_, folder))) => Ok(Some(folder)),
+        (true, None) => bail!(
+            "`--resume` but `{}` holds no checkpoint\nhint: drop `--resume` to start a new run",
+            checkpoints.display()
+        ),
+        (false, Some(_)) => bail!(
+            "`{}` already holds a run with checkpoints\nhint: pass `--resume` to continue it, or choose another `--out`",
+            out.display()
+        ),
+        (false, None) => {
+            fs_err::create_dir_all(out)
+                .with_context(|| format!("cannot create the output folder `{}`", out.display()))?;
+            Ok(None)
+        }
+    }
+}

@@ -1,0 +1,251 @@
+//! The run configuration: what `zoo train` resolves from defaults, `--config FILE.toml`,
+//! flags and `--set key=value`, validates before any work, and writes as `config.toml`.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use zoo_core::config::{apply_set, default_objective_table, merge};
+use zoo_core::device::DeviceSpec;
+use zoo_core::objective::BuildContext;
+use zoo_core::optim::OptimConfig;
+use zoo_core::sft::SftConfig;
+use zoo_core::trainer::{RolloutConfig, TrainerConfig, UpdateConfig};
+use zoo_core::{Objective, ObjectiveConfig, Task, registry};
+use zoo_models::TinyDecoderConfig;
+
+/// Settings of the base policy: everything that determines it, and so its cache key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WarmStartConfig {
+    /// Seed of the warm start (separate from the RL seed, so runs with different RL seeds
+    /// share one base policy).
+    pub seed: u64,
+    /// The architecture.
+    pub model: TinyDecoderConfig,
+    /// The supervised training recipe.
+    pub sft: SftConfig,
+}
+
+impl Default for WarmStartConfig {
+    fn default() -> Self {
+        Self {
+            seed: 0,
+            model: TinyDecoderConfig::default(),
+            sft: SftConfig::default(),
+        }
+    }
+}
+
+/// Held-out evaluation settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvalConfig {
+    /// How many held-out problems to evaluate (at most the task's held-out size).
+    pub problems: usize,
+    /// Temperature of the sampled pass@1 (greedy pass@1 is always reported).
+    pub temperature: f32,
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        Self {
+            problems: 400,
+            temperature: 1.0,
+        }
+    }
+}
+
+/// Everything a training run needs, resolved.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// RL seed: prompt stream and sampling.
+    pub seed: u64,
+    /// RL steps.
+    pub steps: usize,
+    /// Task registry name.
+    pub task: String,
+    /// Device name (`flex`, `tch-cpu`, `tch-cuda:N`).
+    pub device: String,
+    /// Rollout settings.
+    pub rollout: RolloutConfig,
+    /// Update settings.
+    pub update: UpdateConfig,
+    /// Optimizer settings of RL.
+    pub optim: OptimConfig,
+    /// Checkpoint every this many steps (0: only at the end).
+    pub checkpoint_every: usize,
+    /// Held-out evaluation.
+    pub eval: EvalConfig,
+    /// The base policy.
+    pub warm_start: WarmStartConfig,
+    /// The objective, tagged by `algo`.
+    pub objective: Box<dyn ObjectiveConfig>,
+}
+
+/// The defaults of a run with `algo`, as a TOML table.
+fn defaults(algo: &str) -> Result<toml::Value> {
+    let mut table = toml::Table::new();
+    table.insert("seed".into(), 0.into());
+    table.insert("steps".into(), 30.into());
+    table.insert("task".into(), "addition".into());
+    table.insert("device".into(), "flex".into());
+    table.insert(
+        "rollout".into(),
+        toml::Value::try_from(RolloutConfig::default())?,
+    );
+    table.insert(
+        "update".into(),
+        toml::Value::try_from(UpdateConfig::default())?,
+    );
+    table.insert(
+        "optim".into(),
+        toml::Value::try_from(OptimConfig::default())?,
+    );
+    table.insert("checkpoint_every".into(), 10.into());
+    table.insert("eval".into(), toml::Value::try_from(EvalConfig::default())?);
+    table.insert(
+        "warm_start".into(),
+        toml::Value::try_from(WarmStartConfig::default())?,
+    );
+    table.insert("objective".into(), default_objective_table(algo)?);
+    Ok(toml::Value::Table(table))
+}
+
+/// What the user said on the command line about the configuration.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides<'a> {
+    /// `--algo`.
+    pub algo: Option<&'a str>,
+    /// `--config FILE.toml`.
+    pub config_file: Option<&'a Path>,
+    /// `--set key=value`, in order (the last one wins).
+    pub sets: Vec<String>,
+}
+
+impl RunConfig {
+    /// Defaults, then the file, then the `--set` overrides, deserialized and validated.
+    pub fn resolve(overrides: &Overrides<'_>) -> Result<Self> {
+        let file: Option<toml::Value> = match overrides.config_file {
+            Some(path) => {
+                let text = fs_err::read_to_string(path)
+                    .with_context(|| format!("cannot read config file `{}`", path.display()))?;
+                Some(toml::from_str(&text).with_context(|| {
+                    format!("config file `{}` is not valid TOML", path.display())
+                })?)
+            }
+            None => None,
+        };
+        let file_algo = file
+            .as_ref()
+            .and_then(|f| f.get("objective"))
+            .and_then(|o| o.get("algo"))
+            .and_then(|a| a.as_str())
+            .map(str::to_string);
+        let algo = match (overrides.algo, file_algo.as_deref()) {
+            (Some(algo), _) => algo.to_string(),
+            (None, Some(algo)) => algo.to_string(),
+            (None, None) => {
+                bail!("no algorithm given\nhint: pass `--algo NAME` (`zoo list` shows them)")
+            }
+        };
+        registry::algorithm(&algo)?;
+        let mut table = defaults(&algo)?;
+        if let Some(mut file) = file {
+            if let Some(objective) = file.get_mut("objective").and_then(|o| o.as_table_mut()) {
+                objective.insert("algo".into(), algo.clone().into());
+            }
+            merge(&mut table, file);
+        }
+        for set in &overrides.sets {
+            if set.trim_start().starts_with("objective.algo") {
+                bail!("`--set {set}` cannot change the algorithm\nhint: use `--algo NAME`");
+            }
+            apply_set(&mut table, set)?;
+        }
+        let config = Self::from_table(table)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn from_table(table: toml::Value) -> Result<Self> {
+        let algo = table["objective"]["algo"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        serde_path_to_error::deserialize(table).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            let message = inner.message().trim().to_string();
+            let hint = if path.starts_with("objective") {
+                format!("`zoo train --algo {algo} --dry-run` prints every key with its default")
+            } else {
+                "`zoo train --algo NAME --dry-run` prints every key with its default".into()
+            };
+            anyhow::anyhow!("invalid config key `{path}`: {message}\nhint: {hint}")
+        })
+    }
+
+    /// Checks everything that can be checked without doing work.
+    pub fn validate(&self) -> Result<()> {
+        if self.steps == 0 {
+            bail!("`steps` must be at least 1");
+        }
+        self.trainer().validate()?;
+        self.warm_start.sft.optim.validate()?;
+        self.warm_start
+            .model
+            .validate()
+            .map_err(|e| anyhow::anyhow!("invalid config key `warm_start.model`: {e}"))?;
+        let task = self.task()?;
+        self.device_spec()?;
+        self.build_objective(task.as_ref())?;
+        if self.eval.problems == 0 {
+            bail!("`eval.problems` must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// The trainer's part of the configuration.
+    pub fn trainer(&self) -> TrainerConfig {
+        TrainerConfig {
+            rollout: self.rollout.clone(),
+            update: self.update.clone(),
+            optim: self.optim.clone(),
+            checkpoint_every: self.checkpoint_every,
+        }
+    }
+
+    /// The task.
+    pub fn task(&self) -> Result<Box<dyn Task>> {
+        Ok((registry::task(&self.task)?.build)())
+    }
+
+    /// The device.
+    pub fn device_spec(&self) -> Result<DeviceSpec> {
+        Ok(self.device.parse()?)
+    }
+
+    /// The response length cap.
+    pub fn max_new_tokens(&self, task: &dyn Task) -> usize {
+        match self.rollout.max_new_tokens {
+            0 => task.max_new_tokens(),
+            n => n,
+        }
+    }
+
+    /// The objective.
+    pub fn build_objective(&self, task: &dyn Task) -> Result<Box<dyn Objective>> {
+        Ok(self.objective.build(&BuildContext {
+            max_new_tokens: self.max_new_tokens(task),
+            group_size: self.rollout.group_size,
+            steps: self.steps,
+        })?)
+    }
+
+    /// The configuration as TOML text.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("a resolved config serializes")
+    }
+}

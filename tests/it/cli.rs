@@ -1,0 +1,204 @@
+//! Bad input gets one clear error line with a fix, a non-zero exit, and never a panic.
+
+use crate::run;
+
+fn assert_clean_error(args: &[&str], expected: &[&str]) {
+    let cache = std::env::temp_dir().join("zoo-it-cli-cache");
+    let output = run(&cache, args);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "exit code for {args:?}: {stderr}"
+    );
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!stderr.contains("backtrace"), "{stderr}");
+    for text in expected {
+        assert!(stderr.contains(text), "`{text}` not in: {stderr}");
+    }
+}
+
+#[test]
+fn unknown_algorithm_is_refused_with_a_suggestion() {
+    assert_clean_error(
+        &["train", "--algo", "grpoo", "--dry-run"],
+        &["unknown algorithm `grpoo`", "did you mean `grpo`", "hint:"],
+    );
+}
+
+#[test]
+fn unknown_config_key_is_refused_naming_the_key() {
+    assert_clean_error(
+        &[
+            "train",
+            "--algo",
+            "grpo",
+            "--set",
+            "objective.clip_hgh=0.3",
+            "--dry-run",
+        ],
+        &[
+            "`objective`",
+            "unknown field `clip_hgh`",
+            "clip_high",
+            "hint:",
+        ],
+    );
+    assert_clean_error(
+        &[
+            "train",
+            "--algo",
+            "grpo",
+            "--set",
+            "optim.lrr=0.1",
+            "--dry-run",
+        ],
+        &["`optim`", "unknown field `lrr`"],
+    );
+}
+
+#[test]
+fn wrong_value_type_is_refused_naming_the_key() {
+    assert_clean_error(
+        &[
+            "train",
+            "--algo",
+            "grpo",
+            "--set",
+            "optim.lr=fast",
+            "--dry-run",
+        ],
+        &["`optim.lr`", "expected f64"],
+    );
+    assert_clean_error(
+        &[
+            "train",
+            "--algo",
+            "grpo",
+            "--set",
+            "objective.loss_agg=mean",
+            "--dry-run",
+        ],
+        &["loss_agg", "token-mean"],
+    );
+}
+
+#[test]
+fn bad_device_name_is_refused() {
+    assert_clean_error(
+        &["train", "--algo", "grpo", "--device", "flx", "--dry-run"],
+        &["unknown device `flx`", "did you mean `flex`"],
+    );
+    assert_clean_error(
+        &[
+            "train",
+            "--algo",
+            "grpo",
+            "--device",
+            "tch-cuda:0",
+            "--dry-run",
+        ],
+        &["LibTorch", "hint:"],
+    );
+}
+
+#[test]
+fn unreadable_or_invalid_files_are_refused_naming_the_path() {
+    assert_clean_error(
+        &["train", "--config", "/nonexistent/zoo.toml", "--dry-run"],
+        &["`/nonexistent/zoo.toml`"],
+    );
+    let bad = std::env::temp_dir().join(format!("zoo-it-bad-{}.toml", std::process::id()));
+    std::fs::write(&bad, "steps = [unclosed").unwrap();
+    let path = bad.to_string_lossy().to_string();
+    assert_clean_error(
+        &["train", "--config", &path, "--dry-run"],
+        &["not valid TOML", &path],
+    );
+    let cache = std::env::temp_dir().join("zoo-it-cli-cache");
+    let output = run(&cache, &["eval", "--checkpoint", &path]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(!String::from_utf8_lossy(&output.stderr).contains("panicked"));
+    std::fs::remove_file(&bad).unwrap();
+}
+
+#[test]
+fn invalid_values_are_refused_before_any_work() {
+    assert_clean_error(
+        &[
+            "train",
+            "--algo",
+            "grpo",
+            "--set",
+            "rollout.group_size=0",
+            "--dry-run",
+        ],
+        &["rollout.group_size"],
+    );
+    assert_clean_error(
+        &[
+            "train",
+            "--algo",
+            "grpo",
+            "--set",
+            "objective.clip_dual=0.5",
+            "--dry-run",
+        ],
+        &["clip_dual"],
+    );
+    assert_clean_error(
+        &["train", "--algo", "grpo", "--task", "addtion", "--dry-run"],
+        &["unknown task `addtion`", "did you mean `addition`"],
+    );
+    assert_clean_error(&["train", "--dry-run"], &["no algorithm given", "--algo"]);
+}
+
+#[test]
+fn config_file_round_trips_through_dry_run() {
+    let cache = std::env::temp_dir().join("zoo-it-cli-cache");
+    let output = run(
+        &cache,
+        &[
+            "train",
+            "--algo",
+            "grpo",
+            "--set",
+            "optim.lr=3e-4",
+            "--steps",
+            "7",
+            "--dry-run",
+        ],
+    );
+    assert!(output.status.success());
+    let printed = String::from_utf8(output.stdout).unwrap();
+    let file = std::env::temp_dir().join(format!("zoo-it-config-{}.toml", std::process::id()));
+    std::fs::write(&file, &printed).unwrap();
+    let again = run(
+        &cache,
+        &["train", "--config", &file.to_string_lossy(), "--dry-run"],
+    );
+    assert!(again.status.success());
+    assert_eq!(String::from_utf8(again.stdout).unwrap(), printed);
+    assert!(
+        printed.contains("lr = 0.0003") && printed.contains("steps = 7"),
+        "{printed}"
+    );
+    std::fs::remove_file(&file).unwrap();
+}
+
+#[test]
+fn help_ends_with_runnable_examples() {
+    let cache = std::env::temp_dir().join("zoo-it-cli-cache");
+    let output = run(&cache, &["train", "--help"]);
+    let help = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        help.contains("Examples:\n  zoo train --algo grpo\n"),
+        "{help}"
+    );
+    let output = run(&cache, &["list"]);
+    let list = String::from_utf8(output.stdout).unwrap();
+    for name in ["grpo", "addition", "mod10", "flex", "tch-cpu"] {
+        assert!(list.contains(name), "{list}");
+    }
+}

@@ -1,0 +1,72 @@
+//! A run stopped after k steps and resumed gives the same metrics as an uninterrupted run.
+
+use std::path::Path;
+
+use crate::{TEST_WARM_START, mod10_cache, run};
+
+fn train(cache: &Path, out: &Path, extra: &[&str]) {
+    let out = out.to_string_lossy().to_string();
+    let mut args = vec![
+        "train", "--algo", "grpo", "--steps", "4", "--seed", "3", "--out", &out, "--quiet",
+    ];
+    args.extend_from_slice(TEST_WARM_START);
+    args.extend_from_slice(&[
+        "--set",
+        "checkpoint_every=2",
+        "--set",
+        "eval.problems=40",
+        "--set",
+        "rollout.prompts_per_step=8",
+    ]);
+    args.extend_from_slice(extra);
+    let output = run(cache, &args);
+    assert!(output.status.success());
+}
+
+/// Metrics by step without the wall-clock ones.
+fn metrics(out: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(out.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let object = v.as_object_mut().unwrap();
+            object.retain(|k, _| !k.starts_with("timing/") && !k.starts_with("perf/"));
+            v
+        })
+        .collect()
+}
+
+#[test]
+fn resumed_run_matches_uninterrupted_run() {
+    let cache = mod10_cache();
+    let base = std::env::temp_dir().join(format!("zoo-it-resume-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let (whole, split) = (base.join("whole"), base.join("split"));
+    train(cache, &whole, &[]);
+    // Interrupted after step 2's checkpoint: the later checkpoint never made it to disk.
+    train(cache, &split, &[]);
+    std::fs::remove_dir_all(split.join("checkpoints/step-000004")).unwrap();
+    train(cache, &split, &["--resume"]);
+    let (a, b) = (metrics(&whole), metrics(&split));
+    assert_eq!(a.len(), 4);
+    assert_eq!(b.len(), 4, "the resumed run rewrote steps 3 and 4 once");
+    assert_eq!(a, b);
+    let eval = |d: &Path| std::fs::read_to_string(d.join("eval.json")).unwrap();
+    let strip = |s: String| {
+        s.lines()
+            .filter(|l| !l.contains("seconds"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(strip(eval(&whole)), strip(eval(&split)));
+    // Without `--resume`, an existing run is not overwritten.
+    let out = split.to_string_lossy().to_string();
+    let output = run(
+        cache,
+        &["train", "--algo", "grpo", "--out", &out, "--task", "mod10"],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--resume"));
+    std::fs::remove_dir_all(&base).unwrap();
+}

@@ -1,0 +1,69 @@
+//! GRPO end to end: from a fixed seed, a short run on the easy task raises held-out accuracy.
+
+use crate::{TEST_WARM_START, mod10_cache, run};
+
+fn eval_json(dir: &std::path::Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("eval.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn grpo_raises_heldout_accuracy_on_mod10() {
+    let cache = mod10_cache();
+    let out = std::env::temp_dir().join(format!("zoo-it-grpo-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let out_str = out.to_string_lossy().to_string();
+    let mut args = vec![
+        "train", "--algo", "grpo", "--steps", "12", "--seed", "0", "--out", &out_str,
+    ];
+    args.extend_from_slice(TEST_WARM_START);
+    args.extend_from_slice(&["--set", "optim.lr=3e-4"]);
+    let output = run(cache, &args);
+    assert!(output.status.success());
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(stdout.contains("held-out pass@1"), "{stdout}");
+    let report = eval_json(&out);
+    let before = report["before"]["sampled"].as_f64().unwrap();
+    let after = report["after"]["sampled"].as_f64().unwrap();
+    eprintln!("sampled held-out pass@1: {before:.3} -> {after:.3}");
+    // The base policy must leave room to improve, and GRPO must use it.
+    assert!(
+        before > 0.05 && before < 0.9,
+        "base policy pass@1 {before} is not between 0 and 1"
+    );
+    assert!(
+        after >= before + MARGIN,
+        "GRPO moved pass@1 from {before:.3} to {after:.3}"
+    );
+    // The run's files.
+    let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    assert_eq!(metrics.lines().count(), 12);
+    let first: serde_json::Value = serde_json::from_str(metrics.lines().next().unwrap()).unwrap();
+    for key in [
+        "step",
+        "reward/mean",
+        "reward/std",
+        "response_length/mean",
+        "actor/pg_loss",
+        "actor/pg_clipfrac",
+        "actor/ppo_kl",
+        "actor/grad_norm",
+        "perf/throughput",
+        "timing/rollout",
+    ] {
+        assert!(first.get(key).is_some(), "metric `{key}` missing: {first}");
+    }
+    assert!(out.join("config.toml").exists());
+    assert!(
+        out.join("checkpoints/step-000012/model.safetensors")
+            .exists()
+    );
+    assert!(
+        out.join("checkpoints/step-000010/optimizer.safetensors")
+            .exists()
+    );
+    std::fs::remove_dir_all(&out).unwrap();
+}
+
+/// The least improvement the test accepts; chosen from measurements (see the closing note of
+/// issue 2), with headroom.
+const MARGIN: f64 = 0.10;
