@@ -15,7 +15,7 @@ use zoo_core::{Objective, ObjectiveConfig, Task, registry};
 use zoo_models::TinyDecoderConfig;
 
 /// Settings of the base policy: everything that determines it, and so its cache key.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WarmStartConfig {
     /// Seed of the warm start (separate from the RL seed, so runs with different RL seeds
@@ -25,16 +25,6 @@ pub struct WarmStartConfig {
     pub model: TinyDecoderConfig,
     /// The supervised training recipe.
     pub sft: SftConfig,
-}
-
-impl Default for WarmStartConfig {
-    fn default() -> Self {
-        Self {
-            seed: 0,
-            model: TinyDecoderConfig::default(),
-            sft: SftConfig::default(),
-        }
-    }
 }
 
 /// Held-out evaluation settings.

@@ -39,7 +39,7 @@ impl FromStr for DeviceSpec {
                 Err(Error::unknown(
                     "device",
                     s,
-                    ["flex", "tch-cpu", "tch-cuda:0"].into_iter(),
+                    ["flex", "tch-cpu", "tch-cuda:0"],
                 ))
             }
         }

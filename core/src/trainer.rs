@@ -247,15 +247,14 @@ impl<'a> Trainer<'a> {
             temperature,
             false,
         ));
-        let ref_logprobs = match &self.reference {
-            Some(reference) => Some(TokenMatrix::from_tensor(reference.token_logprobs(
+        let ref_logprobs = self.reference.as_ref().map(|reference| {
+            TokenMatrix::from_tensor(reference.token_logprobs(
                 &contexts,
                 &responses,
                 temperature,
                 false,
-            ))),
-            None => None,
-        };
+            ))
+        });
         let group_ids = batch.group_ids();
         let credit = self.objective.credit(&CreditInput {
             step,

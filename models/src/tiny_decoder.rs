@@ -145,8 +145,8 @@ impl TinyDecoderConfig {
         if self.hidden_size == 0 || self.num_attention_heads == 0 {
             return Err("`hidden_size` and `num_attention_heads` must be positive".into());
         }
-        if self.hidden_size % self.num_attention_heads != 0
-            || (self.hidden_size / self.num_attention_heads) % 2 != 0
+        if !self.hidden_size.is_multiple_of(self.num_attention_heads)
+            || !(self.hidden_size / self.num_attention_heads).is_multiple_of(2)
         {
             return Err(format!(
                 "`hidden_size` ({}) must be an even multiple of `num_attention_heads` ({}) for rotary embeddings",

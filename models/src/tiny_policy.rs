@@ -472,7 +472,12 @@ mod tests {
         let short = CharTokenizer.encode_prompt("1+2=").unwrap();
         let long = CharTokenizer.encode_prompt("1234+5678=").unwrap();
         let response = vec![5u32, 6, 2];
-        let alone = policy.token_logprobs(&[short.clone()], &[response.clone()], 1.0, false);
+        let alone = policy.token_logprobs(
+            std::slice::from_ref(&short),
+            std::slice::from_ref(&response),
+            1.0,
+            false,
+        );
         let batched = policy.token_logprobs(&[long, short], &[vec![4], response], 1.0, false);
         let alone = zoo_core::TokenMatrix::from_tensor(alone);
         let batched = zoo_core::TokenMatrix::from_tensor(batched);

@@ -147,7 +147,7 @@ fn write_chain(
 impl Arithmetic {
     /// The task of `kind`, with its held-out split drawn from a fixed seed.
     pub fn new(kind: Kind) -> Self {
-        let mut rng = zoo_core::rng::stream(0x5eed_0f_4e1d, 0, "heldout");
+        let mut rng = zoo_core::rng::stream(0x005e_ed0f_4e1d, 0, "heldout");
         let mut heldout = Vec::with_capacity(HELDOUT_SIZE);
         let mut heldout_pairs = HashSet::new();
         let mut task = Self {

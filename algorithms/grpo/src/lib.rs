@@ -111,16 +111,17 @@ impl Default for GrpoConfig {
 impl ObjectiveConfig for GrpoConfig {
     fn build(&self, context: &BuildContext) -> Result<Box<dyn Objective>> {
         let bad = |msg: String| Err(Error::Config(format!("grpo: {msg}")));
-        if !(self.clip_low >= 0.0 && self.clip_low < 1.0) || !(self.clip_high >= 0.0) {
+        let non_negative = |x: f32| x >= 0.0; // false for NaN too
+        if !(0.0..1.0).contains(&self.clip_low) || !non_negative(self.clip_high) {
             return bad(format!(
                 "`clip_low` must lie in [0, 1) and `clip_high` be non-negative, got {} and {}",
                 self.clip_low, self.clip_high
             ));
         }
-        if !(self.clip_dual > 1.0) {
+        if self.clip_dual.is_nan() || self.clip_dual <= 1.0 {
             return bad(format!("`clip_dual` must exceed 1, got {}", self.clip_dual));
         }
-        if !(self.adv_eps >= 0.0) || !(self.kl_coef >= 0.0) {
+        if !non_negative(self.adv_eps) || !non_negative(self.kl_coef) {
             return bad("`adv_eps` and `kl_coef` must be non-negative".into());
         }
         let aggregation = match self.loss_agg {
@@ -129,7 +130,7 @@ impl ObjectiveConfig for GrpoConfig {
             LossAgg::SeqMeanTokenSum => Aggregation::SeqMeanTokenSum,
             LossAgg::Constant => {
                 let scale = self.loss_scale.unwrap_or(context.max_new_tokens as f32);
-                if !(scale > 0.0) {
+                if scale.is_nan() || scale <= 0.0 {
                     return bad(format!("`loss_scale` must be positive, got {scale}"));
                 }
                 Aggregation::Constant(scale)
