@@ -74,6 +74,20 @@ pub struct RunConfig {
     pub objective: Box<dyn ObjectiveConfig>,
 }
 
+/// The key of `objective` (a TOML table with `algo`) whose value alone makes the algorithm's
+/// defaults fail to deserialize, if there is one.
+fn failing_objective_key(objective: &toml::Value) -> Option<String> {
+    let algo = objective.get("algo")?.as_str()?;
+    let defaults = default_objective_table(algo).ok()?;
+    objective.as_table()?.iter().find_map(|(key, value)| {
+        let mut probe = defaults.clone();
+        probe.as_table_mut()?.insert(key.clone(), value.clone());
+        zoo_core::config::objective_from_table(probe)
+            .is_err()
+            .then(|| key.clone())
+    })
+}
+
 /// The defaults of a run with `algo`, as a TOML table.
 fn defaults(algo: &str) -> Result<toml::Value> {
     let mut table = toml::Table::new();
@@ -164,10 +178,17 @@ impl RunConfig {
             .as_str()
             .unwrap_or_default()
             .to_string();
+        let objective = table["objective"].clone();
         serde_path_to_error::deserialize(table).map_err(|e| {
-            let path = e.path().to_string();
+            let mut path = e.path().to_string();
             let inner = e.into_inner();
             let message = inner.message().trim().to_string();
+            // typetag hides the path inside the objective: find the key that fails alone.
+            if path == "objective"
+                && let Some(key) = failing_objective_key(&objective)
+            {
+                path = format!("objective.{key}");
+            }
             let hint = if path.starts_with("objective") {
                 format!("`zoo train --algo {algo} --dry-run` prints every key with its default")
             } else {
@@ -189,7 +210,7 @@ impl RunConfig {
             .validate()
             .map_err(|e| anyhow::anyhow!("invalid config key `warm_start.model`: {e}"))?;
         let task = self.task()?;
-        self.device_spec()?;
+        self.device_spec()?.device()?;
         self.build_objective(task.as_ref())?;
         if self.eval.problems == 0 {
             bail!("`eval.problems` must be at least 1");
@@ -237,5 +258,24 @@ impl RunConfig {
     /// The configuration as TOML text.
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).expect("a resolved config serializes")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_failing_objective_key_is_named() {
+        crate::link_all();
+        let mut objective = default_objective_table("grpo").unwrap();
+        objective
+            .as_table_mut()
+            .unwrap()
+            .insert("loss_agg".into(), "mean".into());
+        assert_eq!(
+            failing_objective_key(&objective).as_deref(),
+            Some("loss_agg")
+        );
     }
 }

@@ -39,7 +39,7 @@ fn unknown_config_key_is_refused_naming_the_key() {
             "--dry-run",
         ],
         &[
-            "`objective`",
+            "`objective.clip_hgh`",
             "unknown field `clip_hgh`",
             "clip_high",
             "hint:",
@@ -54,7 +54,7 @@ fn unknown_config_key_is_refused_naming_the_key() {
             "optim.lrr=0.1",
             "--dry-run",
         ],
-        &["`optim`", "unknown field `lrr`"],
+        &["`optim.lrr`", "unknown field `lrr`"],
     );
 }
 
@@ -80,7 +80,7 @@ fn wrong_value_type_is_refused_naming_the_key() {
             "objective.loss_agg=mean",
             "--dry-run",
         ],
-        &["loss_agg", "token-mean"],
+        &["`objective.loss_agg`", "token-mean"],
     );
 }
 

@@ -34,7 +34,7 @@ pub const TEST_WARM_START: &[&str] = &[
     "--task",
     "mod10",
     "--set",
-    "warm_start.sft.steps=60",
+    "warm_start.sft.steps=150",
     "--set",
     "warm_start.sft.batch_size=64",
     "--set",

@@ -13,10 +13,9 @@ fn grpo_raises_heldout_accuracy_on_mod10() {
     let _ = std::fs::remove_dir_all(&out);
     let out_str = out.to_string_lossy().to_string();
     let mut args = vec![
-        "train", "--algo", "grpo", "--steps", "12", "--seed", "0", "--out", &out_str,
+        "train", "--algo", "grpo", "--steps", "30", "--seed", "0", "--out", &out_str,
     ];
     args.extend_from_slice(TEST_WARM_START);
-    args.extend_from_slice(&["--set", "optim.lr=3e-4"]);
     let output = run(cache, &args);
     assert!(output.status.success());
     let stdout = String::from_utf8(output.stdout).unwrap();
@@ -36,7 +35,7 @@ fn grpo_raises_heldout_accuracy_on_mod10() {
     );
     // The run's files.
     let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
-    assert_eq!(metrics.lines().count(), 12);
+    assert_eq!(metrics.lines().count(), 30);
     let first: serde_json::Value = serde_json::from_str(metrics.lines().next().unwrap()).unwrap();
     for key in [
         "step",
@@ -54,7 +53,7 @@ fn grpo_raises_heldout_accuracy_on_mod10() {
     }
     assert!(out.join("config.toml").exists());
     assert!(
-        out.join("checkpoints/step-000012/model.safetensors")
+        out.join("checkpoints/step-000030/model.safetensors")
             .exists()
     );
     assert!(
@@ -64,6 +63,8 @@ fn grpo_raises_heldout_accuracy_on_mod10() {
     std::fs::remove_dir_all(&out).unwrap();
 }
 
-/// The least improvement the test accepts; chosen from measurements (see the closing note of
-/// issue 2), with headroom.
-const MARGIN: f64 = 0.10;
+/// The least improvement of sampled held-out pass@1 the test accepts. Measured with these
+/// settings (base: 150 warm-start steps of 64, then 30 GRPO steps at lr 1e-4): 0.380 -> 0.525
+/// (seed 0) and 0.370 -> 0.522 (seed 1); the standard error of a pass@1 difference over 400
+/// problems is about 0.035. Half the measured gain leaves headroom.
+const MARGIN: f64 = 0.08;
