@@ -5,7 +5,6 @@
 //! cache folder, then the checkpoints shipped in `assets/base/` (regenerated bit for bit by
 //! `zoo sft` with the default settings); otherwise `zoo train` trains it and says so.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -41,7 +40,7 @@ pub fn shipped_dir() -> PathBuf {
 
 /// Bumped whenever code changes what a warm start produces (initialization, data mix,
 /// tokenizer), so that stale cached or shipped base policies are not reused.
-pub const RECIPE_VERSION: u32 = 1;
+pub const RECIPE_VERSION: u32 = 2;
 
 /// The cache key of the base policy for `task` and `settings`: `<task>-<16 hex digits>`.
 pub fn key(task: &str, settings: &WarmStartConfig) -> String {
@@ -97,7 +96,7 @@ pub fn store(policy: &TinyPolicy, task: &str, settings: &WarmStartConfig) -> Res
     let dir = cache_dir().join("base");
     fs_err::create_dir_all(&dir).context("cannot create the cache folder (set `ZOO_CACHE_DIR`)")?;
     let path = dir.join(format!("{}.safetensors", key(task, settings)));
-    let metadata = HashMap::from([
+    let metadata = zoo_core::checkpoint::Metadata::from([
         ("zoo.task".to_string(), task.to_string()),
         (
             "zoo.warm_start".to_string(),

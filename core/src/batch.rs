@@ -46,22 +46,6 @@ impl RolloutBatch {
         mask
     }
 
-    /// The behaviour log-probs padded to `[n, t]` (0 at padding).
-    pub fn behaviour_logprobs(&self) -> TokenMatrix {
-        let cols = self
-            .rollouts
-            .iter()
-            .map(|r| r.tokens.len())
-            .max()
-            .unwrap_or(0);
-        TokenMatrix::from_rows(
-            self.rollouts
-                .iter()
-                .map(|r| r.behaviour_logprobs.as_slice()),
-            cols,
-        )
-    }
-
     /// The group id of each response.
     pub fn group_ids(&self) -> Vec<usize> {
         self.rollouts.iter().map(|r| r.group_id).collect()

@@ -5,7 +5,7 @@
 //! renamed into place, so a crash leaves either the old set of checkpoints or the new one,
 //! never a half-written folder that looks complete.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
@@ -25,11 +25,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     fs_err::rename(&tmp, path).map_err(|e| Error::io("rename into", path, e))
 }
 
+/// The one header key under which zoo's metadata is stored, as a JSON object. One key,
+/// because safetensors writes its metadata map in hash order: with several keys the same
+/// checkpoint would not be the same bytes twice.
+const METADATA_KEY: &str = "zoo";
+
 /// Serializes named tensors (f32) to safetensors bytes, with `metadata`.
-pub fn to_safetensors(
-    tensors: &NamedTensors,
-    metadata: HashMap<String, String>,
-) -> Result<Vec<u8>> {
+pub fn to_safetensors(tensors: &NamedTensors, metadata: &Metadata) -> Result<Vec<u8>> {
     let host: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
         .iter()
         .map(|(name, t)| {
@@ -52,15 +54,15 @@ pub fn to_safetensors(
             (name.clone(), view)
         })
         .collect();
-    safetensors::serialize(views, Some(metadata)).map_err(|e| Error::Config(e.to_string()))
+    let header = HashMap::from([(
+        METADATA_KEY.to_string(),
+        serde_json::to_string(metadata).expect("a string map serializes"),
+    )]);
+    safetensors::serialize(views, Some(header)).map_err(|e| Error::Config(e.to_string()))
 }
 
 /// Writes named tensors to a safetensors file atomically.
-pub fn save_safetensors(
-    path: &Path,
-    tensors: &NamedTensors,
-    metadata: HashMap<String, String>,
-) -> Result<()> {
+pub fn save_safetensors(path: &Path, tensors: &NamedTensors, metadata: &Metadata) -> Result<()> {
     write_atomic(path, &to_safetensors(tensors, metadata)?)
 }
 
@@ -98,8 +100,11 @@ pub fn load_safetensors(path: &Path, device: &Device) -> Result<NamedTensors> {
     Ok(out)
 }
 
-/// The metadata stored in a safetensors file's header.
-pub fn read_metadata(path: &Path) -> Result<HashMap<String, String>> {
+/// Metadata stored with a checkpoint, e.g. the architecture.
+pub type Metadata = BTreeMap<String, String>;
+
+/// The zoo metadata stored in a safetensors file's header (empty for foreign files).
+pub fn read_metadata(path: &Path) -> Result<Metadata> {
     let bytes = fs_err::read(path).map_err(|e| Error::io("read", path, e))?;
     let (_, meta) =
         safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| Error::BadFile {
@@ -107,7 +112,11 @@ pub fn read_metadata(path: &Path) -> Result<HashMap<String, String>> {
             reason: e.to_string(),
             hint: "the file is damaged or not a safetensors file".into(),
         })?;
-    Ok(meta.metadata().clone().unwrap_or_default())
+    let header = meta.metadata().clone().unwrap_or_default();
+    Ok(header
+        .get(METADATA_KEY)
+        .and_then(|json| serde_json::from_str(json).ok())
+        .unwrap_or_default())
 }
 
 /// The folder of the checkpoint after `step` under `dir`.
@@ -169,8 +178,15 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("zoo-ckpt-{}", std::process::id()));
         fs_err::create_dir_all(&dir).unwrap();
         let path = dir.join("m.safetensors");
-        let meta = HashMap::from([("k".to_string(), "v".to_string())]);
-        save_safetensors(&path, &t, meta).unwrap();
+        let meta = Metadata::from([("k".to_string(), "v".to_string()), ("a".into(), "b".into())]);
+        save_safetensors(&path, &t, &meta).unwrap();
+        let first = fs_err::read(&path).unwrap();
+        save_safetensors(&path, &t, &meta).unwrap();
+        assert_eq!(
+            first,
+            fs_err::read(&path).unwrap(),
+            "same content, same bytes"
+        );
         let back = load_safetensors(&path, &device).unwrap();
         assert_eq!(back["a.weight"].shape, vec![2, 3]);
         let got = back["a.weight"]

@@ -107,6 +107,12 @@ pub trait Policy: Send {
     /// Replaces parameter values by name; every parameter must be given, with its shape.
     fn set_parameters(&mut self, values: &NamedTensors) -> Result<()>;
 
+    /// What a checkpoint must record to rebuild this policy (e.g. its architecture), stored in
+    /// the header of every `model.safetensors` the trainer writes.
+    fn metadata(&self) -> crate::checkpoint::Metadata {
+        Default::default()
+    }
+
     /// A frozen copy (for a reference or teacher policy).
     fn snapshot(&self) -> Box<dyn Policy>;
 }

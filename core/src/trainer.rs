@@ -395,12 +395,12 @@ impl<'a> Trainer<'a> {
             checkpoint::save_safetensors(
                 &tmp.join("model.safetensors"),
                 &self.policy.parameters(),
-                Default::default(),
+                &self.policy.metadata(),
             )?;
             checkpoint::save_safetensors(
                 &tmp.join("optimizer.safetensors"),
                 &self.optimizer.state(),
-                Default::default(),
+                &Default::default(),
             )?;
             let json = serde_json::to_string_pretty(&state).expect("state serializes");
             checkpoint::write_atomic(&tmp.join("trainer_state.json"), json.as_bytes())

@@ -1,6 +1,5 @@
 //! [`TinyPolicy`]: the tiny decoder and the character tokenizer as a [`Policy`].
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use rand::Rng;
@@ -9,7 +8,7 @@ use zoo_core::burn::module::Module;
 use zoo_core::burn::prelude::*;
 use zoo_core::burn::tensor::TensorData;
 use zoo_core::burn::tensor::activation::log_softmax;
-use zoo_core::checkpoint;
+use zoo_core::checkpoint::{self, Metadata};
 use zoo_core::params;
 use zoo_core::policy::{NamedTensors, Sample, Tokenizer};
 use zoo_core::{Error, Policy, Result, SamplingConfig};
@@ -136,12 +135,9 @@ impl TinyPolicy {
 
     /// Writes the weights (and the architecture, in the header) to `path` atomically, with
     /// extra `metadata`.
-    pub fn save(&self, path: &Path, mut metadata: HashMap<String, String>) -> Result<()> {
-        metadata.insert(
-            CONFIG_KEY.into(),
-            serde_json::to_string(self.model.config()).expect("config serializes"),
-        );
-        checkpoint::save_safetensors(path, &self.parameters(), metadata)
+    pub fn save(&self, path: &Path, mut metadata: Metadata) -> Result<()> {
+        metadata.extend(self.metadata());
+        checkpoint::save_safetensors(path, &self.parameters(), &metadata)
     }
 
     /// Reads a policy written by [`TinyPolicy::save`].
@@ -348,6 +344,13 @@ impl Policy for TinyPolicy {
         Ok(())
     }
 
+    fn metadata(&self) -> Metadata {
+        Metadata::from([(
+            CONFIG_KEY.to_string(),
+            serde_json::to_string(self.model.config()).expect("config serializes"),
+        )])
+    }
+
     fn snapshot(&self) -> Box<dyn Policy> {
         Box::new(TinyPolicy {
             model: self.model.clone().no_grad(),
@@ -492,7 +495,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("zoo-tiny-{}", std::process::id()));
         fs_err_create(&dir);
         let path = dir.join("m.safetensors");
-        policy.save(&path, HashMap::new()).unwrap();
+        policy.save(&path, Metadata::new()).unwrap();
         let loaded = TinyPolicy::load(&path, &policy.device()).unwrap();
         let a = policy.parameters();
         let b = loaded.parameters();

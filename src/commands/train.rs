@@ -157,15 +157,18 @@ pub fn run(args: &TrainArgs) -> Result<TrainReport> {
     });
     let max_new_tokens = config.max_new_tokens(task.as_ref());
     let eval_seed = config.seed ^ 0xe7a1;
+    let evaluate_heldout = |policy: &dyn Policy| {
+        heldout_accuracy(
+            policy,
+            task.as_ref(),
+            config.eval.problems,
+            config.eval.temperature,
+            max_new_tokens,
+            eval_seed,
+        )
+    };
     progress.line("evaluating the base policy on the held-out set...");
-    let before = heldout_accuracy(
-        &policy,
-        task.as_ref(),
-        config.eval.problems,
-        config.eval.temperature,
-        max_new_tokens,
-        eval_seed,
-    )?;
+    let before = evaluate_heldout(&policy)?;
     progress.line(&format!(
         "before RL: held-out pass@1 greedy {:.3}, sampled {:.3}",
         before.greedy, before.sampled
@@ -215,14 +218,7 @@ pub fn run(args: &TrainArgs) -> Result<TrainReport> {
     bar.finish_and_clear();
 
     progress.line("evaluating the trained policy on the held-out set...");
-    let after = heldout_accuracy(
-        trainer.policy(),
-        task.as_ref(),
-        config.eval.problems,
-        config.eval.temperature,
-        max_new_tokens,
-        eval_seed,
-    )?;
+    let after = evaluate_heldout(trainer.policy())?;
     let report = TrainReport {
         algo,
         task: config.task.clone(),

@@ -63,13 +63,33 @@ fn grpo_raises_heldout_accuracy_on_mod10() {
     // `zoo eval` reads the run folder's latest checkpoint.
     let output = run(
         cache,
-        &["eval", "--checkpoint", &out_str, "--task", "mod10", "--samples", "4", "--temperature", "1", "--problems", "50"],
+        &[
+            "eval",
+            "--checkpoint",
+            &out_str,
+            "--task",
+            "mod10",
+            "--samples",
+            "4",
+            "--temperature",
+            "1",
+            "--problems",
+            "50",
+        ],
     );
     assert!(output.status.success());
     let eval: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let pass = |k: &str| eval["pass_at_k"][k].as_f64().unwrap();
-    assert!(eval["checkpoint"].as_str().unwrap().ends_with("step-000030/model.safetensors"));
-    assert!(pass("pass@1") <= pass("pass@2") && pass("pass@2") <= pass("pass@4"), "{eval}");
+    assert!(
+        eval["checkpoint"]
+            .as_str()
+            .unwrap()
+            .ends_with("step-000030/model.safetensors")
+    );
+    assert!(
+        pass("pass@1") <= pass("pass@2") && pass("pass@2") <= pass("pass@4"),
+        "{eval}"
+    );
     approx::assert_relative_eq!(pass("pass@1"), eval["pass_at_1"].as_f64().unwrap());
     std::fs::remove_dir_all(&out).unwrap();
 }
