@@ -241,19 +241,22 @@ impl<'a> Trainer<'a> {
         let responses: Vec<Vec<u32>> = batch.rollouts.iter().map(|r| r.tokens.clone()).collect();
         let temperature = self.config.rollout.temperature;
         let mask = batch.mask();
-        let old_logprobs = TokenMatrix::from_tensor(self.policy.token_logprobs(
+        let chunk = self.config.update.micro_batch_size;
+        let old_logprobs = scored_without_graph(
+            self.policy.as_ref(),
             &contexts,
             &responses,
             temperature,
-            false,
-        ));
+            chunk,
+        );
         let ref_logprobs = self.reference.as_ref().map(|reference| {
-            TokenMatrix::from_tensor(reference.token_logprobs(
+            scored_without_graph(
+                reference.as_ref(),
                 &contexts,
                 &responses,
                 temperature,
-                false,
-            ))
+                chunk,
+            )
         });
         let group_ids = batch.group_ids();
         let credit = self.objective.credit(&CreditInput {
@@ -559,6 +562,28 @@ impl UpdateTotals {
         for (name, sum) in &self.token_metrics {
             metrics.insert(name.to_string(), sum / self.tokens.max(1.0));
         }
+    }
+}
+
+/// Teacher-forced log-probs `[n, t]` of all responses without an autodiff graph, computed in
+/// chunks of at most `chunk` responses (the micro-batch size bounds memory here too).
+fn scored_without_graph(
+    policy: &dyn Policy,
+    contexts: &[Vec<u32>],
+    responses: &[Vec<u32>],
+    temperature: f32,
+    chunk: usize,
+) -> TokenMatrix {
+    let cols = responses.iter().map(Vec::len).max().unwrap_or(0);
+    let mut data = Vec::with_capacity(responses.len() * cols);
+    for (c, r) in contexts.chunks(chunk).zip(responses.chunks(chunk)) {
+        let part = TokenMatrix::from_tensor(policy.token_logprobs(c, r, temperature, false));
+        data.extend(narrow_cols(&part, cols).data);
+    }
+    TokenMatrix {
+        rows: responses.len(),
+        cols,
+        data,
     }
 }
 
