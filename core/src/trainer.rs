@@ -258,6 +258,20 @@ impl<'a> Trainer<'a> {
                 chunk,
             )
         });
+        // How far the sampler's log-probs are from teacher forcing (verl reports the same as
+        // `training/rollout_probs_diff_*`): a large gap means sampling and scoring disagree.
+        let mut diff_max = 0f64;
+        let mut diff_sum = 0f64;
+        for (i, r) in batch.rollouts.iter().enumerate() {
+            for (t, &behaviour) in r.behaviour_logprobs.iter().enumerate() {
+                let diff = (behaviour as f64 - old_logprobs.get(i, t) as f64).abs();
+                diff_max = diff_max.max(diff);
+                diff_sum += diff;
+            }
+        }
+        let token_count = mask.data.iter().map(|&m| m as f64).sum::<f64>().max(1.0);
+        metrics.insert("rollout/logprob_diff_max".into(), diff_max);
+        metrics.insert("rollout/logprob_diff_mean".into(), diff_sum / token_count);
         let group_ids = batch.group_ids();
         let credit = self.objective.credit(&CreditInput {
             step,

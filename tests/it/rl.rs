@@ -48,9 +48,15 @@ fn grpo_raises_heldout_accuracy_on_mod10() {
         "actor/grad_norm",
         "perf/throughput",
         "timing/rollout",
+        "rollout/logprob_diff_max",
     ] {
         assert!(first.get(key).is_some(), "metric `{key}` missing: {first}");
     }
+    let diff = first["rollout/logprob_diff_max"].as_f64().unwrap();
+    assert!(
+        diff < 1e-3,
+        "sampling and teacher-forced log-probs disagree by {diff}"
+    );
     assert!(out.join("config.toml").exists());
     assert!(
         out.join("checkpoints/step-000030/model.safetensors")
