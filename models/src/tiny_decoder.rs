@@ -140,6 +140,17 @@ fn param<const D: usize>(tensor: Tensor<D>) -> Param<Tensor<D>> {
 }
 
 impl TinyDecoderConfig {
+    /// A smaller model (d 32, 2 layers, 2 heads, FFN 64) for tests and quick experiments.
+    pub fn small() -> Self {
+        Self {
+            hidden_size: 32,
+            num_hidden_layers: 2,
+            num_attention_heads: 2,
+            intermediate_size: 64,
+            ..Self::default()
+        }
+    }
+
     /// Checks the architecture; the message names the key.
     pub fn validate(&self) -> Result<(), String> {
         if self.hidden_size == 0 || self.num_attention_heads == 0 {

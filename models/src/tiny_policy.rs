@@ -395,13 +395,7 @@ mod tests {
     use zoo_core::rng;
 
     fn policy() -> TinyPolicy {
-        let config = TinyDecoderConfig {
-            hidden_size: 32,
-            num_hidden_layers: 2,
-            num_attention_heads: 2,
-            intermediate_size: 64,
-            ..TinyDecoderConfig::default()
-        };
+        let config = TinyDecoderConfig::small();
         TinyPolicy::new(
             &config,
             &mut rng::stream(7, 0, "init"),

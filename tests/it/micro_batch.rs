@@ -10,13 +10,7 @@ use zoo_grpo::{GrpoConfig, LossAgg};
 
 #[test]
 fn micro_batch_split_keeps_gradient() {
-    let config = TinyDecoderConfig {
-        hidden_size: 32,
-        num_hidden_layers: 2,
-        num_attention_heads: 2,
-        intermediate_size: 64,
-        ..TinyDecoderConfig::default()
-    };
+    let config = TinyDecoderConfig::small();
     let policy =
         TinyPolicy::new(&config, &mut rng::stream(11, 0, "init"), &Device::flex()).unwrap();
     // Eight responses of unequal lengths to four prompts of unequal lengths.
