@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
-use zoo_core::config::{apply_set, default_objective_table, merge};
+use zoo_core::config::{apply_set, default_objective_table, merge, set_value};
 use zoo_core::device::DeviceSpec;
 use zoo_core::objective::BuildContext;
 use zoo_core::optim::OptimConfig;
@@ -117,6 +117,16 @@ fn defaults(algo: &str) -> Result<toml::Value> {
     Ok(toml::Value::Table(table))
 }
 
+/// `(key, value)` for each flag the user gave.
+pub fn given_flags(
+    flags: impl IntoIterator<Item = (&'static str, Option<toml::Value>)>,
+) -> Vec<(&'static str, toml::Value)> {
+    flags
+        .into_iter()
+        .filter_map(|(key, value)| value.map(|v| (key, v)))
+        .collect()
+}
+
 /// What the user said on the command line about the configuration.
 #[derive(Debug, Default, Clone)]
 pub struct Overrides<'a> {
@@ -124,6 +134,9 @@ pub struct Overrides<'a> {
     pub algo: Option<&'a str>,
     /// `--config FILE.toml`.
     pub config_file: Option<&'a Path>,
+    /// Dedicated flags (`--steps`, `--seed`, ...) as `(dotted key, value)`, applied after the
+    /// file and before `--set`.
+    pub flags: Vec<(&'static str, toml::Value)>,
     /// `--set key=value`, in order (the last one wins).
     pub sets: Vec<String>,
 }
@@ -161,6 +174,9 @@ impl RunConfig {
                 objective.insert("algo".into(), algo.clone().into());
             }
             merge(&mut table, file);
+        }
+        for (key, value) in &overrides.flags {
+            set_value(&mut table, key, value.clone());
         }
         for set in &overrides.sets {
             if set.trim_start().starts_with("objective.algo") {

@@ -44,6 +44,12 @@ pub fn apply_set(table: &mut toml::Value, assignment: &str) -> Result<()> {
         .ok()
         .and_then(|mut t| t.remove("v"))
         .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+    set_value(table, key, value);
+    Ok(())
+}
+
+/// Sets the dotted `key` (e.g. `optim.lr`) of `table` to `value`, creating tables on the way.
+pub fn set_value(table: &mut toml::Value, key: &str, value: toml::Value) {
     let mut over = value;
     for part in key.split('.').rev() {
         let mut table = toml::Table::new();
@@ -51,7 +57,6 @@ pub fn apply_set(table: &mut toml::Value, assignment: &str) -> Result<()> {
         over = toml::Value::Table(table);
     }
     merge(table, over);
-    Ok(())
 }
 
 /// The default configuration of algorithm `algo` as a TOML table (with its `algo` tag).

@@ -9,28 +9,24 @@ use crate::base;
 use crate::cli::SftArgs;
 use crate::commands::progress::Progress;
 use crate::commands::train::{Accuracy, heldout_accuracy};
-use crate::run_config::{Overrides, RunConfig};
+use crate::run_config::{Overrides, RunConfig, given_flags};
 
-/// Runs `zoo sft`; returns the base policy's held-out accuracy.
-pub fn run(args: &SftArgs) -> Result<Accuracy> {
-    let mut sets = Vec::new();
-    if let Some(task) = &args.task {
-        sets.push(format!("task=\"{task}\""));
-    }
-    if let Some(seed) = args.seed {
-        sets.push(format!("warm_start.seed={seed}"));
-    }
-    if let Some(steps) = args.steps {
-        sets.push(format!("warm_start.sft.steps={steps}"));
-    }
-    if let Some(device) = &args.device {
-        sets.push(format!("device=\"{device}\""));
-    }
-    sets.extend(args.set.iter().cloned());
+/// Runs `zoo sft`; returns the base policy's held-out accuracy (`None` for `--dry-run`).
+pub fn run(args: &SftArgs) -> Result<Option<Accuracy>> {
     let config = RunConfig::resolve(&Overrides {
+        // The objective plays no part in a warm start; any registered one resolves the rest.
         algo: Some("grpo"),
         config_file: args.config.as_deref(),
-        sets,
+        flags: given_flags([
+            ("task", args.task.clone().map(Into::into)),
+            ("warm_start.seed", args.seed.map(|v| (v as i64).into())),
+            (
+                "warm_start.sft.steps",
+                args.steps.map(|v| (v as i64).into()),
+            ),
+            ("device", args.device.clone().map(Into::into)),
+        ]),
+        sets: args.set.clone(),
     })?;
     if args.dry_run {
         print!(
@@ -38,10 +34,7 @@ pub fn run(args: &SftArgs) -> Result<Accuracy> {
             config.task,
             toml::to_string_pretty(&config.warm_start)?
         );
-        return Ok(Accuracy {
-            greedy: 0.0,
-            sampled: 0.0,
-        });
+        return Ok(None);
     }
     let progress = Progress::new(args.quiet);
     let task = config.task()?;
@@ -79,5 +72,5 @@ pub fn run(args: &SftArgs) -> Result<Accuracy> {
     for path in written {
         println!("written: `{}`", path.display());
     }
-    Ok(accuracy)
+    Ok(Some(accuracy))
 }

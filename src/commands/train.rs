@@ -15,7 +15,7 @@ use zoo_core::{Policy, SamplingConfig, Task};
 use crate::base;
 use crate::cli::TrainArgs;
 use crate::commands::progress::Progress;
-use crate::run_config::{Overrides, RunConfig};
+use crate::run_config::{Overrides, RunConfig, given_flags};
 
 /// Held-out pass@1, greedy and sampled.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -85,46 +85,23 @@ fn default_out(config: &RunConfig, algo: &str) -> PathBuf {
     PathBuf::from("runs").join(format!("{algo}-{}-s{}-{stamp}", config.task, config.seed))
 }
 
-/// Runs `zoo train`.
-pub fn run(args: &TrainArgs) -> Result<TrainReport> {
+/// Runs `zoo train`; `None` for `--dry-run`.
+pub fn run(args: &TrainArgs) -> Result<Option<TrainReport>> {
     let started = Instant::now();
-    let mut sets = Vec::new();
-    if let Some(steps) = args.steps {
-        sets.push(format!("steps={steps}"));
-    }
-    if let Some(seed) = args.seed {
-        sets.push(format!("seed={seed}"));
-    }
-    if let Some(task) = &args.task {
-        sets.push(format!("task=\"{task}\""));
-    }
-    if let Some(device) = &args.device {
-        sets.push(format!("device=\"{device}\""));
-    }
-    sets.extend(args.set.iter().cloned());
     let config = RunConfig::resolve(&Overrides {
         algo: args.algo.as_deref(),
         config_file: args.config.as_deref(),
-        sets,
+        flags: given_flags([
+            ("steps", args.steps.map(|v| (v as i64).into())),
+            ("seed", args.seed.map(|v| (v as i64).into())),
+            ("task", args.task.clone().map(Into::into)),
+            ("device", args.device.clone().map(Into::into)),
+        ]),
+        sets: args.set.clone(),
     })?;
     if args.dry_run {
         print!("{}", config.to_toml());
-        return Ok(TrainReport {
-            algo: String::new(),
-            task: config.task.clone(),
-            seed: config.seed,
-            steps: 0,
-            problems: 0,
-            before: Accuracy {
-                greedy: 0.0,
-                sampled: 0.0,
-            },
-            after: Accuracy {
-                greedy: 0.0,
-                sampled: 0.0,
-            },
-            seconds: 0.0,
-        });
+        return Ok(None);
     }
     let progress = Progress::new(args.quiet);
     let task = config.task()?;
@@ -248,7 +225,7 @@ pub fn run(args: &TrainArgs) -> Result<TrainReport> {
         out.display(),
         report.seconds
     );
-    Ok(report)
+    Ok(Some(report))
 }
 
 /// Creates the output folder; returns the checkpoint to resume from, if asked. Refuses to

@@ -125,6 +125,18 @@ fn unreadable_or_invalid_files_are_refused_naming_the_path() {
 
 #[test]
 fn invalid_values_are_refused_before_any_work() {
+    // Flag values reach the config as typed values, never re-parsed as TOML text.
+    assert_clean_error(
+        &[
+            "train",
+            "--algo",
+            "grpo",
+            "--task",
+            "add\"ition",
+            "--dry-run",
+        ],
+        &["unknown task `add\"ition`"],
+    );
     assert_clean_error(
         &[
             "train",
