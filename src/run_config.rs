@@ -114,7 +114,18 @@ fn defaults(algo: &str) -> Result<toml::Value> {
         toml::Value::try_from(WarmStartConfig::default())?,
     );
     table.insert("objective".into(), default_objective_table(algo)?);
-    Ok(toml::Value::Table(table))
+    let mut table = toml::Value::Table(table);
+    let entry = registry::algorithm(algo)?;
+    if !entry.run_defaults.is_empty() {
+        let extra: toml::Value = toml::from_str(entry.run_defaults).with_context(|| {
+            format!(
+                "the run defaults of `{algo}` (from `{}`) are not valid TOML",
+                entry.origin
+            )
+        })?;
+        merge(&mut table, extra);
+    }
+    Ok(table)
 }
 
 /// `(key, value)` for each flag the user gave.
@@ -268,6 +279,7 @@ impl RunConfig {
             max_new_tokens: self.max_new_tokens(task),
             group_size: self.rollout.group_size,
             steps: self.steps,
+            evaluation: false,
         })?)
     }
 

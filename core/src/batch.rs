@@ -53,7 +53,7 @@ impl RolloutBatch {
 }
 
 /// A dense row-major `[rows, cols]` matrix of f32 on the host: per-token numbers of a batch.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct TokenMatrix {
     /// Number of rows (responses).
     pub rows: usize,
@@ -135,5 +135,62 @@ impl TokenMatrix {
             .try_into_vec::<f32>()
             .expect("a float tensor converts to f32");
         Self { rows, cols, data }
+    }
+}
+
+/// A host array of raw logits `[rows, cols, vocab]`, row-major: a teacher's distribution at
+/// every response position.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogitArray {
+    /// Number of rows (responses).
+    pub rows: usize,
+    /// Number of positions.
+    pub cols: usize,
+    /// Vocabulary size.
+    pub vocab: usize,
+    /// `rows * cols * vocab` values.
+    pub data: Vec<f32>,
+}
+
+impl LogitArray {
+    /// Reads a `[rows, cols, vocab]` tensor back to the host.
+    pub fn from_tensor(tensor: Tensor<3>) -> Self {
+        let [rows, cols, vocab] = tensor.dims();
+        let data = tensor
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .expect("a float tensor converts to f32");
+        Self {
+            rows,
+            cols,
+            vocab,
+            data,
+        }
+    }
+
+    /// The rows with the given indices, each cut or zero-padded to `cols` positions.
+    pub fn select_rows(&self, rows: &[usize], cols: usize) -> Self {
+        let mut data = Vec::with_capacity(rows.len() * cols * self.vocab);
+        let keep = cols.min(self.cols) * self.vocab;
+        for &r in rows {
+            let start = r * self.cols * self.vocab;
+            data.extend_from_slice(&self.data[start..start + keep]);
+            data.extend(std::iter::repeat_n(0.0, cols * self.vocab - keep));
+        }
+        Self {
+            rows: rows.len(),
+            cols,
+            vocab: self.vocab,
+            data,
+        }
+    }
+
+    /// Copies the array to a `[rows, cols, vocab]` tensor on `device`.
+    pub fn to_tensor(&self, device: &Device) -> Tensor<3> {
+        Tensor::from_data(
+            TensorData::new(self.data.clone(), [self.rows, self.cols, self.vocab]),
+            device,
+        )
     }
 }

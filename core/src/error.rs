@@ -24,6 +24,9 @@ pub enum Error {
     /// A configuration value is invalid.
     #[error("invalid config: {0}")]
     Config(String),
+    /// Numbers given to an objective are missing, mis-shaped or not finite.
+    #[error("invalid input: {0}")]
+    Input(String),
     /// A file could not be read or written.
     #[error("cannot {action} `{path}`: {source}")]
     Io {

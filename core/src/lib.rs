@@ -28,6 +28,7 @@ pub mod objective;
 pub mod optim;
 pub mod params;
 pub mod policy;
+pub mod probe;
 pub mod registry;
 pub mod rng;
 pub mod sft;
@@ -35,9 +36,12 @@ pub mod task;
 pub mod trainer;
 
 pub use aggregation::Aggregation;
-pub use batch::{Rollout, RolloutBatch, TokenMatrix};
+pub use batch::{LogitArray, Rollout, RolloutBatch, TokenMatrix};
 pub use error::{Error, Result};
-pub use objective::{Credit, CreditInput, LossInput, LossTerms, Needs, Objective, ObjectiveConfig};
+pub use objective::{
+    Credit, CreditInput, DynamicSampling, LossInput, LossTerms, Needs, Objective, ObjectiveConfig,
+    Shortfall, TeacherContext, TeacherPass, TeacherScores, TeacherWeights, WrongAnswerRule,
+};
 pub use policy::{Policy, SamplingConfig};
 pub use registry::AlgorithmEntry;
 pub use task::{Hint, Problem, Task, Verdict, Verifier};

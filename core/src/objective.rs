@@ -1,12 +1,18 @@
 //! The `Objective` trait: what an RLVR algorithm is, as far as the trainer is concerned.
 //!
 //! Lifecycle, per training step (the trainer calls these in this order):
-//! 1. [`Objective::needs`] once, to know which extra passes to run (reference log-probs, ...);
-//! 2. [`Objective::credit`] once per rollout batch, on plain host numbers: advantages per token;
-//! 3. [`Objective::loss`] once per micro-batch, on tensors: *unreduced* per-token loss terms.
+//! 1. [`Objective::needs`] once, to know which extra passes to run (reference log-probs,
+//!    teacher passes with their contexts and weights, student logits, dynamic sampling);
+//! 2. [`Objective::keep_group`] per sampled group, when dynamic sampling is declared;
+//! 3. [`Objective::credit`] once per rollout batch, on plain host numbers: per-token
+//!    advantages (and optionally a loss mask);
+//! 4. [`Objective::loss`] once per micro-batch, on tensors: *unreduced* per-token loss terms.
 //!
 //! The trainer reduces those terms with [`Objective::aggregation`] over the whole mini-batch
-//! (see [`crate::aggregation`]); an objective never divides by a count itself.
+//! (see [`crate::aggregation`]); an objective never divides by a token count itself. The one
+//! exception is a term over groups that cannot be cut into micro-batches (DisCO's
+//! log-mean-exp): an objective that declares [`Needs::whole_mini_batch`] sees a whole
+//! mini-batch per call and may return [`LossTerms::scalar`].
 
 use std::fmt::Debug;
 
@@ -14,24 +20,128 @@ use burn::prelude::*;
 
 use crate::Result;
 use crate::aggregation::Aggregation;
-use crate::batch::TokenMatrix;
+use crate::batch::{LogitArray, TokenMatrix};
 
-/// The extra inputs an objective asks the trainer for.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Which weights score a teacher pass.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TeacherWeights {
+    /// The policy that generated the batch (`θ_old`): RLSD, CEPO.
+    Current,
+    /// The frozen initial policy: OPSD's `--fixed_teacher`.
+    Initial,
+    /// An exponential moving average of the policy, `θ_T ← (1 − rate)·θ_T + rate·θ` after every
+    /// optimizer step, starting from the initial policy: SDPO.
+    Ema {
+        /// The update rate.
+        rate: f32,
+    },
+}
+
+/// How the wrong answer of a negative teacher is chosen, per group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WrongAnswerRule {
+    /// The most frequent extracted wrong answer among the group's rejected responses (ties:
+    /// lowest score, then first); responses without an extracted answer are skipped
+    /// (`algorithms.md` decision 3).
+    MostFrequent,
+    /// The rejected response with the lowest score (first on ties): its extracted answer, or
+    /// its first 50 characters (the CEPO reference code).
+    LowestScore,
+}
+
+/// The privileged context a teacher pass reads.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TeacherContext {
+    /// The prompt with the gold answer as a hint.
+    GoldAnswer,
+    /// The prompt with a wrong answer from the group's rejected responses; when the group has
+    /// none, the gold answer (and [`TeacherScores::has_hint`] is false for the row).
+    WrongAnswer(WrongAnswerRule),
+    /// The prompt with the problem's reference solution.
+    Solution,
+    /// The prompt with a successful group-mate's response (score ≥ `threshold`) as a
+    /// solution: the first one in the group other than the row itself. Without one, the plain
+    /// prompt, and [`TeacherScores::has_hint`] is false for the row (SDPO).
+    SuccessfulGroupMate {
+        /// The score at which a response counts as successful.
+        threshold: f32,
+    },
+}
+
+/// One declared teacher pass: the same responses scored under another context.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TeacherPass {
+    /// What the teacher reads before the response.
+    pub context: TeacherContext,
+    /// Which weights score it.
+    pub weights: TeacherWeights,
+    /// Keep the raw logits over the vocabulary for the loss stage ([`LossInput::teacher_logits`])
+    /// besides the sampled-token log-probs. At most one pass may ask for them.
+    pub logits: bool,
+}
+
+/// What happens when dynamic sampling cannot fill the batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shortfall {
+    /// Stop the run with an error that says what to change.
+    Error,
+    /// Train on the groups that were kept and report the shortfall in the metrics.
+    Log,
+}
+
+/// Dynamic sampling (DAPO): groups that [`Objective::keep_group`] rejects are dropped and more
+/// prompts are sampled until the batch holds `prompts_per_step` groups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DynamicSampling {
+    /// The most generation rounds per step (each round samples `prompts_per_step` prompts).
+    pub max_rounds: usize,
+    /// What to do when the rounds run out.
+    pub on_shortfall: Shortfall,
+}
+
+/// The extra inputs and batch handling an objective asks the trainer for.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Needs {
     /// Log-probs of the sampled tokens under the frozen initial policy (`ℓ^ref`).
     pub reference_logprobs: bool,
+    /// Teacher passes, run without an autodiff graph after verification; their outputs reach
+    /// [`CreditInput::teachers`] in this order.
+    pub teachers: Vec<TeacherPass>,
+    /// The student's raw logits over the vocabulary in the loss stage ([`LossInput::logits`]).
+    pub student_logits: bool,
+    /// Drop groups and sample more prompts (DAPO).
+    pub dynamic_sampling: Option<DynamicSampling>,
+    /// Each [`Objective::loss`] call sees a whole mini-batch (terms over groups that do not
+    /// decompose into micro-batches); `update.micro_batch_size` is then not used.
+    pub whole_mini_batch: bool,
 }
 
 /// What [`ObjectiveConfig::build`] may need to know about the run.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BuildContext {
-    /// The response length cap in tokens (Dr.GRPO's constant normalizer defaults to it).
+    /// The response length cap in tokens (Dr.GRPO's constant normalizer and DAPO's overlong
+    /// punishment default to it).
     pub max_new_tokens: usize,
     /// Responses per prompt.
     pub group_size: usize,
     /// Number of training steps of the run.
     pub steps: usize,
+    /// Built for [`crate::probe`] (`zoo objective eval`): the objective's loss on given
+    /// numbers, without reward shaping or group filtering.
+    pub evaluation: bool,
+}
+
+/// The output of one teacher pass over all `n` responses of a rollout batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TeacherScores {
+    /// Log-probs of the sampled tokens under the teacher context, `[n, t]`, at the sampling
+    /// temperature; 0 at padded positions.
+    pub logprobs: TokenMatrix,
+    /// Per response: whether its context holds the asked-for hint (false when a group had no
+    /// wrong answer or no successful group-mate).
+    pub has_hint: Vec<bool>,
+    /// Raw logits `[n, t, v]` when the pass declared [`TeacherPass::logits`].
+    pub logits: Option<LogitArray>,
 }
 
 /// The host-side inputs of the credit stage for one rollout batch of `n` responses.
@@ -45,12 +155,14 @@ pub struct CreditInput<'a> {
     pub correct: &'a [bool],
     /// Group id per response, `[n]`; responses to one prompt share it.
     pub group_ids: &'a [usize],
-    /// Response-token mask `[n, t]`.
+    /// Response-token mask `[n, t]`; row sums are the response lengths.
     pub mask: &'a TokenMatrix,
     /// `ℓ^old`, log-probs under the policy that generated the batch, `[n, t]`.
     pub old_logprobs: &'a TokenMatrix,
     /// `ℓ^ref`, when [`Needs::reference_logprobs`] was declared.
     pub ref_logprobs: Option<&'a TokenMatrix>,
+    /// One entry per declared [`TeacherPass`], in order.
+    pub teachers: &'a [TeacherScores],
 }
 
 /// The output of the credit stage.
@@ -58,6 +170,9 @@ pub struct CreditInput<'a> {
 pub struct Credit {
     /// Per-token advantages `Â`, `[n, t]`, 0 at padded positions.
     pub advantages: TokenMatrix,
+    /// A loss mask `[n, t]` that replaces the response mask in aggregation and in the loss
+    /// stage (SDPO's self-distillation mask); `None` keeps the response mask.
+    pub mask: Option<TokenMatrix>,
     /// Scalar diagnostics for the step's metrics line, e.g. `("grpo/adv_abs_mean", 0.4)`.
     pub metrics: Vec<(String, f64)>,
 }
@@ -65,7 +180,7 @@ pub struct Credit {
 /// The tensor inputs of the loss stage for one micro-batch of `b` responses, `t` positions.
 #[derive(Debug, Clone)]
 pub struct LossInput {
-    /// `ℓ`, current-policy log-probs `[b, t]`, differentiable.
+    /// `ℓ`, current-policy log-probs `[b, t]` at the sampling temperature, differentiable.
     pub logprobs: Tensor<2>,
     /// `ℓ^old`, `[b, t]`, constant.
     pub old_logprobs: Tensor<2>,
@@ -73,8 +188,17 @@ pub struct LossInput {
     pub ref_logprobs: Option<Tensor<2>>,
     /// `Â`, `[b, t]`, constant.
     pub advantages: Tensor<2>,
-    /// Response-token mask `[b, t]` (0/1).
+    /// Loss mask `[b, t]` (0/1): the response mask, or the credit stage's mask.
     pub mask: Tensor<2>,
+    /// The student's raw logits `[b, t, v]` (temperature 1), differentiable; iff
+    /// [`Needs::student_logits`]. `logprobs` is computed from them.
+    pub logits: Option<Tensor<3>>,
+    /// The raw logits `[b, t, v]` of the teacher pass that declared [`TeacherPass::logits`].
+    pub teacher_logits: Option<Tensor<3>>,
+    /// Verifier score per response, `[b]`.
+    pub rewards: Vec<f32>,
+    /// Group id per response, `[b]`.
+    pub group_ids: Vec<usize>,
 }
 
 /// The unreduced output of the loss stage.
@@ -83,9 +207,26 @@ pub struct LossTerms {
     /// The per-token loss `[b, t]` to minimize; the trainer multiplies by the mask and the
     /// aggregation coefficients, so its padded entries may hold anything finite.
     pub per_token: Tensor<2>,
+    /// A term `[1]` added to the aggregated loss as it is; only for objectives that declare
+    /// [`Needs::whole_mini_batch`] (the trainer refuses it otherwise).
+    pub scalar: Option<Tensor<1>>,
     /// Per-token diagnostics `[b, t]` (no gradient needed), reported as their token-mean over the
     /// mini-batch under the given metric name, e.g. `actor/pg_clipfrac`.
     pub token_metrics: Vec<(&'static str, Tensor<2>)>,
+    /// Scalar diagnostics of this call, averaged over the step's calls, e.g. `disco/kl`.
+    pub metrics: Vec<(&'static str, f64)>,
+}
+
+impl LossTerms {
+    /// Terms with only a per-token loss.
+    pub fn per_token(per_token: Tensor<2>) -> Self {
+        Self {
+            per_token,
+            scalar: None,
+            token_metrics: Vec::new(),
+            metrics: Vec::new(),
+        }
+    }
 }
 
 /// An RLVR objective. See the module docs for the call order.
@@ -96,6 +237,12 @@ pub trait Objective: Send + Sync {
     /// Extra inputs this objective needs. Default: none.
     fn needs(&self) -> Needs {
         Needs::default()
+    }
+
+    /// With [`Needs::dynamic_sampling`]: whether a sampled group (its rewards and correctness
+    /// bits) is kept. Default: every group.
+    fn keep_group(&self, _rewards: &[f32], _correct: &[bool]) -> bool {
+        true
     }
 
     /// How the trainer reduces [`LossTerms::per_token`].
@@ -116,4 +263,20 @@ pub trait Objective: Send + Sync {
 pub trait ObjectiveConfig: Debug + Send + Sync {
     /// Validates the configuration and builds the objective.
     fn build(&self, context: &BuildContext) -> Result<Box<dyn Objective>>;
+}
+
+/// Per-group index lists of `group_ids`, in order of first appearance.
+pub fn groups(group_ids: &[usize]) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = Vec::new();
+    let mut members: Vec<Vec<usize>> = Vec::new();
+    for (i, &g) in group_ids.iter().enumerate() {
+        match order.iter().position(|&o| o == g) {
+            Some(k) => members[k].push(i),
+            None => {
+                order.push(g);
+                members.push(vec![i]);
+            }
+        }
+    }
+    members
 }

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use burn::prelude::*;
+use burn::tensor::TensorData;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
@@ -75,19 +76,31 @@ pub trait Policy: Send {
     /// The device the parameters live on (with autodiff enabled).
     fn device(&self) -> Device;
 
-    /// Teacher-forced log-probs of each response token after its context.
+    /// Raw logits (temperature 1) at every response position: row `i`, column `j` holds the
+    /// scores of the token that follows `contexts[i] + responses[i][..j]`.
     ///
-    /// Shapes: `contexts` and `responses` have `n` rows each; the result is `[n, t]` with `t` the
-    /// longest response, 0 at padded positions. Logits are divided by `temperature` before the
-    /// log-softmax (every reference implementation scores at the sampling temperature). With
-    /// `grad` the result is part of an autodiff graph; without it no graph is recorded.
+    /// Shapes: `contexts` and `responses` have `n` rows each; the result is `[n, t, v]` with `t`
+    /// the longest response and `v` the vocabulary. Values at padded positions are unspecified
+    /// (finite). With `grad` the result is part of an autodiff graph; without it no graph is
+    /// recorded.
+    fn token_logits(&self, contexts: &[Vec<u32>], responses: &[Vec<u32>], grad: bool) -> Tensor<3>;
+
+    /// Teacher-forced log-probs of each response token after its context, `[n, t]`, 0 (with a
+    /// zero gradient) at padded positions. Logits are divided by `temperature` before the
+    /// log-softmax (every reference implementation scores at the sampling temperature).
     fn token_logprobs(
         &self,
         contexts: &[Vec<u32>],
         responses: &[Vec<u32>],
         temperature: f32,
         grad: bool,
-    ) -> Tensor<2>;
+    ) -> Tensor<2> {
+        sampled_logprobs(
+            self.token_logits(contexts, responses, grad),
+            responses,
+            temperature,
+        )
+    }
 
     /// Samples one response per row of `prompts` (repeat a prompt to get a group), recording
     /// each token's behaviour log-prob. Reproducible for a given `rng` state.
@@ -115,4 +128,27 @@ pub trait Policy: Send {
 
     /// A frozen copy (for a reference or teacher policy).
     fn snapshot(&self) -> Box<dyn Policy>;
+}
+
+/// The log-probs `[n, t]` of the sampled `responses` under `logits` `[n, t, v]` divided by
+/// `temperature`; padded positions get the value 0 and exactly zero gradient.
+pub fn sampled_logprobs(logits: Tensor<3>, responses: &[Vec<u32>], temperature: f32) -> Tensor<2> {
+    let [n, cols, _] = logits.dims();
+    let device = logits.device();
+    if cols == 0 {
+        return Tensor::zeros([n, 0], &device);
+    }
+    let logprobs = burn::tensor::activation::log_softmax(logits.div_scalar(temperature), 2);
+    let mut targets = vec![0i64; n * cols];
+    let mut mask = vec![0f32; n * cols];
+    for (i, response) in responses.iter().enumerate() {
+        for (j, &t) in response.iter().enumerate().take(cols) {
+            targets[i * cols + j] = t as i64;
+            mask[i * cols + j] = 1.0;
+        }
+    }
+    let targets = Tensor::<3, Int>::from_data(TensorData::new(targets, [n, cols, 1]), &device);
+    let mask = Tensor::<2>::from_data(TensorData::new(mask, [n, cols]), &device);
+    // Multiplying by the mask gives padded positions a value and a gradient of exactly 0.
+    logprobs.gather(2, targets).reshape([n, cols]).mul(mask)
 }

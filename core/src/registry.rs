@@ -19,6 +19,10 @@ pub struct AlgorithmEntry {
     pub default_config: fn() -> Box<dyn ObjectiveConfig>,
     /// Where it comes from (the crate name), to name both origins of a clash.
     pub origin: &'static str,
+    /// Run settings this algorithm needs by default, as TOML (e.g. DisCO's several optimizer
+    /// steps per rollout batch: `"[update]\nmini_batches = 4"`); applied over the generic
+    /// defaults and under `--config`, flags and `--set`. Usually empty.
+    pub run_defaults: &'static str,
 }
 
 inventory::collect!(AlgorithmEntry);

@@ -2,30 +2,34 @@
 //!
 //! One step:
 //! 1. draw `prompts_per_step` training problems and sample `group_size` responses to each,
-//!    recording behaviour log-probs;
-//! 2. score every response with the task's verifier;
-//! 3. run the declared extra passes without an autodiff graph: `ℓ^old` (recomputed, as verl
-//!    does), `ℓ^ref` from the frozen initial policy if asked;
-//! 4. credit: the objective turns rewards into per-token advantages;
-//! 5. update: `epochs` passes over `mini_batches` mini-batches (whole groups), each split into
+//!    recording behaviour log-probs; score every response with the task's verifier; with
+//!    dynamic sampling, drop the groups the objective rejects and sample more prompts;
+//! 2. run the declared extra passes without an autodiff graph, in micro-batch chunks: `ℓ^old`
+//!    (recomputed, as verl does), `ℓ^ref` from the frozen initial policy, and each teacher
+//!    pass (a hinted context scored by the current, frozen initial or EMA weights);
+//! 3. credit: the objective turns rewards and teacher scores into per-token advantages;
+//! 4. update: `epochs` passes over `mini_batches` mini-batches (whole groups), each split into
 //!    micro-batches of at most `micro_batch_size` responses; gradients are summed over the
 //!    micro-batches with aggregation coefficients computed over the whole mini-batch, clipped,
 //!    and applied by AdamW;
-//! 6. metrics, and a checkpoint every `checkpoint_every` steps.
+//! 5. metrics, and a checkpoint every `checkpoint_every` steps.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::batch::{Rollout, RolloutBatch, TokenMatrix};
+use crate::batch::{LogitArray, Rollout, RolloutBatch, TokenMatrix};
 use crate::checkpoint;
 use crate::metrics::{Metrics, mean_std};
-use crate::objective::{CreditInput, LossInput, Objective};
+use crate::objective::{
+    CreditInput, LossInput, Needs, Objective, Shortfall, TeacherContext, TeacherScores,
+    TeacherWeights, WrongAnswerRule,
+};
 use crate::optim::{AdamW, OptimConfig};
-use crate::policy::{NamedTensors, Policy, SamplingConfig};
+use crate::policy::{NamedTensors, Policy, SamplingConfig, sampled_logprobs};
 use crate::rng;
-use crate::task::{Problem, Task};
+use crate::task::{Hint, Problem, Task, Verdict};
 use crate::{Error, Result};
 
 /// Rollout settings.
@@ -141,15 +145,26 @@ pub struct Trainer<'a> {
     seed: u64,
     total_steps: usize,
     policy: Box<dyn Policy>,
-    reference: Option<Box<dyn Policy>>,
+    /// The frozen initial policy: the reference of a KL term, OPSD's fixed teacher.
+    initial: Option<Box<dyn Policy>>,
+    /// The EMA teacher and its rate (SDPO).
+    ema: Option<(f32, Box<dyn Policy>)>,
     objective: Box<dyn Objective>,
+    needs: Needs,
     task: &'a dyn Task,
     optimizer: AdamW,
 }
 
+/// The groups of one step after sampling (and dynamic sampling's filter).
+struct Collected {
+    problems: Vec<Problem>,
+    batch: RolloutBatch,
+    verdicts: Vec<Verdict>,
+}
+
 impl<'a> Trainer<'a> {
-    /// A trainer starting from `policy`; the frozen reference is a snapshot of it, taken only
-    /// if the objective asks for reference log-probs.
+    /// A trainer starting from `policy`. Snapshots of it become the frozen initial policy and
+    /// the EMA teacher when the objective's [`Needs`] ask for them.
     pub fn new(
         config: TrainerConfig,
         seed: u64,
@@ -159,18 +174,53 @@ impl<'a> Trainer<'a> {
         task: &'a dyn Task,
     ) -> Result<Self> {
         config.validate()?;
-        let reference = objective
-            .needs()
-            .reference_logprobs
-            .then(|| policy.snapshot());
+        let needs = objective.needs();
+        let name = objective.name().to_string();
+        if needs.teachers.iter().filter(|t| t.logits).count() > 1 {
+            return Err(Error::Config(format!(
+                "objective `{name}` asks for teacher logits from more than one pass; the trainer passes one"
+            )));
+        }
+        let mut ema_rate = None;
+        for pass in &needs.teachers {
+            if let TeacherWeights::Ema { rate } = pass.weights {
+                if !(rate > 0.0 && rate <= 1.0) {
+                    return Err(Error::Config(format!(
+                        "objective `{name}`: the EMA teacher rate must lie in (0, 1], got {rate}"
+                    )));
+                }
+                if ema_rate.is_some_and(|r| r != rate) {
+                    return Err(Error::Config(format!(
+                        "objective `{name}` declares two EMA teachers with different rates"
+                    )));
+                }
+                ema_rate = Some(rate);
+            }
+        }
+        if let Some(d) = needs.dynamic_sampling
+            && d.max_rounds == 0
+        {
+            return Err(Error::Config(format!(
+                "objective `{name}`: dynamic sampling needs at least one generation round"
+            )));
+        }
+        let wants_initial = needs.reference_logprobs
+            || needs
+                .teachers
+                .iter()
+                .any(|t| t.weights == TeacherWeights::Initial);
+        let initial = wants_initial.then(|| policy.snapshot());
+        let ema = ema_rate.map(|rate| (rate, policy.snapshot()));
         let optimizer = AdamW::new(config.optim.clone());
         Ok(Self {
             config,
             seed,
             total_steps,
             policy,
-            reference,
+            initial,
+            ema,
             objective,
+            needs,
             task,
             optimizer,
         })
@@ -217,20 +267,22 @@ impl<'a> Trainer<'a> {
     pub fn step(&mut self, step: usize) -> Result<Metrics> {
         let mut metrics = Metrics::new();
         let rollout_start = Instant::now();
-        let (problems, batch) = self.rollout(step)?;
-        let tokenizer = self.policy.tokenizer();
-        let mut rewards = Vec::with_capacity(batch.rollouts.len());
-        let mut correct = Vec::with_capacity(batch.rollouts.len());
-        for r in &batch.rollouts {
-            let text = tokenizer.decode(&r.tokens);
-            let verdict = self.task.verifier().verify(&text, &problems[r.problem]);
-            rewards.push(verdict.score);
-            correct.push(verdict.correct);
-        }
+        let Collected {
+            problems,
+            batch,
+            verdicts,
+        } = self.collect(step, &mut metrics)?;
+        let rewards: Vec<f32> = verdicts.iter().map(|v| v.score).collect();
+        let correct: Vec<bool> = verdicts.iter().map(|v| v.correct).collect();
         metrics.insert(
             "timing/rollout".into(),
             rollout_start.elapsed().as_secs_f64(),
         );
+        if batch.rollouts.is_empty() {
+            // Dynamic sampling kept no group and the objective asked to go on: nothing to learn.
+            metrics.insert("timing/update".into(), 0.0);
+            return Ok(metrics);
+        }
 
         let update_start = Instant::now();
         let contexts: Vec<Vec<u32>> = batch
@@ -242,22 +294,28 @@ impl<'a> Trainer<'a> {
         let temperature = self.config.rollout.temperature;
         let mask = batch.mask();
         let chunk = self.config.update.micro_batch_size;
-        let old_logprobs = scored_without_graph(
+        let (old_logprobs, _) = scored_without_graph(
             self.policy.as_ref(),
             &contexts,
             &responses,
             temperature,
             chunk,
+            false,
         );
-        let ref_logprobs = self.reference.as_ref().map(|reference| {
-            scored_without_graph(
-                reference.as_ref(),
-                &contexts,
-                &responses,
-                temperature,
-                chunk,
-            )
-        });
+        let ref_logprobs = match (&self.initial, self.needs.reference_logprobs) {
+            (Some(initial), true) => Some(
+                scored_without_graph(
+                    initial.as_ref(),
+                    &contexts,
+                    &responses,
+                    temperature,
+                    chunk,
+                    false,
+                )
+                .0,
+            ),
+            _ => None,
+        };
         // How far the sampler's log-probs are from teacher forcing (verl reports the same as
         // `training/rollout_probs_diff_*`): a large gap means sampling and scoring disagree.
         let mut diff_max = 0f64;
@@ -272,6 +330,40 @@ impl<'a> Trainer<'a> {
         let token_count = mask.data.iter().map(|&m| m as f64).sum::<f64>().max(1.0);
         metrics.insert("rollout/logprob_diff_max".into(), diff_max);
         metrics.insert("rollout/logprob_diff_mean".into(), diff_sum / token_count);
+
+        let teacher_start = Instant::now();
+        let mut teachers = Vec::with_capacity(self.needs.teachers.len());
+        for pass in &self.needs.teachers {
+            let (teacher_contexts, has_hint) =
+                self.teacher_contexts(pass.context, &problems, &batch, &verdicts)?;
+            let scorer: &dyn Policy = match pass.weights {
+                TeacherWeights::Current => self.policy.as_ref(),
+                TeacherWeights::Initial => self.initial.as_deref().expect("snapshot taken in new"),
+                TeacherWeights::Ema { .. } => {
+                    self.ema.as_ref().expect("snapshot taken in new").1.as_ref()
+                }
+            };
+            let (logprobs, logits) = scored_without_graph(
+                scorer,
+                &teacher_contexts,
+                &responses,
+                temperature,
+                chunk,
+                pass.logits,
+            );
+            teachers.push(TeacherScores {
+                logprobs,
+                has_hint,
+                logits,
+            });
+        }
+        if !teachers.is_empty() {
+            metrics.insert(
+                "timing/teacher".into(),
+                teacher_start.elapsed().as_secs_f64(),
+            );
+        }
+
         let group_ids = batch.group_ids();
         let credit = self.objective.credit(&CreditInput {
             step,
@@ -281,6 +373,7 @@ impl<'a> Trainer<'a> {
             mask: &mask,
             old_logprobs: &old_logprobs,
             ref_logprobs: ref_logprobs.as_ref(),
+            teachers: &teachers,
         })?;
         for (key, value) in &credit.metrics {
             metrics.insert(key.clone(), *value);
@@ -289,16 +382,22 @@ impl<'a> Trainer<'a> {
         let update = UpdateBatch {
             contexts: &contexts,
             responses: &responses,
-            mask: &mask,
+            mask: credit.mask.as_ref().unwrap_or(&mask),
             old_logprobs: &old_logprobs,
             ref_logprobs: ref_logprobs.as_ref(),
             advantages: &credit.advantages,
+            teacher_logits: teachers.iter().find_map(|t| t.logits.as_ref()),
+            rewards: &rewards,
+            group_ids: &group_ids,
         };
-        let groups = self.config.rollout.prompts_per_step;
+        let groups = batch.prompts.len();
         let group_size = self.config.rollout.group_size;
         let mut totals = UpdateTotals::default();
         for _ in 0..self.config.update.epochs {
             for chunk in split_even(groups, self.config.update.mini_batches) {
+                if chunk.is_empty() {
+                    continue;
+                }
                 let rows: Vec<usize> = (chunk.start * group_size..chunk.end * group_size).collect();
                 self.update_mini_batch(step, &update, &rows, &mut totals)?;
             }
@@ -306,13 +405,11 @@ impl<'a> Trainer<'a> {
         metrics.insert("timing/update".into(), update_start.elapsed().as_secs_f64());
 
         let (reward_mean, reward_std) = mean_std(rewards.iter().map(|&r| r as f64));
-        let accuracy = correct.iter().filter(|&&c| c).count() as f64 / correct.len() as f64;
         let tokens: usize = responses.iter().map(Vec::len).sum();
         let (length_mean, _) = mean_std(responses.iter().map(|r| r.len() as f64));
         let clipped = batch.rollouts.iter().filter(|r| !r.finished).count();
         metrics.insert("reward/mean".into(), reward_mean);
         metrics.insert("reward/std".into(), reward_std);
-        metrics.insert("accuracy/train".into(), accuracy);
         metrics.insert("response_length/mean".into(), length_mean);
         metrics.insert(
             "response_length/clip_ratio".into(),
@@ -324,9 +421,91 @@ impl<'a> Trainer<'a> {
         Ok(metrics)
     }
 
-    fn rollout(&self, step: usize) -> Result<(Vec<Problem>, RolloutBatch)> {
+    /// Samples groups, verifies them and, with dynamic sampling, keeps the groups the
+    /// objective accepts until `prompts_per_step` are kept or the rounds run out.
+    fn collect(&self, step: usize, metrics: &mut Metrics) -> Result<Collected> {
+        let wanted = self.config.rollout.prompts_per_step;
+        let group_size = self.config.rollout.group_size;
+        let dynamic = self.needs.dynamic_sampling;
+        let rounds = dynamic.map_or(1, |d| d.max_rounds);
+        let tokenizer = self.policy.tokenizer();
+        let mut kept = Collected {
+            problems: Vec::new(),
+            batch: RolloutBatch {
+                prompts: Vec::new(),
+                rollouts: Vec::new(),
+            },
+            verdicts: Vec::new(),
+        };
+        let (mut generated, mut correct_count, mut rounds_used) = (0usize, 0usize, 0usize);
+        for round in 0..rounds {
+            rounds_used += 1;
+            let (problems, batch) = self.rollout(step, round)?;
+            for (g, problem) in problems.into_iter().enumerate() {
+                let members = &batch.rollouts[g * group_size..(g + 1) * group_size];
+                let verdicts: Vec<Verdict> = members
+                    .iter()
+                    .map(|r| {
+                        let text = tokenizer.decode(&r.tokens);
+                        self.task.verifier().verify(&text, &problem)
+                    })
+                    .collect();
+                generated += members.len();
+                correct_count += verdicts.iter().filter(|v| v.correct).count();
+                let rewards: Vec<f32> = verdicts.iter().map(|v| v.score).collect();
+                let correct: Vec<bool> = verdicts.iter().map(|v| v.correct).collect();
+                let keep = dynamic.is_none() || self.objective.keep_group(&rewards, &correct);
+                if !keep || kept.problems.len() == wanted {
+                    continue;
+                }
+                let id = kept.problems.len();
+                kept.batch.prompts.push(batch.prompts[g].clone());
+                kept.batch
+                    .rollouts
+                    .extend(members.iter().cloned().map(|r| Rollout {
+                        problem: id,
+                        group_id: id,
+                        ..r
+                    }));
+                kept.problems.push(problem);
+                kept.verdicts.extend(verdicts);
+            }
+            if kept.problems.len() == wanted {
+                break;
+            }
+        }
+        metrics.insert(
+            "accuracy/train".into(),
+            correct_count as f64 / generated.max(1) as f64,
+        );
+        if let Some(dynamic) = dynamic {
+            metrics.insert("rollout/generation_rounds".into(), rounds_used as f64);
+            metrics.insert("rollout/kept_groups".into(), kept.problems.len() as f64);
+            if kept.problems.len() < wanted {
+                metrics.insert(
+                    "rollout/shortfall_groups".into(),
+                    (wanted - kept.problems.len()) as f64,
+                );
+                if dynamic.on_shortfall == Shortfall::Error {
+                    return Err(Error::Config(format!(
+                        "step {step}: dynamic sampling kept {} of {wanted} groups after {rounds_used} generation rounds (every other group was all-correct or all-wrong)\nhint: raise the objective's `max_gen_rounds`, or set its `on_shortfall = \"log\"` to train on the groups kept",
+                        kept.problems.len()
+                    )));
+                }
+            }
+        }
+        Ok(kept)
+    }
+
+    /// Samples `prompts_per_step` groups; round 0 uses the step's main streams, later rounds
+    /// (dynamic sampling) their own.
+    fn rollout(&self, step: usize, round: usize) -> Result<(Vec<Problem>, RolloutBatch)> {
         let rollout = &self.config.rollout;
-        let mut prompt_rng = rng::stream(self.seed, step as u64, "prompts");
+        let purpose = |name: &str| match round {
+            0 => name.to_string(),
+            r => format!("{name}/round-{r}"),
+        };
+        let mut prompt_rng = rng::stream(self.seed, step as u64, &purpose("prompts"));
         let problems = self
             .task
             .sample_problems(&mut prompt_rng, rollout.prompts_per_step);
@@ -339,7 +518,7 @@ impl<'a> Trainer<'a> {
             .iter()
             .flat_map(|p| std::iter::repeat_n(p.clone(), rollout.group_size))
             .collect();
-        let mut sample_rng = rng::stream(self.seed, step as u64, "sample");
+        let mut sample_rng = rng::stream(self.seed, step as u64, &purpose("sample"));
         let samples = self.policy.sample(&rows, &self.sampling(), &mut sample_rng);
         let rollouts = samples
             .into_iter()
@@ -353,6 +532,60 @@ impl<'a> Trainer<'a> {
             })
             .collect();
         Ok((problems, RolloutBatch { prompts, rollouts }))
+    }
+
+    /// The context of every response under a teacher `context`, and whether it holds its hint.
+    fn teacher_contexts(
+        &self,
+        context: TeacherContext,
+        problems: &[Problem],
+        batch: &RolloutBatch,
+        verdicts: &[Verdict],
+    ) -> Result<(Vec<Vec<u32>>, Vec<bool>)> {
+        let tokenizer = self.policy.tokenizer();
+        let n = batch.rollouts.len();
+        let group_size = n / problems.len();
+        let texts: Vec<String> = batch
+            .rollouts
+            .iter()
+            .map(|r| tokenizer.decode(&r.tokens))
+            .collect();
+        let mut contexts = Vec::with_capacity(n);
+        let mut has_hint = Vec::with_capacity(n);
+        for (g, problem) in problems.iter().enumerate() {
+            let members: Vec<usize> = (g * group_size..(g + 1) * group_size).collect();
+            let gold = Hint::Answer(problem.answer.clone());
+            // Group-level hints (CEPO's wrong answer) are computed once per group.
+            let wrong = match context {
+                TeacherContext::WrongAnswer(rule) => wrong_answer(rule, &members, verdicts, &texts),
+                _ => None,
+            };
+            for &i in &members {
+                let (hint, found) = match context {
+                    TeacherContext::GoldAnswer => (Some(gold.clone()), true),
+                    TeacherContext::Solution => {
+                        (Some(Hint::Solution(problem.solution.clone())), true)
+                    }
+                    TeacherContext::WrongAnswer(_) => match &wrong {
+                        Some(w) => (Some(Hint::Answer(w.clone())), true),
+                        None => (Some(gold.clone()), false),
+                    },
+                    TeacherContext::SuccessfulGroupMate { threshold } => {
+                        match successful_group_mate(i, &members, verdicts, threshold) {
+                            Some(j) => (Some(Hint::Solution(texts[j].clone())), true),
+                            None => (None, false),
+                        }
+                    }
+                };
+                let prompt = match hint {
+                    Some(hint) => self.task.hinted_prompt(problem, &hint),
+                    None => problem.prompt.clone(),
+                };
+                contexts.push(tokenizer.encode_prompt(&prompt)?);
+                has_hint.push(found);
+            }
+        }
+        Ok((contexts, has_hint))
     }
 
     fn update_mini_batch(
@@ -369,7 +602,7 @@ impl<'a> Trainer<'a> {
             rows,
             self.config.update.micro_batch_size,
             self.config.rollout.temperature,
-        );
+        )?;
         if !gradient.loss.is_finite() {
             return Err(Error::NonFinite {
                 what: "loss".into(),
@@ -387,6 +620,19 @@ impl<'a> Trainer<'a> {
             self.optimizer
                 .step(&self.policy.parameters(), &gradient.grads, lr)?;
         self.policy.set_parameters(&params)?;
+        if let Some((rate, ema)) = &mut self.ema {
+            // θ_T ← (1 − rate)·θ_T + rate·θ, after every optimizer step (SDPO `_update_teacher`).
+            let mut mixed = ema.parameters();
+            for (name, value) in mixed.iter_mut() {
+                let current = params[name].value.clone();
+                value.value = value
+                    .value
+                    .clone()
+                    .mul_scalar(1.0 - *rate)
+                    .add(current.mul_scalar(*rate));
+            }
+            ema.set_parameters(&mixed)?;
+        }
         totals.loss += gradient.loss;
         totals.grad_norm += report.grad_norm;
         totals.lr = report.lr;
@@ -395,10 +641,15 @@ impl<'a> Trainer<'a> {
         for (name, sum) in gradient.token_metric_sums {
             totals.add_token_metric(name, sum);
         }
+        for (name, value) in gradient.metrics {
+            totals.add_metric(name, value);
+        }
         Ok(())
     }
 
-    /// Writes the checkpoint of `step` under `dir` atomically.
+    /// Writes the checkpoint of `step` under `dir` atomically: the policy, the optimizer state,
+    /// the frozen initial policy and the EMA teacher when the objective uses them, and the
+    /// trainer state.
     pub fn save_checkpoint(&self, dir: &Path, step: usize) -> Result<PathBuf> {
         let target = checkpoint::step_dir(dir, step);
         let state = TrainerState {
@@ -419,14 +670,28 @@ impl<'a> Trainer<'a> {
                 &self.optimizer.state(),
                 &Default::default(),
             )?;
+            if let Some(initial) = &self.initial {
+                checkpoint::save_safetensors(
+                    &tmp.join(INITIAL_FILE),
+                    &initial.parameters(),
+                    &initial.metadata(),
+                )?;
+            }
+            if let Some((_, ema)) = &self.ema {
+                checkpoint::save_safetensors(
+                    &tmp.join(EMA_FILE),
+                    &ema.parameters(),
+                    &ema.metadata(),
+                )?;
+            }
             let json = serde_json::to_string_pretty(&state).expect("state serializes");
             checkpoint::write_atomic(&tmp.join("trainer_state.json"), json.as_bytes())
         })?;
         Ok(target)
     }
 
-    /// Restores policy weights and optimizer state from a checkpoint folder; returns the step
-    /// it was written after.
+    /// Restores policy weights, optimizer state and the objective's extra policies from a
+    /// checkpoint folder; returns the step it was written after.
     pub fn load_checkpoint(&mut self, folder: &Path) -> Result<usize> {
         let state_path = folder.join("trainer_state.json");
         let text =
@@ -451,7 +716,83 @@ impl<'a> Trainer<'a> {
         self.policy.set_parameters(&weights)?;
         let moments = checkpoint::load_safetensors(&folder.join("optimizer.safetensors"), &device)?;
         self.optimizer.load_state(moments, state.optimizer_steps);
+        if let Some(initial) = &mut self.initial {
+            initial.set_parameters(&checkpoint::load_safetensors(
+                &folder.join(INITIAL_FILE),
+                &device,
+            )?)?;
+        }
+        if let Some((_, ema)) = &mut self.ema {
+            ema.set_parameters(&checkpoint::load_safetensors(
+                &folder.join(EMA_FILE),
+                &device,
+            )?)?;
+        }
         Ok(state.step)
+    }
+}
+
+/// The checkpoint file of the frozen initial policy.
+const INITIAL_FILE: &str = "initial_policy.safetensors";
+/// The checkpoint file of the EMA teacher.
+const EMA_FILE: &str = "teacher_ema.safetensors";
+
+/// SDPO's demonstration for response `i`: the first response of its group, other than `i`,
+/// whose score reaches `threshold` (`dont_reprompt_on_self_success`).
+fn successful_group_mate(
+    i: usize,
+    members: &[usize],
+    verdicts: &[Verdict],
+    threshold: f32,
+) -> Option<usize> {
+    members
+        .iter()
+        .copied()
+        .find(|&j| j != i && verdicts[j].score >= threshold)
+}
+
+/// The wrong answer of one group's negative teacher, or `None` when no rejected response
+/// (score < 0.5, as in the CEPO reference) yields one.
+fn wrong_answer(
+    rule: WrongAnswerRule,
+    members: &[usize],
+    verdicts: &[Verdict],
+    texts: &[String],
+) -> Option<String> {
+    let rejected = members.iter().copied().filter(|&i| verdicts[i].score < 0.5);
+    match rule {
+        WrongAnswerRule::MostFrequent => {
+            // (answer, count, lowest score, first index)
+            let mut tally: Vec<(&str, usize, f32, usize)> = Vec::new();
+            for i in rejected {
+                let Some(answer) = verdicts[i].extracted.as_deref().filter(|a| !a.is_empty())
+                else {
+                    continue;
+                };
+                match tally.iter_mut().find(|(a, ..)| *a == answer) {
+                    Some(entry) => {
+                        entry.1 += 1;
+                        entry.2 = entry.2.min(verdicts[i].score);
+                    }
+                    None => tally.push((answer, 1, verdicts[i].score, i)),
+                }
+            }
+            tally
+                .into_iter()
+                .min_by(|a, b| b.1.cmp(&a.1).then(a.2.total_cmp(&b.2)).then(a.3.cmp(&b.3)))
+                .map(|(answer, ..)| answer.to_string())
+        }
+        WrongAnswerRule::LowestScore => rejected
+            .min_by(|&a, &b| {
+                verdicts[a]
+                    .score
+                    .total_cmp(&verdicts[b].score)
+                    .then(a.cmp(&b))
+            })
+            .map(|i| match verdicts[i].extracted.as_deref() {
+                Some(answer) if !answer.is_empty() => answer.to_string(),
+                _ => texts[i].chars().take(50).collect(),
+            }),
     }
 }
 
@@ -461,7 +802,7 @@ pub struct UpdateBatch<'b> {
     pub contexts: &'b [Vec<u32>],
     /// The response tokens.
     pub responses: &'b [Vec<u32>],
-    /// Response-token mask `[n, t]`.
+    /// Loss mask `[n, t]`: the response mask or the credit stage's.
     pub mask: &'b TokenMatrix,
     /// `ℓ^old` `[n, t]`.
     pub old_logprobs: &'b TokenMatrix,
@@ -469,6 +810,12 @@ pub struct UpdateBatch<'b> {
     pub ref_logprobs: Option<&'b TokenMatrix>,
     /// `Â` `[n, t]`.
     pub advantages: &'b TokenMatrix,
+    /// Teacher logits `[n, t, v]`, if a teacher pass kept them.
+    pub teacher_logits: Option<&'b LogitArray>,
+    /// Verifier scores `[n]`.
+    pub rewards: &'b [f32],
+    /// Group ids `[n]`.
+    pub group_ids: &'b [usize],
 }
 
 /// The summed gradient of one mini-batch.
@@ -477,15 +824,18 @@ pub struct MiniBatchGradient {
     pub grads: NamedTensors,
     /// The aggregated loss.
     pub loss: f64,
-    /// Response tokens in the mini-batch.
+    /// Loss-mask tokens in the mini-batch.
     pub tokens: f64,
     /// `Σ mask · metric` per token metric.
     pub token_metric_sums: Vec<(&'static str, f64)>,
+    /// The objective's scalar metrics, averaged over the micro-batches.
+    pub metrics: Vec<(&'static str, f64)>,
 }
 
 /// The gradient of the mini-batch `rows` of `batch`, computed in micro-batches of at most
-/// `micro_batch_size` responses. The aggregation coefficients are computed over the whole
-/// mini-batch, so the result does not depend on `micro_batch_size` (up to float rounding).
+/// `micro_batch_size` responses (one micro-batch when the objective needs the whole
+/// mini-batch). The aggregation coefficients are computed over the whole mini-batch, so the
+/// result does not depend on `micro_batch_size` (up to float rounding).
 pub fn mini_batch_gradient(
     policy: &dyn Policy,
     objective: &dyn Objective,
@@ -493,20 +843,35 @@ pub fn mini_batch_gradient(
     rows: &[usize],
     micro_batch_size: usize,
     temperature: f32,
-) -> MiniBatchGradient {
+) -> Result<MiniBatchGradient> {
     let device = policy.device();
+    let needs = objective.needs();
+    let micro_batch_size = if needs.whole_mini_batch {
+        rows.len()
+    } else {
+        micro_batch_size
+    };
     let mini_mask = batch.mask.select_rows(rows);
     let coefficients = objective.aggregation().token_coefficients(&mini_mask);
     let mut grads: Option<NamedTensors> = None;
     let mut loss_total = 0.0;
     let mut token_metric_sums: Vec<(&'static str, f64)> = Vec::new();
+    let mut metric_sums: Vec<(&'static str, f64)> = Vec::new();
+    let mut calls = 0usize;
     for (chunk_index, micro) in rows.chunks(micro_batch_size).enumerate() {
         let local: Vec<usize> = (chunk_index * micro_batch_size
             ..chunk_index * micro_batch_size + micro.len())
             .collect();
         let contexts: Vec<Vec<u32>> = micro.iter().map(|&r| batch.contexts[r].clone()).collect();
         let responses: Vec<Vec<u32>> = micro.iter().map(|&r| batch.responses[r].clone()).collect();
-        let logprobs = policy.token_logprobs(&contexts, &responses, temperature, true);
+        let (logprobs, logits) = if needs.student_logits {
+            let logits = policy.token_logits(&contexts, &responses, true);
+            let logprobs = sampled_logprobs(logits.clone(), &responses, temperature);
+            (logprobs, Some(logits))
+        } else {
+            let logprobs = policy.token_logprobs(&contexts, &responses, temperature, true);
+            (logprobs, None)
+        };
         let [_, cols] = logprobs.dims();
         let take = |m: &TokenMatrix, rows: &[usize]| {
             narrow_cols(&m.select_rows(rows), cols).to_tensor(&device)
@@ -518,17 +883,33 @@ pub fn mini_batch_gradient(
             ref_logprobs: batch.ref_logprobs.map(|m| take(m, micro)),
             advantages: take(batch.advantages, micro),
             mask: mask.clone(),
+            logits,
+            teacher_logits: batch
+                .teacher_logits
+                .map(|l| l.select_rows(micro, cols).to_tensor(&device)),
+            rewards: micro.iter().map(|&r| batch.rewards[r]).collect(),
+            group_ids: micro.iter().map(|&r| batch.group_ids[r]).collect(),
         });
         let coef = take(&coefficients, &local);
-        let loss = terms.per_token.mul(coef).sum();
+        let mut loss = terms.per_token.mul(coef).sum();
+        if let Some(scalar) = terms.scalar {
+            if !needs.whole_mini_batch {
+                return Err(Error::Config(format!(
+                    "objective `{}` returned a scalar loss term without declaring `whole_mini_batch`: its value would depend on the micro-batch size",
+                    objective.name()
+                )));
+            }
+            loss = loss.add(scalar);
+        }
         loss_total += loss.clone().into_scalar::<f64>();
         for (name, values) in terms.token_metrics {
             let sum = values.detach().mul(mask.clone()).sum().into_scalar::<f64>();
-            match token_metric_sums.iter_mut().find(|(n, _)| *n == name) {
-                Some((_, s)) => *s += sum,
-                None => token_metric_sums.push((name, sum)),
-            }
+            add_to(&mut token_metric_sums, name, sum);
         }
+        for (name, value) in terms.metrics {
+            add_to(&mut metric_sums, name, value);
+        }
+        calls += 1;
         let micro_grads = policy.backward(loss);
         grads = Some(match grads {
             None => micro_grads,
@@ -542,11 +923,23 @@ pub fn mini_batch_gradient(
             }
         });
     }
-    MiniBatchGradient {
+    for (_, sum) in &mut metric_sums {
+        *sum /= calls.max(1) as f64;
+    }
+    Ok(MiniBatchGradient {
         grads: grads.expect("a mini-batch holds at least one response"),
         loss: loss_total,
         tokens: mini_mask.data.iter().map(|&m| m as f64).sum(),
         token_metric_sums,
+        metrics: metric_sums,
+    })
+}
+
+/// Adds `value` to the entry `name` of `sums`, creating it if needed.
+fn add_to(sums: &mut Vec<(&'static str, f64)>, name: &'static str, value: f64) {
+    match sums.iter_mut().find(|(n, _)| *n == name) {
+        Some((_, s)) => *s += value,
+        None => sums.push((name, value)),
     }
 }
 
@@ -558,14 +951,16 @@ struct UpdateTotals {
     updates: usize,
     tokens: f64,
     token_metrics: Vec<(&'static str, f64)>,
+    metrics: Vec<(&'static str, f64)>,
 }
 
 impl UpdateTotals {
     fn add_token_metric(&mut self, name: &'static str, sum: f64) {
-        match self.token_metrics.iter_mut().find(|(n, _)| *n == name) {
-            Some((_, s)) => *s += sum,
-            None => self.token_metrics.push((name, sum)),
-        }
+        add_to(&mut self.token_metrics, name, sum);
+    }
+
+    fn add_metric(&mut self, name: &'static str, value: f64) {
+        add_to(&mut self.metrics, name, value);
     }
 
     fn report(&self, metrics: &mut Metrics) {
@@ -576,29 +971,48 @@ impl UpdateTotals {
         for (name, sum) in &self.token_metrics {
             metrics.insert(name.to_string(), sum / self.tokens.max(1.0));
         }
+        for (name, sum) in &self.metrics {
+            metrics.insert(name.to_string(), sum / updates);
+        }
     }
 }
 
-/// Teacher-forced log-probs `[n, t]` of all responses without an autodiff graph, computed in
-/// chunks of at most `chunk` responses (the micro-batch size bounds memory here too).
+/// Teacher-forced log-probs `[n, t]` of all responses without an autodiff graph, and with
+/// `keep_logits` their raw logits `[n, t, v]`, computed in chunks of at most `chunk` responses
+/// (the micro-batch size bounds memory here too).
 fn scored_without_graph(
     policy: &dyn Policy,
     contexts: &[Vec<u32>],
     responses: &[Vec<u32>],
     temperature: f32,
     chunk: usize,
-) -> TokenMatrix {
+    keep_logits: bool,
+) -> (TokenMatrix, Option<LogitArray>) {
     let cols = responses.iter().map(Vec::len).max().unwrap_or(0);
     let mut data = Vec::with_capacity(responses.len() * cols);
+    let mut logit_parts: Vec<LogitArray> = Vec::new();
     for (c, r) in contexts.chunks(chunk).zip(responses.chunks(chunk)) {
-        let part = TokenMatrix::from_tensor(policy.token_logprobs(c, r, temperature, false));
-        data.extend(narrow_cols(&part, cols).data);
+        let logits = policy.token_logits(c, r, false);
+        let logprobs = sampled_logprobs(logits.clone(), r, temperature);
+        data.extend(narrow_cols(&TokenMatrix::from_tensor(logprobs), cols).data);
+        if keep_logits {
+            let part = LogitArray::from_tensor(logits);
+            let all: Vec<usize> = (0..part.rows).collect();
+            logit_parts.push(part.select_rows(&all, cols));
+        }
     }
-    TokenMatrix {
+    let logits = keep_logits.then(|| LogitArray {
+        rows: responses.len(),
+        cols,
+        vocab: logit_parts.first().map_or(0, |p| p.vocab),
+        data: logit_parts.into_iter().flat_map(|p| p.data).collect(),
+    });
+    let logprobs = TokenMatrix {
         rows: responses.len(),
         cols,
         data,
-    }
+    };
+    (logprobs, logits)
 }
 
 /// The first `cols` columns of `m` (`cols` ≤ `m.cols`), or `m` padded with zeros to `cols`.
@@ -624,6 +1038,68 @@ pub fn split_even(n: usize, parts: usize) -> Vec<std::ops::Range<usize>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn verdict(score: f32, extracted: Option<&str>) -> Verdict {
+        Verdict {
+            score,
+            correct: score >= 1.0,
+            extracted: extracted.map(str::to_string),
+            parsed: extracted.is_some(),
+            reason: String::new(),
+        }
+    }
+
+    #[test]
+    fn wrong_answer_is_the_most_frequent_extracted_one() {
+        let verdicts = [
+            verdict(1.0, Some("42")),
+            verdict(0.0, Some("41")),
+            verdict(0.0, None),
+            verdict(0.0, Some("43")),
+            verdict(0.0, Some("43")),
+            verdict(0.2, Some("41")),
+        ];
+        let texts: Vec<String> = (0..6).map(|i| format!("text {i}")).collect();
+        let members: Vec<usize> = (0..6).collect();
+        let pick = |rule, members: &[usize]| wrong_answer(rule, members, &verdicts, &texts);
+        // 41 and 43 both appear twice; 43's lowest score (0.0) ties 41's (0.0): first wins.
+        assert_eq!(
+            pick(WrongAnswerRule::MostFrequent, &members).as_deref(),
+            Some("41")
+        );
+        assert_eq!(
+            pick(WrongAnswerRule::MostFrequent, &[0, 3, 4, 5]).as_deref(),
+            Some("43")
+        );
+        // Ties on count: the lower score wins.
+        assert_eq!(
+            pick(WrongAnswerRule::MostFrequent, &[5, 3]).as_deref(),
+            Some("43")
+        );
+        // Only correct or answer-less rejected responses: no wrong answer.
+        assert_eq!(pick(WrongAnswerRule::MostFrequent, &[0, 2]), None);
+        // The reference rule: the lowest score, first on ties, its text when it has no answer.
+        assert_eq!(
+            pick(WrongAnswerRule::LowestScore, &[0, 2, 3]).as_deref(),
+            Some("text 2")
+        );
+        assert_eq!(
+            pick(WrongAnswerRule::LowestScore, &[5, 3]).as_deref(),
+            Some("43")
+        );
+        assert_eq!(pick(WrongAnswerRule::LowestScore, &[0]), None);
+    }
+
+    #[test]
+    fn group_mate_is_the_first_other_success() {
+        let verdicts = [verdict(1.0, None), verdict(0.0, None), verdict(1.0, None)];
+        let members = [0, 1, 2];
+        assert_eq!(successful_group_mate(0, &members, &verdicts, 0.5), Some(2));
+        assert_eq!(successful_group_mate(1, &members, &verdicts, 0.5), Some(0));
+        assert_eq!(successful_group_mate(2, &members, &verdicts, 0.5), Some(0));
+        let lone = [verdict(1.0, None), verdict(0.0, None)];
+        assert_eq!(successful_group_mate(0, &[0, 1], &lone, 0.5), None);
+    }
 
     #[test]
     fn split_even_covers_everything_once() {

@@ -7,7 +7,6 @@ use rand_chacha::ChaCha8Rng;
 use zoo_core::burn::module::Module;
 use zoo_core::burn::prelude::*;
 use zoo_core::burn::tensor::TensorData;
-use zoo_core::burn::tensor::activation::log_softmax;
 use zoo_core::checkpoint::{self, Metadata};
 use zoo_core::params;
 use zoo_core::policy::{NamedTensors, Sample, Tokenizer};
@@ -174,13 +173,7 @@ impl Policy for TinyPolicy {
         self.device.clone()
     }
 
-    fn token_logprobs(
-        &self,
-        contexts: &[Vec<u32>],
-        responses: &[Vec<u32>],
-        temperature: f32,
-        grad: bool,
-    ) -> Tensor<2> {
+    fn token_logits(&self, contexts: &[Vec<u32>], responses: &[Vec<u32>], grad: bool) -> Tensor<3> {
         assert_eq!(contexts.len(), responses.len(), "one context per response");
         let layout = Layout::new(contexts, responses);
         let context_cols = contexts.iter().map(Vec::len).max().unwrap_or(0);
@@ -191,8 +184,9 @@ impl Policy for TinyPolicy {
         } else {
             (self.inference_model(), self.device.clone().inner())
         };
+        let vocab = self.model.config().vocab_size;
         if response_cols == 0 {
-            return Tensor::zeros([n, 0], &device);
+            return Tensor::zeros([n, 0, vocab], &device);
         }
         let logits = model.forward(
             layout.tokens(&device),
@@ -200,26 +194,8 @@ impl Policy for TinyPolicy {
             layout.causal_blocked(&device),
             None,
         );
-        let vocab = logits.dims()[2];
         // Column c predicts the token at column c + 1: the response starts at `context_cols`.
-        let logits = logits.slice([0..n, context_cols - 1..layout.cols - 1, 0..vocab]);
-        let logprobs = log_softmax(logits.div_scalar(temperature), 2); // [n, r, v]
-        let mut targets = vec![0i64; n * response_cols];
-        let mut mask = vec![0f32; n * response_cols];
-        for (i, response) in responses.iter().enumerate() {
-            for (j, &t) in response.iter().enumerate() {
-                targets[i * response_cols + j] = t as i64;
-                mask[i * response_cols + j] = 1.0;
-            }
-        }
-        let targets =
-            Tensor::<3, Int>::from_data(TensorData::new(targets, [n, response_cols, 1]), &device);
-        let mask = Tensor::<2>::from_data(TensorData::new(mask, [n, response_cols]), &device);
-        // Multiplying by the mask gives padded positions a value and a gradient of exactly 0.
-        logprobs
-            .gather(2, targets)
-            .reshape([n, response_cols])
-            .mul(mask)
+        logits.slice([0..n, context_cols - 1..layout.cols - 1, 0..vocab])
     }
 
     fn sample(

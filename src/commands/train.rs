@@ -178,16 +178,24 @@ pub fn run(args: &TrainArgs) -> Result<Option<TrainReport>> {
         trainer.run(first, steps, Some(&checkpoints), &mut |step, m| {
             metrics_out.write(step, m)?;
             bar.set_position(step as u64);
-            bar.set_message(format!("reward {:.3}", m["reward/mean"]));
+            let Some(&reward) = m.get("reward/mean") else {
+                // Dynamic sampling kept no group (the objective chose to go on).
+                progress.line(&format!(
+                    "step {step:>4}/{steps}  no update: no group kept after {} generation rounds",
+                    m.get("rollout/generation_rounds").copied().unwrap_or(0.0)
+                ));
+                return Ok(());
+            };
+            let get = |key: &str| m.get(key).copied().unwrap_or(0.0);
+            bar.set_message(format!("reward {reward:.3}"));
             progress.line(&format!(
-                "step {step:>4}/{steps}  reward {:.3}  acc {:.3}  len {:5.1}  loss {:+.4}  clipfrac {:.3}  grad_norm {:.3}  {:.1}s",
-                m["reward/mean"],
-                m["accuracy/train"],
-                m["response_length/mean"],
-                m["actor/pg_loss"],
-                m.get("actor/pg_clipfrac").copied().unwrap_or(0.0),
-                m["actor/grad_norm"],
-                m["timing/rollout"] + m["timing/update"],
+                "step {step:>4}/{steps}  reward {reward:.3}  acc {:.3}  len {:5.1}  loss {:+.4}  clipfrac {:.3}  grad_norm {:.3}  {:.1}s",
+                get("accuracy/train"),
+                get("response_length/mean"),
+                get("actor/pg_loss"),
+                get("actor/pg_clipfrac"),
+                get("actor/grad_norm"),
+                get("timing/rollout") + get("timing/update"),
             ));
             Ok(())
         })?;

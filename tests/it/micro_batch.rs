@@ -50,6 +50,9 @@ fn micro_batch_split_keeps_gradient() {
         old_logprobs: &old,
         ref_logprobs: None,
         advantages: &advantages,
+        teacher_logits: None,
+        rewards: &[0.0; 8],
+        group_ids: &[0, 0, 1, 1, 2, 2, 3, 3],
     };
     let rows: Vec<usize> = (0..8).collect();
     for loss_agg in [
@@ -66,11 +69,14 @@ fn micro_batch_split_keeps_gradient() {
             max_new_tokens: 9,
             group_size: 2,
             steps: 1,
+            evaluation: false,
         })
         .unwrap();
-        let whole = mini_batch_gradient(&policy, objective.as_ref(), &batch, &rows, 8, 1.0);
+        let whole =
+            mini_batch_gradient(&policy, objective.as_ref(), &batch, &rows, 8, 1.0).unwrap();
         for micro in [4, 2] {
-            let split = mini_batch_gradient(&policy, objective.as_ref(), &batch, &rows, micro, 1.0);
+            let split = mini_batch_gradient(&policy, objective.as_ref(), &batch, &rows, micro, 1.0)
+                .unwrap();
             approx::assert_relative_eq!(whole.loss, split.loss, max_relative = 1e-5);
             for (name, g) in &whole.grads {
                 let a = g.value.clone().into_data().try_to_vec::<f32>().unwrap();

@@ -54,6 +54,32 @@ pub enum LossAgg {
     Constant,
 }
 
+impl LossAgg {
+    /// The trainer's aggregation for this mode; `constant` divides by `loss_scale`, by default
+    /// the response length cap.
+    pub fn aggregation(
+        self,
+        loss_scale: Option<f32>,
+        max_new_tokens: usize,
+        algo: &str,
+    ) -> Result<Aggregation> {
+        Ok(match self {
+            LossAgg::TokenMean => Aggregation::TokenMean,
+            LossAgg::SeqMeanTokenMean => Aggregation::SeqMeanTokenMean,
+            LossAgg::SeqMeanTokenSum => Aggregation::SeqMeanTokenSum,
+            LossAgg::Constant => {
+                let scale = loss_scale.unwrap_or(max_new_tokens as f32);
+                if scale.is_nan() || scale <= 0.0 {
+                    return Err(Error::Config(format!(
+                        "{algo}: `loss_scale` must be positive, got {scale}"
+                    )));
+                }
+                Aggregation::Constant(scale)
+            }
+        })
+    }
+}
+
 /// Estimator of the KL to the reference, with `d = ℓ^ref − ℓ`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -107,35 +133,32 @@ impl Default for GrpoConfig {
     }
 }
 
+impl GrpoConfig {
+    /// The clip range.
+    pub fn clip(&self) -> Clip {
+        Clip {
+            low: self.clip_low,
+            high: self.clip_high,
+            dual: self.clip_dual,
+        }
+    }
+}
+
 #[typetag::serde(name = "grpo")]
 impl ObjectiveConfig for GrpoConfig {
     fn build(&self, context: &BuildContext) -> Result<Box<dyn Objective>> {
         let bad = |msg: String| Err(Error::Config(format!("grpo: {msg}")));
-        let non_negative = |x: f32| x >= 0.0; // false for NaN too
-        if !(0.0..1.0).contains(&self.clip_low) || !non_negative(self.clip_high) {
-            return bad(format!(
-                "`clip_low` must lie in [0, 1) and `clip_high` be non-negative, got {} and {}",
-                self.clip_low, self.clip_high
-            ));
-        }
-        if self.clip_dual.is_nan() || self.clip_dual <= 1.0 {
-            return bad(format!("`clip_dual` must exceed 1, got {}", self.clip_dual));
-        }
-        if !non_negative(self.adv_eps) || !non_negative(self.kl_coef) {
+        self.clip().validate("grpo")?;
+        if self.adv_eps.is_nan()
+            || self.adv_eps < 0.0
+            || self.kl_coef.is_nan()
+            || self.kl_coef < 0.0
+        {
             return bad("`adv_eps` and `kl_coef` must be non-negative".into());
         }
-        let aggregation = match self.loss_agg {
-            LossAgg::TokenMean => Aggregation::TokenMean,
-            LossAgg::SeqMeanTokenMean => Aggregation::SeqMeanTokenMean,
-            LossAgg::SeqMeanTokenSum => Aggregation::SeqMeanTokenSum,
-            LossAgg::Constant => {
-                let scale = self.loss_scale.unwrap_or(context.max_new_tokens as f32);
-                if scale.is_nan() || scale <= 0.0 {
-                    return bad(format!("`loss_scale` must be positive, got {scale}"));
-                }
-                Aggregation::Constant(scale)
-            }
-        };
+        let aggregation =
+            self.loss_agg
+                .aggregation(self.loss_scale, context.max_new_tokens, "grpo")?;
         Ok(Box::new(Grpo {
             config: self.clone(),
             aggregation,
@@ -149,6 +172,7 @@ zoo_core::inventory::submit! {
         summary: "group-relative advantages with PPO-clip (DeepSeekMath; verl, TRL)",
         default_config: || Box::new(GrpoConfig::default()),
         origin: "zoo-grpo",
+        run_defaults: "",
     }
 }
 
@@ -212,6 +236,7 @@ impl Objective for Grpo {
     fn needs(&self) -> Needs {
         Needs {
             reference_logprobs: self.config.kl_coef > 0.0,
+            ..Needs::default()
         }
     }
 
@@ -226,22 +251,10 @@ impl Objective for Grpo {
             self.config.norm_adv_by_std,
             self.config.adv_eps,
         );
-        let mask = input.mask;
-        let mut per_token = TokenMatrix::zeros(mask.rows, mask.cols);
-        for (i, &a) in advantages.iter().enumerate() {
-            for t in 0..mask.cols {
-                per_token.set(i, t, a * mask.get(i, t));
-            }
-        }
-        let n = advantages.len().max(1) as f64;
-        let abs_mean = advantages.iter().map(|a| a.abs() as f64).sum::<f64>() / n;
-        let nonzero = advantages.iter().filter(|&&a| a != 0.0).count() as f64 / n;
         Ok(Credit {
-            advantages: per_token,
-            metrics: vec![
-                ("grpo/adv_abs_mean".into(), abs_mean),
-                ("grpo/nonzero_adv_frac".into(), nonzero),
-            ],
+            advantages: broadcast(&advantages, input.mask),
+            mask: None,
+            metrics: advantage_metrics("grpo", &advantages),
         })
     }
 
@@ -252,47 +265,112 @@ impl Objective for Grpo {
     /// Shapes: every input `[b, t]`; returns `[b, t]` terms.
     fn loss(&self, input: LossInput) -> LossTerms {
         let c = &self.config;
-        let LossInput {
-            logprobs,
-            old_logprobs,
-            ref_logprobs,
-            advantages,
-            mask: _,
-        } = input;
-        // ρ = exp(clamp(ℓ − ℓ^old, ±20)); the clamp is verl's, for numerics only.
-        let log_ratio = logprobs.clone().sub(old_logprobs).clamp(-20.0, 20.0);
-        let ratio = log_ratio.clone().exp();
-        let unclipped = advantages.clone().neg().mul(ratio.clone());
-        let clipped = advantages
-            .clone()
-            .neg()
-            .mul(ratio.clamp(1.0 - c.clip_low, 1.0 + c.clip_high));
-        let clip_loss = unclipped.clone().max_pair(clipped.clone());
-        // Dual clip for Â < 0: min(clip_loss, −c·Â).
-        let dual_bound = advantages.clone().neg().mul_scalar(c.clip_dual);
-        let negative = advantages.lower_elem(0.0);
-        let dual_loss = clip_loss.clone().min_pair(dual_bound.clone());
-        let pg_loss = clip_loss.clone().mask_where(negative.clone(), dual_loss);
-        let clipfrac = clipped.greater(unclipped).float();
-        let clipfrac_lower = clip_loss.greater(dual_bound).bool_and(negative).float();
-        let ppo_kl = log_ratio.neg();
-        let mut token_metrics = vec![
+        let mut terms = ppo_clip_loss(
+            input.logprobs.clone(),
+            input.old_logprobs,
+            input.advantages,
+            self.config.clip(),
+        );
+        if let (Some(reference), true) = (input.ref_logprobs, c.kl_coef > 0.0) {
+            let kl = kl_penalty(input.logprobs, reference, c.kl_estimator);
+            terms.token_metrics.push(("actor/kl_loss", kl.clone()));
+            terms.per_token = terms.per_token.add(kl.mul_scalar(c.kl_coef));
+        }
+        terms
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared pieces (DAPO, RLSD and CEPO reuse them; `algorithms.md` §0.3 and §1)
+// ---------------------------------------------------------------------------------------------
+
+/// The PPO clip range with verl's dual clip.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Clip {
+    /// `ε_low`: the ratio is clipped below at `1 − low`.
+    pub low: f32,
+    /// `ε_high`: the ratio is clipped above at `1 + high`.
+    pub high: f32,
+    /// Dual-clip constant `c > 1` for negative advantages.
+    pub dual: f32,
+}
+
+impl Clip {
+    /// Checks the ranges; `algo` prefixes the message.
+    pub fn validate(&self, algo: &str) -> Result<()> {
+        if !(0.0..1.0).contains(&self.low) || self.high.is_nan() || self.high < 0.0 {
+            return Err(Error::Config(format!(
+                "{algo}: `clip_low` must lie in [0, 1) and `clip_high` be non-negative, got {} and {}",
+                self.low, self.high
+            )));
+        }
+        if self.dual.is_nan() || self.dual <= 1.0 {
+            return Err(Error::Config(format!(
+                "{algo}: `clip_dual` must exceed 1, got {}",
+                self.dual
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// One advantage per response broadcast over its tokens: `Â_{i,t} = A_i · m_{i,t}`, `[n, t]`.
+pub fn broadcast(advantages: &[f32], mask: &TokenMatrix) -> TokenMatrix {
+    let mut per_token = TokenMatrix::zeros(mask.rows, mask.cols);
+    for (i, &a) in advantages.iter().enumerate() {
+        for t in 0..mask.cols {
+            per_token.set(i, t, a * mask.get(i, t));
+        }
+    }
+    per_token
+}
+
+/// `<prefix>/adv_abs_mean` and `<prefix>/nonzero_adv_frac` of per-response advantages.
+pub fn advantage_metrics(prefix: &str, advantages: &[f32]) -> Vec<(String, f64)> {
+    let n = advantages.len().max(1) as f64;
+    let abs_mean = advantages.iter().map(|a| a.abs() as f64).sum::<f64>() / n;
+    let nonzero = advantages.iter().filter(|&&a| a != 0.0).count() as f64 / n;
+    vec![
+        (format!("{prefix}/adv_abs_mean"), abs_mean),
+        (format!("{prefix}/nonzero_adv_frac"), nonzero),
+    ]
+}
+
+/// The PPO-clip token loss of §0.3 with dual clip, and its diagnostics
+/// (`actor/pg_clipfrac`, `actor/pg_clipfrac_lower`, `actor/ppo_kl`).
+///
+/// Shapes: every input `[b, t]`; returns `[b, t]` terms.
+pub fn ppo_clip_loss(
+    logprobs: Tensor<2>,
+    old_logprobs: Tensor<2>,
+    advantages: Tensor<2>,
+    clip: Clip,
+) -> LossTerms {
+    // ρ = exp(clamp(ℓ − ℓ^old, ±20)); the clamp is verl's, for numerics only.
+    let log_ratio = logprobs.sub(old_logprobs).clamp(-20.0, 20.0);
+    let ratio = log_ratio.clone().exp();
+    let unclipped = advantages.clone().neg().mul(ratio.clone());
+    let clipped = advantages
+        .clone()
+        .neg()
+        .mul(ratio.clamp(1.0 - clip.low, 1.0 + clip.high));
+    let clip_loss = unclipped.clone().max_pair(clipped.clone());
+    // Dual clip for Â < 0: min(clip_loss, −c·Â).
+    let dual_bound = advantages.clone().neg().mul_scalar(clip.dual);
+    let negative = advantages.lower_elem(0.0);
+    let dual_loss = clip_loss.clone().min_pair(dual_bound.clone());
+    let pg_loss = clip_loss.clone().mask_where(negative.clone(), dual_loss);
+    let clipfrac = clipped.greater(unclipped).float();
+    let clipfrac_lower = clip_loss.greater(dual_bound).bool_and(negative).float();
+    LossTerms {
+        per_token: pg_loss,
+        scalar: None,
+        token_metrics: vec![
             ("actor/pg_clipfrac", clipfrac),
             ("actor/pg_clipfrac_lower", clipfrac_lower),
-            ("actor/ppo_kl", ppo_kl),
-        ];
-        let per_token = match ref_logprobs {
-            Some(reference) if c.kl_coef > 0.0 => {
-                let kl = kl_penalty(logprobs, reference, c.kl_estimator);
-                token_metrics.push(("actor/kl_loss", kl.clone()));
-                pg_loss.add(kl.mul_scalar(c.kl_coef))
-            }
-            _ => pg_loss,
-        };
-        LossTerms {
-            per_token,
-            token_metrics,
-        }
+            ("actor/ppo_kl", log_ratio.neg()),
+        ],
+        metrics: Vec::new(),
     }
 }
 
@@ -337,6 +415,7 @@ mod tests {
                 max_new_tokens: 10,
                 group_size: 8,
                 steps: 1,
+                evaluation: false,
             })
             .unwrap()
     }
@@ -364,6 +443,10 @@ mod tests {
             ref_logprobs: None,
             advantages: tensor(advantages, b, t),
             mask: tensor(mask, b, t),
+            logits: None,
+            teacher_logits: None,
+            rewards: vec![0.0; b],
+            group_ids: vec![0; b],
         });
         let loss = terms.per_token.mul(coef.to_tensor(&device())).sum();
         let grads = loss.backward();
@@ -521,6 +604,7 @@ mod tests {
                 max_new_tokens: 10,
                 group_size: 8,
                 steps: 1,
+                evaluation: false,
             })
             .err()
             .expect("clip_dual 0.5 is refused")
