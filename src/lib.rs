@@ -19,5 +19,11 @@ pub use zoo_verifiers;
 /// dropped by the linker, and its registration with it.
 pub fn link_all() {
     zoo_grpo::link();
+    zoo_dapo::link();
+    zoo_disco::link();
+    zoo_rlsd::link();
+    zoo_cepo::link();
+    zoo_opsd::link();
+    zoo_sdpo::link();
     zoo_verifiers::arithmetic::link();
 }

@@ -4,10 +4,10 @@ use std::path::Path;
 
 use crate::{TEST_WARM_START, mod10_cache, run};
 
-fn train(cache: &Path, out: &Path, extra: &[&str]) {
+fn train(cache: &Path, algo: &str, out: &Path, extra: &[&str]) {
     let out = out.to_string_lossy().to_string();
     let mut args = vec![
-        "train", "--algo", "grpo", "--steps", "4", "--seed", "3", "--out", &out, "--quiet",
+        "train", "--algo", algo, "--steps", "4", "--seed", "3", "--out", &out, "--quiet",
     ];
     args.extend_from_slice(TEST_WARM_START);
     args.extend_from_slice(&[
@@ -37,29 +37,37 @@ fn metrics(out: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// GRPO, and SDPO whose EMA teacher is part of the state to restore.
 #[test]
 fn resumed_run_matches_uninterrupted_run() {
     let cache = mod10_cache();
     let base = std::env::temp_dir().join(format!("zoo-it-resume-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&base);
-    let (whole, split) = (base.join("whole"), base.join("split"));
-    train(cache, &whole, &[]);
-    // Interrupted after step 2's checkpoint: the later checkpoint never made it to disk.
-    train(cache, &split, &[]);
-    std::fs::remove_dir_all(split.join("checkpoints/step-000004")).unwrap();
-    train(cache, &split, &["--resume"]);
-    let (a, b) = (metrics(&whole), metrics(&split));
-    assert_eq!(a.len(), 4);
-    assert_eq!(b.len(), 4, "the resumed run rewrote steps 3 and 4 once");
-    assert_eq!(a, b);
-    let eval = |d: &Path| std::fs::read_to_string(d.join("eval.json")).unwrap();
-    let strip = |s: String| {
-        s.lines()
-            .filter(|l| !l.contains("seconds"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
-    assert_eq!(strip(eval(&whole)), strip(eval(&split)));
+    for algo in ["grpo", "sdpo"] {
+        let (whole, split) = (base.join(algo).join("whole"), base.join(algo).join("split"));
+        train(cache, algo, &whole, &[]);
+        // Interrupted after step 2's checkpoint: the later checkpoint never made it to disk.
+        train(cache, algo, &split, &[]);
+        std::fs::remove_dir_all(split.join("checkpoints/step-000004")).unwrap();
+        train(cache, algo, &split, &["--resume"]);
+        let (a, b) = (metrics(&whole), metrics(&split));
+        assert_eq!(a.len(), 4);
+        assert_eq!(
+            b.len(),
+            4,
+            "the resumed {algo} run rewrote steps 3 and 4 once"
+        );
+        assert_eq!(a, b, "{algo}");
+        let eval = |d: &Path| std::fs::read_to_string(d.join("eval.json")).unwrap();
+        let strip = |s: String| {
+            s.lines()
+                .filter(|l| !l.contains("seconds"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        assert_eq!(strip(eval(&whole)), strip(eval(&split)), "{algo}");
+    }
+    let split = base.join("grpo").join("split");
     // Without `--resume`, an existing run is not overwritten.
     let out = split.to_string_lossy().to_string();
     let output = run(
