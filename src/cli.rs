@@ -25,9 +25,47 @@ pub enum Command {
     /// Held-out pass@1 and unbiased pass@k of a policy checkpoint.
     #[command(after_help = EVAL_EXAMPLES)]
     Eval(EvalArgs),
+    /// Work with one objective outside training.
+    #[command(subcommand)]
+    Objective(ObjectiveCommand),
     /// List the algorithms, tasks, verifiers and devices of this build.
     List,
 }
+
+/// `zoo objective ...`.
+#[derive(Debug, Subcommand)]
+pub enum ObjectiveCommand {
+    /// Evaluate one objective on given numbers: loss, gradient, advantages and metrics as JSON,
+    /// to check it against another implementation.
+    #[command(after_help = OBJECTIVE_EVAL_HELP)]
+    Eval(ObjectiveEvalArgs),
+}
+
+/// `zoo objective eval`.
+#[derive(Debug, Args)]
+pub struct ObjectiveEvalArgs {
+    /// The input JSON file (`-` for stdin).
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Pretty-print the output.
+    #[arg(long)]
+    pub pretty: bool,
+}
+
+const OBJECTIVE_EVAL_HELP: &str = "Input: one JSON object
+  {\"algo\": \"grpo|dapo|disco|cepo|rlsd|opsd|sdpo\",
+   \"config\": {clip_low, clip_high, clip_dual, loss_agg, adv_eps, norm_adv_by_std, kl_coef,
+              kl_estimator, score, variant, tau, delta, beta, lambda, eps_w, jsd_beta,
+              temperature, topk, tail} (absent keys take the objective's defaults),
+   \"batch\": {rewards [N], group_ids [N], mask [N][T], logprobs, old_logprobs, ref_logprobs,
+              teacher_logprobs, teacher_pos_logprobs, teacher_neg_logprobs [N][T],
+              student_logits, teacher_logits [N][T][V]}}
+Output: {\"loss\", \"grad\" (d loss / d logprobs, or d loss / d student_logits), \"advantages\"
+  (grpo, dapo, cepo, rlsd), \"metrics\", \"unused_config\"}. `lambda` is this step's value.
+
+Examples:
+  zoo objective eval --input tests/fixtures/objectives/grpo_clip_regimes.json
+  zoo objective eval --input - < batch.json";
 
 const TRAIN_EXAMPLES: &str = "Examples:
   zoo train --algo grpo

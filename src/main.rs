@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use zoo::cli::{Cli, Command};
+use zoo::cli::{Cli, Command, ObjectiveCommand};
 use zoo::commands;
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -12,6 +12,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(args) => commands::train::run(&args).map(drop),
         Command::Sft(args) => commands::sft::run(&args).map(drop),
         Command::Eval(args) => commands::eval::run(&args).map(drop),
+        Command::Objective(ObjectiveCommand::Eval(args)) => commands::objective::run(&args),
         Command::List => commands::list::run(),
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod eval;
 pub mod list;
+pub mod objective;
 pub mod progress;
 pub mod sft;
 pub mod train;

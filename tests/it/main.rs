@@ -2,6 +2,7 @@
 
 mod cli;
 mod micro_batch;
+mod objectives;
 mod reproducibility;
 mod resume;
 mod rl;

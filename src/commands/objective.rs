@@ -1,0 +1,268 @@
+//! `zoo objective eval`: one objective on given numbers, as JSON, for parity checks against
+//! other implementations. The engine is [`zoo_core::probe`]; this file parses and validates
+//! the input format and writes the output.
+
+use std::collections::HashMap;
+use std::io::Read;
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use zoo_core::burn::prelude::*;
+use zoo_core::objective::BuildContext;
+use zoo_core::probe::{ProbeBatch, probe};
+use zoo_core::{LogitArray, ObjectiveConfig, TokenMatrix, registry};
+
+use crate::cli::ObjectiveEvalArgs;
+
+/// The config keys of the input format. A key an objective does not have is ignored and listed
+/// in the output's `unused_config`; any other key is an error.
+const CONFIG_KEYS: &[&str] = &[
+    "clip_low",
+    "clip_high",
+    "clip_dual",
+    "loss_agg",
+    "adv_eps",
+    "norm_adv_by_std",
+    "kl_coef",
+    "kl_estimator",
+    "score",
+    "variant",
+    "tau",
+    "delta",
+    "beta",
+    "lambda",
+    "eps_w",
+    "jsd_beta",
+    "temperature",
+    "topk",
+    "tail",
+];
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Input {
+    algo: String,
+    #[serde(default)]
+    config: Map<String, Value>,
+    batch: BatchInput,
+}
+
+type Rows = Vec<Vec<f64>>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchInput {
+    rewards: Vec<f64>,
+    group_ids: Vec<Value>,
+    mask: Rows,
+    logprobs: Option<Rows>,
+    old_logprobs: Option<Rows>,
+    ref_logprobs: Option<Rows>,
+    teacher_logprobs: Option<Rows>,
+    teacher_pos_logprobs: Option<Rows>,
+    teacher_neg_logprobs: Option<Rows>,
+    student_logits: Option<Vec<Rows>>,
+    teacher_logits: Option<Vec<Rows>>,
+}
+
+/// `[N][T]` rows as a matrix; every row must have `cols` entries.
+fn matrix(name: &str, rows: &Rows, cols: usize) -> Result<TokenMatrix> {
+    let mut data = Vec::with_capacity(rows.len() * cols);
+    for (i, row) in rows.iter().enumerate() {
+        if row.len() != cols {
+            bail!(
+                "`batch.{name}[{i}]` has {} entries but `batch.mask[0]` has {cols}\nhint: pad every row to the same length T",
+                row.len()
+            );
+        }
+        data.extend(row.iter().map(|&x| x as f32));
+    }
+    Ok(TokenMatrix {
+        rows: rows.len(),
+        cols,
+        data,
+    })
+}
+
+/// `[N][T][V]` as a logit array.
+fn logits(name: &str, values: &[Rows], cols: usize) -> Result<LogitArray> {
+    let vocab = values
+        .first()
+        .and_then(|r| r.first())
+        .map_or(0, |v| v.len());
+    let mut data = Vec::new();
+    for (i, row) in values.iter().enumerate() {
+        if row.len() != cols {
+            bail!(
+                "`batch.{name}[{i}]` has {} positions but `batch.mask[0]` has {cols}",
+                row.len()
+            );
+        }
+        for (t, v) in row.iter().enumerate() {
+            if v.len() != vocab {
+                bail!(
+                    "`batch.{name}[{i}][{t}]` has {} logits but `batch.{name}[0][0]` has {vocab}\nhint: give every position the whole vocabulary",
+                    v.len()
+                );
+            }
+            data.extend(v.iter().map(|&x| x as f32));
+        }
+    }
+    Ok(LogitArray {
+        rows: values.len(),
+        cols,
+        vocab,
+        data,
+    })
+}
+
+/// Group ids may be integers or strings; each distinct value becomes one group.
+fn group_ids(values: &[Value]) -> Result<Vec<usize>> {
+    let mut ids: HashMap<String, usize> = HashMap::new();
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let key = match v {
+                Value::Number(n) if n.is_u64() || n.is_i64() => n.to_string(),
+                Value::String(s) => format!("s:{s}"),
+                other => bail!("`batch.group_ids[{i}]` is {other}; use an integer or a string"),
+            };
+            let next = ids.len();
+            Ok(*ids.entry(key).or_insert(next))
+        })
+        .collect()
+}
+
+/// The objective's config from the input's keys: unknown keys are refused, keys this
+/// objective lacks are dropped and returned. `lambda` fixes λ (no schedule).
+fn objective_config(
+    algo: &str,
+    given: &Map<String, Value>,
+) -> Result<(Box<dyn ObjectiveConfig>, Vec<String>)> {
+    if let Some(key) = given.keys().find(|k| !CONFIG_KEYS.contains(&k.as_str())) {
+        bail!(
+            "unknown config key `{key}`\nhint: the keys are {}",
+            CONFIG_KEYS.join(", ")
+        );
+    }
+    let mut table = given.clone();
+    table.insert("algo".into(), algo.into());
+    table.insert("lambda_schedule".into(), "constant".into());
+    let mut unused = Vec::new();
+    loop {
+        match serde_json::from_value::<Box<dyn ObjectiveConfig>>(Value::Object(table.clone())) {
+            Ok(config) => return Ok((config, unused)),
+            Err(e) => {
+                let message = e.to_string();
+                let field = message
+                    .strip_prefix("unknown field `")
+                    .and_then(|rest| rest.split('`').next())
+                    .map(str::to_string);
+                match field {
+                    Some(field) if table.contains_key(&field) => {
+                        table.remove(&field);
+                        if field != "lambda_schedule" {
+                            unused.push(field);
+                        }
+                    }
+                    _ => bail!("invalid `config` for `{algo}`: {message}"),
+                }
+            }
+        }
+    }
+}
+
+/// Runs `zoo objective eval`.
+pub fn run(args: &ObjectiveEvalArgs) -> Result<()> {
+    let text = if args.input.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("cannot read stdin")?;
+        text
+    } else {
+        fs_err::read_to_string(&args.input)
+            .with_context(|| format!("cannot read `{}`", args.input.display()))?
+    };
+    let output = evaluate(&text)?;
+    let rendered = if args.pretty {
+        serde_json::to_string_pretty(&output)?
+    } else {
+        serde_json::to_string(&output)?
+    };
+    println!("{rendered}");
+    Ok(())
+}
+
+/// The output JSON for the input JSON `text`.
+pub fn evaluate(text: &str) -> Result<Value> {
+    let input: Input = serde_json::from_str(text).map_err(|e| {
+        anyhow::anyhow!("the input is not the `objective eval` format: {e}\nhint: see `zoo objective eval --help`")
+    })?;
+    registry::algorithm(&input.algo)?;
+    let (config, unused) = objective_config(&input.algo, &input.config)?;
+    let b = &input.batch;
+    let cols = b.mask.first().map_or(0, Vec::len);
+    let rows = |name: &str, r: &Option<Rows>| r.as_ref().map(|r| matrix(name, r, cols)).transpose();
+    let batch = ProbeBatch {
+        rewards: b.rewards.iter().map(|&r| r as f32).collect(),
+        group_ids: group_ids(&b.group_ids)?,
+        mask: matrix("mask", &b.mask, cols)?,
+        logprobs: rows("logprobs", &b.logprobs)?,
+        old_logprobs: rows("old_logprobs", &b.old_logprobs)?,
+        ref_logprobs: rows("ref_logprobs", &b.ref_logprobs)?,
+        teacher_logprobs: rows("teacher_logprobs", &b.teacher_logprobs)?,
+        teacher_pos_logprobs: rows("teacher_pos_logprobs", &b.teacher_pos_logprobs)?,
+        teacher_neg_logprobs: rows("teacher_neg_logprobs", &b.teacher_neg_logprobs)?,
+        student_logits: b
+            .student_logits
+            .as_ref()
+            .map(|l| logits("student_logits", l, cols))
+            .transpose()?,
+        teacher_logits: b
+            .teacher_logits
+            .as_ref()
+            .map(|l| logits("teacher_logits", l, cols))
+            .transpose()?,
+    };
+    let mut sizes: HashMap<usize, usize> = HashMap::new();
+    for &g in &batch.group_ids {
+        *sizes.entry(g).or_default() += 1;
+    }
+    let objective = config.build(&BuildContext {
+        max_new_tokens: cols.max(1),
+        group_size: sizes.values().copied().max().unwrap_or(1),
+        steps: 1,
+        evaluation: true,
+    })?;
+    let out = probe(objective.as_ref(), &batch, 1, &Device::flex().autodiff())?;
+    let grad: Value = match out.grad_shape.as_slice() {
+        [n, t] => json!(
+            (0..*n)
+                .map(|i| &out.grad[i * t..(i + 1) * t])
+                .collect::<Vec<_>>()
+        ),
+        [n, t, v] => json!(
+            (0..*n)
+                .map(|i| {
+                    (0..*t)
+                        .map(|j| &out.grad[(i * t + j) * v..(i * t + j + 1) * v])
+                        .collect::<Vec<_>>()
+                })
+                .collect::<Vec<_>>()
+        ),
+        shape => bail!("unexpected gradient shape {shape:?}"),
+    };
+    let a = &out.advantages;
+    let advantages: Vec<&[f32]> = (0..a.rows).map(|i| a.row(i)).collect();
+    Ok(json!({
+        "algo": input.algo,
+        "loss": out.loss,
+        "grad": grad,
+        "advantages": advantages,
+        "metrics": out.metrics,
+        "unused_config": unused,
+    }))
+}

@@ -1,0 +1,292 @@
+//! `zoo objective eval` against the parity fixtures of `tests/fixtures/objectives/`.
+//!
+//! The fixtures' expected values come from `generate.py` there: an independent float64
+//! re-implementation of `algorithms.md` with finite-difference gradients. zoo computes in f32
+//! with autodiff, hence the tolerances.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+fn fixture_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/objectives")
+}
+
+fn fixtures() -> Vec<(String, Value)> {
+    let mut out: Vec<(String, Value)> = std::fs::read_dir(fixture_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).unwrap();
+            let name = p.file_stem().unwrap().to_string_lossy().into_owned();
+            (name, serde_json::from_str(&text).unwrap())
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+fn flatten(v: &Value, out: &mut Vec<f64>) {
+    match v {
+        Value::Array(items) => items.iter().for_each(|i| flatten(i, out)),
+        Value::Number(n) => out.push(n.as_f64().unwrap()),
+        other => panic!("not a number: {other}"),
+    }
+}
+
+fn numbers(v: &Value) -> Vec<f64> {
+    let mut out = Vec::new();
+    flatten(v, &mut out);
+    out
+}
+
+/// `|a − e| ≤ tol·max(1, max|e|)` element-wise, with a message naming the fixture.
+fn assert_close(name: &str, what: &str, actual: &Value, expected: &Value, tol: f64) {
+    let (a, e) = (numbers(actual), numbers(expected));
+    assert_eq!(a.len(), e.len(), "{name}: {what} has the wrong size");
+    let scale = e.iter().fold(1f64, |m, x| m.max(x.abs()));
+    for (k, (x, y)) in a.iter().zip(&e).enumerate() {
+        assert!(
+            (x - y).abs() <= tol * scale,
+            "{name}: {what}[{k}] = {x}, expected {y} (tolerance {})",
+            tol * scale
+        );
+    }
+}
+
+#[test]
+fn every_objective_matches_its_independent_reference_on_the_parity_fixtures() {
+    let mut per_algo: BTreeMap<String, usize> = BTreeMap::new();
+    for (name, fixture) in fixtures() {
+        let input = serde_json::to_string(&fixture["input"]).unwrap();
+        let out =
+            zoo::commands::objective::evaluate(&input).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+        let expected = &fixture["expected"];
+        assert_close(&name, "loss", &out["loss"], &expected["loss"], 2e-6);
+        assert_close(&name, "grad", &out["grad"], &expected["grad"], 2e-6);
+        if let Some(advantages) = expected.get("advantages") {
+            assert_close(&name, "advantages", &out["advantages"], advantages, 2e-6);
+        }
+        assert!(
+            numbers(&out["grad"]).iter().any(|g| g.abs() > 1e-4),
+            "{name}: a zero gradient would prove nothing"
+        );
+        *per_algo
+            .entry(fixture["input"]["algo"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    for algo in ["grpo", "dapo", "disco", "cepo", "rlsd", "opsd", "sdpo"] {
+        let count = per_algo.get(algo).copied().unwrap_or(0);
+        assert!(
+            count >= 3,
+            "{algo} has {count} parity fixtures, want at least 3"
+        );
+    }
+}
+
+#[test]
+fn objective_eval_cli_prints_one_json_object() {
+    let cache = std::env::temp_dir();
+    let path = fixture_dir().join("cepo_default_weights.json");
+    let fixture: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let input =
+        std::env::temp_dir().join(format!("zoo-objective-eval-{}.json", std::process::id()));
+    std::fs::write(&input, fixture["input"].to_string()).unwrap();
+    let output = crate::run(
+        &cache,
+        &["objective", "eval", "--input", input.to_str().unwrap()],
+    );
+    assert!(output.status.success());
+    let out: Value = serde_json::from_slice(&output.stdout).expect("stdout is one JSON object");
+    assert_eq!(out["algo"], "cepo");
+    assert!(out["metrics"]["cepo/lambda"].as_f64() == Some(0.5));
+    assert_close(
+        "cli",
+        "loss",
+        &out["loss"],
+        &fixture["expected"]["loss"],
+        2e-6,
+    );
+    let _ = std::fs::remove_file(input);
+}
+
+#[test]
+fn bad_objective_eval_input_gets_a_clear_error() {
+    let base = r#"{"algo": "grpo", "batch": {"rewards": [1, 0], "group_ids": [0, 0],
+        "mask": [[1, 1], [1, 0]], "logprobs": [[-1, -1], [-1, 0]], "old_logprobs": [[-1, -1], [-1, 0]]}}"#;
+    assert!(zoo::commands::objective::evaluate(base).is_ok());
+    let cases = [
+        (base.replace("\"grpo\"", "\"gpro\""), "did you mean `grpo`"),
+        (
+            base.replace(", \"old_logprobs\": [[-1, -1], [-1, 0]]", ""),
+            "`batch.old_logprobs` is missing",
+        ),
+        (
+            base.replace("[[-1, -1], [-1, 0]]}", "[[-1, -1], [-1]]}"),
+            "`batch.old_logprobs[1]` has 1 entries",
+        ),
+        (
+            base.replace("\"rewards\": [1, 0]", "\"rewards\": [1]"),
+            "one reward and one group id per response",
+        ),
+        (
+            base.replace("\"logprobs\": [[-1, -1]", "\"logprobs\": [[-1e39, -1]"),
+            "non-finite",
+        ),
+        (
+            base.replace("\"mask\": [[1, 1]", "\"mask\": [[1, 2]"),
+            "a mask holds only 0 and 1",
+        ),
+        (
+            base.replace("\"batch\"", "\"config\": {\"clip_hi\": 0.3}, \"batch\""),
+            "unknown config key `clip_hi`",
+        ),
+        (
+            base.replace("{\"algo\"", "{\"agol\": 1, \"algo\""),
+            "not the `objective eval` format",
+        ),
+    ];
+    for (input, expected) in cases {
+        let err = zoo::commands::objective::evaluate(&input)
+            .expect_err(expected)
+            .to_string();
+        let err = format!("{err:#}");
+        assert!(err.contains(expected), "expected {expected:?} in: {err}");
+    }
+}
+
+#[test]
+fn every_registered_objective_trains_end_to_end_and_logs_its_metrics() {
+    use crate::{TEST_WARM_START, mod10_cache, run};
+    let cache = mod10_cache();
+    let base = std::env::temp_dir().join(format!("zoo-it-objectives-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let own_metric = [
+        ("grpo", "grpo/adv_abs_mean"),
+        ("dapo", "dapo/kept_groups"),
+        ("disco", "disco/kl"),
+        ("cepo", "cepo/wrong_answer_found_frac"),
+        ("rlsd", "rlsd/lambda"),
+        ("opsd", "opsd/divergence"),
+        ("sdpo", "sdpo/teacher_ema_rate"),
+    ];
+    for (algo, metric) in own_metric {
+        let out = base.join(algo).to_string_lossy().to_string();
+        let mut args = vec![
+            "train", "--algo", algo, "--steps", "2", "--out", &out, "--quiet",
+        ];
+        args.extend_from_slice(TEST_WARM_START);
+        args.extend_from_slice(&[
+            "--set",
+            "rollout.prompts_per_step=8",
+            "--set",
+            "eval.problems=20",
+        ]);
+        let output = run(cache, &args);
+        assert!(output.status.success(), "{algo} failed to train");
+        let text = std::fs::read_to_string(base.join(algo).join("metrics.jsonl")).unwrap();
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2, "{algo}");
+        for line in &lines {
+            let value = line[metric].as_f64();
+            assert!(
+                value.is_some_and(f64::is_finite),
+                "{algo}: `{metric}` missing in {line}"
+            );
+            assert!(
+                line["actor/grad_norm"].as_f64().is_some_and(|g| g > 0.0),
+                "{algo}: no update"
+            );
+        }
+    }
+    // DisCO takes several optimizer steps per batch so that its trust region can act.
+    let disco: Value = serde_json::from_str(
+        std::fs::read_to_string(base.join("disco/metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .last()
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        disco["disco/kl"].as_f64().unwrap() != 0.0,
+        "DisCO's later mini-batches moved off θ_old"
+    );
+    std::fs::remove_dir_all(&base).unwrap();
+}
+
+#[test]
+fn dapo_dynamic_sampling_refills_and_reports_or_refuses_a_shortfall() {
+    use crate::{TEST_WARM_START, mod10_cache, run};
+    let cache = mod10_cache();
+    let base = std::env::temp_dir().join(format!("zoo-it-dapo-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let train = |name: &str, extra: &[&str]| {
+        let out = base.join(name).to_string_lossy().to_string();
+        let mut args = vec![
+            "train", "--algo", "dapo", "--steps", "2", "--out", &out, "--quiet",
+        ];
+        args.extend_from_slice(TEST_WARM_START);
+        args.extend_from_slice(&[
+            "--set",
+            "rollout.prompts_per_step=8",
+            "--set",
+            "eval.problems=10",
+        ]);
+        args.extend_from_slice(extra);
+        run(cache, &args)
+    };
+    let metrics = |name: &str| -> Vec<Value> {
+        std::fs::read_to_string(base.join(name).join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    // Groups of two: about half are mixed, so filling 8 groups takes more than one round.
+    assert!(
+        train("refill", &["--set", "rollout.group_size=2"])
+            .status
+            .success()
+    );
+    let refill = metrics("refill");
+    for m in &refill {
+        assert_eq!(m["rollout/kept_groups"], 8.0, "{m}");
+        assert_eq!(m["dapo/kept_groups"], 8.0, "{m}");
+    }
+    assert!(
+        refill
+            .iter()
+            .any(|m| m["rollout/generation_rounds"].as_f64().unwrap() >= 2.0),
+        "no step needed a second round"
+    );
+    // Groups of one are never mixed: every round comes back empty.
+    let log = [
+        "--set",
+        "rollout.group_size=1",
+        "--set",
+        "objective.max_gen_rounds=3",
+    ];
+    assert!(train("log", &log).status.success());
+    for m in metrics("log") {
+        assert_eq!(m["rollout/kept_groups"], 0.0, "{m}");
+        assert_eq!(m["rollout/shortfall_groups"], 8.0, "{m}");
+        assert_eq!(m["rollout/generation_rounds"], 3.0, "{m}");
+    }
+    let mut refuse = log.to_vec();
+    refuse.extend_from_slice(&["--set", "objective.on_shortfall=\"error\""]);
+    let output = train("error", &refuse);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("kept 0 of 8 groups after 3 generation rounds")
+            && stderr.contains("max_gen_rounds"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&base).unwrap();
+}
