@@ -61,7 +61,8 @@ const OBJECTIVE_EVAL_HELP: &str = "Input: one JSON object
               teacher_logprobs, teacher_pos_logprobs, teacher_neg_logprobs [N][T],
               student_logits, teacher_logits [N][T][V]}}
 Output: {\"loss\", \"grad\" (d loss / d logprobs, or d loss / d student_logits), \"advantages\"
-  (grpo, dapo, cepo, rlsd), \"metrics\", \"unused_config\"}. `lambda` is this step's value.
+  (grpo, dapo, cepo, rlsd; zeros for the others), \"metrics\", \"unused_config\"}. `lambda` is this
+  step's value. A parity fixture file ({\"description\", \"input\", \"expected\"}) is read for its input.
 
 Examples:
   zoo objective eval --input tests/fixtures/objectives/grpo_clip_regimes.json

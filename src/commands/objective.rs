@@ -198,7 +198,17 @@ pub fn run(args: &ObjectiveEvalArgs) -> Result<()> {
 
 /// The output JSON for the input JSON `text`.
 pub fn evaluate(text: &str) -> Result<Value> {
-    let input: Input = serde_json::from_str(text).map_err(|e| {
+    // A parity fixture (`{"description", "input", "expected"}`) is evaluated on its input.
+    let value: Value = serde_json::from_str(text).map_err(|e| {
+        anyhow::anyhow!("the input is not JSON: {e}\nhint: see `zoo objective eval --help`")
+    })?;
+    let value = match value {
+        Value::Object(mut fixture) if fixture.contains_key("expected") => {
+            fixture.remove("input").unwrap_or_default()
+        }
+        other => other,
+    };
+    let input: Input = serde_json::from_value(value).map_err(|e| {
         anyhow::anyhow!("the input is not the `objective eval` format: {e}\nhint: see `zoo objective eval --help`")
     })?;
     registry::algorithm(&input.algo)?;
@@ -238,6 +248,8 @@ pub fn evaluate(text: &str) -> Result<Value> {
         evaluation: true,
     })?;
     let out = probe(objective.as_ref(), &batch, 1, &Device::flex().autodiff())?;
+    // `x + 0.0` turns −0.0 (a masked position times a negative number) into 0.0.
+    let grad: Vec<f32> = out.grad.iter().map(|g| g + 0.0).collect();
     let grad: Value = match out.grad_shape.as_slice() {
         [n, t] => json!(
             (0..*n)
@@ -248,7 +260,7 @@ pub fn evaluate(text: &str) -> Result<Value> {
             (0..*n)
                 .map(|i| {
                     (0..*t)
-                        .map(|j| &out.grad[(i * t + j) * v..(i * t + j + 1) * v])
+                        .map(|j| &grad[(i * t + j) * v..(i * t + j + 1) * v])
                         .collect::<Vec<_>>()
                 })
                 .collect::<Vec<_>>()
@@ -256,7 +268,9 @@ pub fn evaluate(text: &str) -> Result<Value> {
         shape => bail!("unexpected gradient shape {shape:?}"),
     };
     let a = &out.advantages;
-    let advantages: Vec<&[f32]> = (0..a.rows).map(|i| a.row(i)).collect();
+    let advantages: Vec<Vec<f32>> = (0..a.rows)
+        .map(|i| a.row(i).iter().map(|x| x + 0.0).collect())
+        .collect();
     Ok(json!({
         "algo": input.algo,
         "loss": out.loss,

@@ -91,12 +91,10 @@ fn objective_eval_cli_prints_one_json_object() {
     let cache = std::env::temp_dir();
     let path = fixture_dir().join("cepo_default_weights.json");
     let fixture: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    let input =
-        std::env::temp_dir().join(format!("zoo-objective-eval-{}.json", std::process::id()));
-    std::fs::write(&input, fixture["input"].to_string()).unwrap();
+    // A fixture file is read for its input; so is the bare input on stdin.
     let output = crate::run(
         &cache,
-        &["objective", "eval", "--input", input.to_str().unwrap()],
+        &["objective", "eval", "--input", path.to_str().unwrap()],
     );
     assert!(output.status.success());
     let out: Value = serde_json::from_slice(&output.stdout).expect("stdout is one JSON object");
@@ -109,7 +107,22 @@ fn objective_eval_cli_prints_one_json_object() {
         &fixture["expected"]["loss"],
         2e-6,
     );
-    let _ = std::fs::remove_file(input);
+    let mut child = crate::zoo(&cache)
+        .args(["objective", "eval", "--input", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(fixture["input"].to_string().as_bytes())
+        .unwrap();
+    let piped = child.wait_with_output().unwrap();
+    assert!(piped.status.success());
+    assert_eq!(serde_json::from_slice::<Value>(&piped.stdout).unwrap(), out);
 }
 
 #[test]
