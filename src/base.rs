@@ -115,6 +115,17 @@ pub fn load_or_train(
     device: &Device,
     progress: &Progress,
 ) -> Result<(TinyPolicy, Origin)> {
+    // The tiny decoder reads only the CPU world's 23 symbols: refuse other text up front.
+    let mut probe_rng = rng::stream(0, 0, "tokenizer-check");
+    for problem in task.sample_problems(&mut probe_rng, 1) {
+        zoo_core::policy::Tokenizer::encode_prompt(&zoo_models::CharTokenizer, &problem.prompt)
+            .with_context(|| {
+                format!(
+                    "task `{}` has text the tiny decoder's character tokenizer cannot read\nhint: the data-set tasks need an LLM policy (Llama/Qwen from safetensors), not in this build yet; use `--task addition` or `--task mod10` on the CPU default",
+                    task.name()
+                )
+            })?;
+    }
     let name = format!("{}.safetensors", key(task.name(), settings));
     for (dir, shipped) in [(cache_dir().join("base"), false), (shipped_dir(), true)] {
         let path = dir.join(&name);

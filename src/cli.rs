@@ -28,9 +28,35 @@ pub enum Command {
     /// Work with one objective outside training.
     #[command(subcommand)]
     Objective(ObjectiveCommand),
+    /// Judge responses against gold answers with a verifier, one JSON line in, one verdict out.
+    #[command(after_help = VERIFY_HELP)]
+    Verify(VerifyArgs),
     /// List the algorithms, tasks, verifiers and devices of this build.
     List,
 }
+
+/// `zoo verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The input JSONL file (`-` for stdin).
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Write the verdicts here instead of stdout.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+}
+
+const VERIFY_HELP: &str = "Input: one JSON object per line
+  {\"verifier\": \"math\" | \"countdown\" | \"exact\" | \"choice\" | \"arithmetic\",
+   \"answer\": <gold: a string; countdown: {\"target\": 24, \"numbers\": [1, 2, 3, 4]}>,
+   \"response\": <model output>}
+Output: one verdict per input line, in order:
+  {\"correct\": bool, \"score\": number, \"extracted\": string | null, \"parsed\": bool, \"reason\": string}
+A line that cannot be read gets a verdict with \"parsed\": false and the reason; the file goes on.
+
+Examples:
+  zoo verify --input responses.jsonl
+  echo '{\"verifier\": \"math\", \"answer\": \"1000\", \"response\": \"\\\\boxed{1,000}\"}' | zoo verify --input -";
 
 /// `zoo objective ...`.
 #[derive(Debug, Subcommand)]

@@ -26,4 +26,5 @@ pub fn link_all() {
     zoo_opsd::link();
     zoo_sdpo::link();
     zoo_verifiers::arithmetic::link();
+    zoo_verifiers::link();
 }

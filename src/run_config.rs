@@ -56,6 +56,9 @@ pub struct RunConfig {
     pub steps: usize,
     /// Task registry name.
     pub task: String,
+    /// The task's settings (`--task jsonl`: `train`, `eval`, `template`, `verifier`).
+    #[serde(default, skip_serializing_if = "toml::Table::is_empty")]
+    pub data: toml::Table,
     /// Device name (`flex`, `tch-cpu`, `tch-cuda:N`).
     pub device: String,
     /// Rollout settings.
@@ -257,7 +260,7 @@ impl RunConfig {
 
     /// The task.
     pub fn task(&self) -> Result<Box<dyn Task>> {
-        Ok((registry::task(&self.task)?.build)())
+        Ok((registry::task(&self.task)?.build)(&self.data)?)
     }
 
     /// The device.

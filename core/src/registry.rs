@@ -6,7 +6,7 @@
 //! every algorithm crate it links.
 
 use crate::objective::ObjectiveConfig;
-use crate::task::Task;
+use crate::task::{Task, Verifier};
 use crate::{Error, Result};
 
 /// One registered algorithm.
@@ -33,11 +33,39 @@ pub struct TaskEntry {
     pub name: &'static str,
     /// One line for `zoo list`.
     pub summary: &'static str,
-    /// Builds the task.
-    pub build: fn() -> Box<dyn Task>,
+    /// Builds the task from the run's `[data]` settings (empty for the procedural tasks).
+    pub build: fn(&toml::Table) -> Result<Box<dyn Task>>,
 }
 
 inventory::collect!(TaskEntry);
+
+/// One registered verifier, usable on its own (`zoo verify`).
+pub struct VerifierEntry {
+    /// The registry key.
+    pub name: &'static str,
+    /// One line for `zoo list`.
+    pub summary: &'static str,
+    /// Builds the verifier.
+    pub build: fn() -> Box<dyn Verifier>,
+}
+
+inventory::collect!(VerifierEntry);
+
+/// All registered verifiers, sorted by name.
+pub fn verifiers() -> Vec<&'static VerifierEntry> {
+    let mut all: Vec<&VerifierEntry> = inventory::iter::<VerifierEntry>().collect();
+    all.sort_by_key(|e| e.name);
+    all
+}
+
+/// The verifier registered as `name`, or an error listing the known ones.
+pub fn verifier(name: &str) -> Result<&'static VerifierEntry> {
+    let all = verifiers();
+    all.iter()
+        .find(|e| e.name == name)
+        .copied()
+        .ok_or_else(|| Error::unknown("verifier", name, all.iter().map(|e| e.name)))
+}
 
 /// All registered algorithms, sorted by name; a name registered twice is an error that names
 /// both origins.

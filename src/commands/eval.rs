@@ -51,7 +51,7 @@ fn policy_file(path: &Path) -> Result<PathBuf> {
 
 /// Runs `zoo eval`.
 pub fn run(args: &EvalArgs) -> Result<EvalOutput> {
-    let task = (registry::task(&args.task)?.build)();
+    let task = (registry::task(&args.task)?.build)(&Default::default())?;
     let device = args
         .device
         .parse::<zoo_core::device::DeviceSpec>()?

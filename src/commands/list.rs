@@ -12,23 +12,15 @@ pub fn run() -> Result<()> {
     }
     println!("tasks:");
     for entry in registry::tasks() {
-        let task = (entry.build)();
-        println!(
-            "  {:<10} {} (verifier `{}`)",
-            entry.name,
-            entry.summary,
-            task.verifier().name()
-        );
+        let verifier = match (entry.build)(&Default::default()) {
+            Ok(task) => format!(" (verifier `{}`)", task.verifier().name()),
+            Err(_) => String::new(), // configured by `[data]`
+        };
+        println!("  {:<10} {}{verifier}", entry.name, entry.summary);
     }
     println!("verifiers:");
-    let mut verifiers: Vec<String> = registry::tasks()
-        .iter()
-        .map(|e| (e.build)().verifier().name().to_string())
-        .collect();
-    verifiers.sort();
-    verifiers.dedup();
-    for name in verifiers {
-        println!("  {name}");
+    for entry in registry::verifiers() {
+        println!("  {:<10} {}", entry.name, entry.summary);
     }
     println!("devices:");
     for name in DEVICE_NAMES {

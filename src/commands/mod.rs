@@ -6,3 +6,4 @@ pub mod objective;
 pub mod progress;
 pub mod sft;
 pub mod train;
+pub mod verify;

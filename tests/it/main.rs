@@ -6,6 +6,7 @@ mod objectives;
 mod reproducibility;
 mod resume;
 mod rl;
+mod verify;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

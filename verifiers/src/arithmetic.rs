@@ -312,7 +312,7 @@ zoo_core::inventory::submit! {
     TaskEntry {
         name: "addition",
         summary: "a+b with 2-4 digit operands, answered by a written carry chain",
-        build: || Box::new(Arithmetic::new(Kind::Addition)),
+        build: |data| procedural("addition", data, Kind::Addition),
     }
 }
 
@@ -320,7 +320,17 @@ zoo_core::inventory::submit! {
     TaskEntry {
         name: "mod10",
         summary: "the last digit of a+b for a, b < 100 (easy)",
-        build: || Box::new(Arithmetic::new(Kind::LastDigit)),
+        build: |data| procedural("mod10", data, Kind::LastDigit),
+    }
+}
+
+/// A procedural task, which takes no `[data]` settings.
+fn procedural(name: &str, data: &toml::Table, kind: Kind) -> zoo_core::Result<Box<dyn Task>> {
+    match data.keys().next() {
+        None => Ok(Box::new(Arithmetic::new(kind))),
+        Some(key) => Err(zoo_core::Error::Config(format!(
+            "task `{name}` is generated, it takes no `data.{key}`\nhint: remove the `[data]` settings, or use `--task jsonl`"
+        ))),
     }
 }
 

@@ -1,0 +1,279 @@
+//! A task source over JSONL data sets (`--task jsonl`), e.g. the files in `../shared/datasets/`:
+//! one JSON object per line with `problem` and `answer` (and optionally `id`, `solution`,
+//! `source`). Training problems come from `data.train`, the held-out set from `data.eval`;
+//! prompts are `data.template` with `{problem}` replaced; answers are checked by the verifier
+//! named in `data.verifier` (default `math`).
+//!
+//! ```toml
+//! task = "jsonl"
+//! [data]
+//! train = ["../shared/datasets/gsm8k-train.jsonl"]
+//! eval = ["../shared/datasets/math500.jsonl"]
+//! template = "{problem}\nPlease reason step by step, and put your final answer within \\boxed{}."
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use zoo_core::registry::{self, TaskEntry};
+use zoo_core::task::SftExample;
+use zoo_core::{Error, Hint, Problem, Result, Task, Verifier};
+
+/// The `[data]` settings of `--task jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JsonlConfig {
+    /// Training files.
+    pub train: Vec<PathBuf>,
+    /// Held-out files (default: none).
+    #[serde(default)]
+    pub eval: Vec<PathBuf>,
+    /// The prompt; `{problem}` is replaced by the problem text.
+    #[serde(default = "default_template")]
+    pub template: String,
+    /// The verifier's registry name.
+    #[serde(default = "default_verifier")]
+    pub verifier: String,
+    /// The response length cap in tokens.
+    #[serde(default = "default_max_new_tokens")]
+    pub max_new_tokens: usize,
+}
+
+fn default_template() -> String {
+    "{problem}\nPlease reason step by step, and put your final answer within \\boxed{}.".into()
+}
+
+fn default_verifier() -> String {
+    "math".into()
+}
+
+fn default_max_new_tokens() -> usize {
+    1024
+}
+
+/// One line of a data file.
+#[derive(Debug, Deserialize)]
+struct Row {
+    problem: String,
+    answer: String,
+    #[serde(default)]
+    solution: Option<String>,
+}
+
+/// Problems read from JSONL files.
+pub struct JsonlTask {
+    config: JsonlConfig,
+    train: Vec<Problem>,
+    heldout: Vec<Problem>,
+    verifier: Box<dyn Verifier>,
+}
+
+/// Reads every problem of `path`; errors name the file and line.
+pub fn read_problems(path: &Path, template: &str) -> Result<Vec<Problem>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io("read", path, e))?;
+    let mut problems = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let row: Row = serde_json::from_str(line).map_err(|e| Error::BadFile {
+            path: path.to_path_buf(),
+            reason: format!("line {}: {e}", n + 1),
+            hint: "each line must be a JSON object with `problem` and `answer` strings".into(),
+        })?;
+        problems.push(Problem {
+            prompt: template.replace("{problem}", &row.problem),
+            answer: row.answer,
+            solution: row.solution.unwrap_or_default(),
+        });
+    }
+    if problems.is_empty() {
+        return Err(Error::BadFile {
+            path: path.to_path_buf(),
+            reason: "no problems".into(),
+            hint: "give a JSONL file with one problem per line".into(),
+        });
+    }
+    Ok(problems)
+}
+
+impl JsonlTask {
+    /// Reads the files of `config`.
+    pub fn open(config: JsonlConfig) -> Result<Self> {
+        if !config.template.contains("{problem}") {
+            return Err(Error::Config(
+                "`data.template` must contain `{problem}`".into(),
+            ));
+        }
+        if config.train.is_empty() {
+            return Err(Error::Config(
+                "`data.train` lists no file\nhint: e.g. `--set 'data.train=[\"../shared/datasets/gsm8k-train.jsonl\"]'`".into(),
+            ));
+        }
+        let verifier = (registry::verifier(&config.verifier)?.build)();
+        let read_all = |paths: &[PathBuf]| -> Result<Vec<Problem>> {
+            let mut all = Vec::new();
+            for path in paths {
+                all.extend(read_problems(path, &config.template)?);
+            }
+            Ok(all)
+        };
+        let train = read_all(&config.train)?;
+        let heldout = read_all(&config.eval)?;
+        Ok(Self {
+            config,
+            train,
+            heldout,
+            verifier,
+        })
+    }
+
+    /// The training problems.
+    pub fn train(&self) -> &[Problem] {
+        &self.train
+    }
+}
+
+impl Task for JsonlTask {
+    fn name(&self) -> &str {
+        "jsonl"
+    }
+
+    fn sample_problems(&self, rng: &mut ChaCha8Rng, n: usize) -> Vec<Problem> {
+        (0..n)
+            .map(|_| self.train[rng.random_range(0..self.train.len())].clone())
+            .collect()
+    }
+
+    fn heldout(&self) -> &[Problem] {
+        &self.heldout
+    }
+
+    fn verifier(&self) -> &dyn Verifier {
+        self.verifier.as_ref()
+    }
+
+    /// The hint follows the prompt: "The answer is ...", or a reference solution.
+    fn hinted_prompt(&self, problem: &Problem, hint: &Hint) -> String {
+        match hint {
+            Hint::Answer(a) => format!("{}\n(The final answer is {a}.)", problem.prompt),
+            Hint::Solution(s) => format!(
+                "{}\nHere is a reference solution to this problem:\n{s}\nReason to the same answer.",
+                problem.prompt
+            ),
+        }
+    }
+
+    /// The reference solution when the data set has one, else the boxed answer.
+    fn sft_example(&self, rng: &mut ChaCha8Rng) -> SftExample {
+        let problem = &self.train[rng.random_range(0..self.train.len())];
+        SftExample {
+            context: problem.prompt.clone(),
+            target: if problem.solution.is_empty() {
+                format!("\\boxed{{{}}}", problem.answer)
+            } else {
+                problem.solution.clone()
+            },
+        }
+    }
+
+    fn max_new_tokens(&self) -> usize {
+        self.config.max_new_tokens
+    }
+}
+
+zoo_core::inventory::submit! {
+    TaskEntry {
+        name: "jsonl",
+        summary: "problems from JSONL files ([data] train, eval, template, verifier)",
+        build: |data| {
+            let config: JsonlConfig = toml::Value::Table(data.clone()).try_into().map_err(|e| {
+                Error::Config(format!(
+                    "`--task jsonl` reads its files from `[data]`: {e}\nhint: `--set 'data.train=[\"FILE.jsonl\"]'`"
+                ))
+            })?;
+            Ok(Box::new(JsonlTask::open(config)?))
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    fn write(name: &str, text: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("zoo-jsonl-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn jsonl_task_reads_templates_samples_and_verifies() {
+        let train = write(
+            "train.jsonl",
+            "{\"id\": \"t-0\", \"problem\": \"1+1?\", \"answer\": \"2\", \"solution\": \"1+1=2\\n#### 2\", \"source\": \"s\"}\n{\"problem\": \"2+2?\", \"answer\": \"4\"}\n",
+        );
+        let eval = write(
+            "eval.jsonl",
+            "{\"problem\": \"3+3?\", \"answer\": \"6\", \"solution\": null}\n",
+        );
+        let task = JsonlTask::open(JsonlConfig {
+            train: vec![train],
+            eval: vec![eval],
+            template: "Q: {problem} A:".into(),
+            verifier: "math".into(),
+            max_new_tokens: 64,
+        })
+        .unwrap();
+        assert_eq!(task.train().len(), 2);
+        assert_eq!(task.heldout()[0].prompt, "Q: 3+3? A:");
+        let sample = task.sample_problems(&mut ChaCha8Rng::seed_from_u64(0), 16);
+        assert!(sample.iter().all(|p| p.prompt.starts_with("Q: ")));
+        assert!(sample.iter().any(|p| p.answer == "2") && sample.iter().any(|p| p.answer == "4"));
+        let problem = &task.heldout()[0];
+        assert!(task.verifier().verify("so \\boxed{6}", problem).correct);
+        assert!(!task.verifier().verify("so \\boxed{7}", problem).correct);
+        assert!(
+            task.hinted_prompt(problem, &Hint::Answer("6".into()))
+                .contains("answer is 6")
+        );
+    }
+
+    #[test]
+    fn bad_jsonl_input_names_the_file_and_line() {
+        let path = write(
+            "bad.jsonl",
+            "{\"problem\": \"x\", \"answer\": \"1\"}\nnot json\n",
+        );
+        let err = read_problems(&path, "{problem}").err().unwrap().to_string();
+        assert!(err.contains("bad.jsonl") && err.contains("line 2"), "{err}");
+        let missing = JsonlConfig {
+            train: vec!["/nonexistent/x.jsonl".into()],
+            eval: vec![],
+            template: default_template(),
+            verifier: "math".into(),
+            max_new_tokens: 8,
+        };
+        let err = JsonlTask::open(missing).err().unwrap().to_string();
+        assert!(err.contains("/nonexistent/x.jsonl"), "{err}");
+        let no_slot = JsonlConfig {
+            train: vec![path],
+            eval: vec![],
+            template: "no slot".into(),
+            verifier: "math".into(),
+            max_new_tokens: 8,
+        };
+        assert!(
+            JsonlTask::open(no_slot)
+                .err()
+                .unwrap()
+                .to_string()
+                .contains("{problem}")
+        );
+    }
+}
