@@ -1,5 +1,6 @@
 //! End-to-end tests of the zoo package, in one binary (each test binary links Burn).
 
+mod bandits;
 mod cli;
 mod micro_batch;
 mod objectives;
