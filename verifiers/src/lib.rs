@@ -11,6 +11,7 @@
 
 pub mod answers;
 pub mod arithmetic;
+pub mod bandit;
 pub mod dataset;
 
 pub use answers::{ChoiceVerifier, CountdownVerifier, ExactVerifier, MathVerifier};

@@ -76,7 +76,7 @@ pub struct DapoConfig {
     pub on_shortfall: OnShortfall,
     /// Soft overlong punishment on.
     pub overlong_buffer: bool,
-    /// `L_cache` in tokens; default: a fifth of the response length cap.
+    /// `L_cache` in tokens; default: a fifth of the response length cap (none under 5 tokens).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub overlong_buffer_len: Option<usize>,
     /// `κ`, the weight of the length penalty.
@@ -130,8 +130,14 @@ impl ObjectiveConfig for DapoConfig {
             ));
         }
         let max_len = context.max_new_tokens;
+        // The default buffer is a fifth of the cap; under 5 tokens that is none (no shaping).
         let buffer = self.overlong_buffer_len.unwrap_or(max_len / 5);
-        if self.overlong_buffer && !context.evaluation && (buffer == 0 || buffer > max_len) {
+        let explicit = self.overlong_buffer_len.is_some();
+        if self.overlong_buffer
+            && !context.evaluation
+            && explicit
+            && !(1..=max_len).contains(&buffer)
+        {
             return Err(Error::Config(format!(
                 "dapo: `overlong_buffer_len` must lie in 1..={max_len} (the response length cap), got {buffer}"
             )));
@@ -140,11 +146,12 @@ impl ObjectiveConfig for DapoConfig {
             .loss_agg
             .aggregation(self.loss_scale, max_len, "dapo")?;
         // `zoo objective eval` evaluates the loss only: no filtering, no shaping.
-        let shaping = (self.overlong_buffer && !context.evaluation).then_some(Overlong {
-            max_len,
-            buffer,
-            factor: self.overlong_penalty_factor,
-        });
+        let shaping =
+            (self.overlong_buffer && !context.evaluation && buffer > 0).then_some(Overlong {
+                max_len,
+                buffer,
+                factor: self.overlong_penalty_factor,
+            });
         Ok(Box::new(Dapo {
             config: self.clone(),
             aggregation,
