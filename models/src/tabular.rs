@@ -92,31 +92,45 @@ pub struct TabularPolicy {
 
 impl TabularPolicy {
     /// A policy over `states` (token sequences: context then response prefix), each with its
-    /// initial logits (`vocab` entries; `f32::NEG_INFINITY` is not allowed, use e.g. −30 for
-    /// tokens a state never emits).
+    /// initial logits (`vocab` finite entries; use e.g. −30 for tokens a state never emits).
     pub fn new(states: Vec<(Vec<u32>, Vec<f32>)>, vocab: usize, device: &Device) -> Result<Self> {
+        Self::shared(
+            states.into_iter().map(|(s, z)| (vec![s], z)).collect(),
+            vocab,
+            device,
+        )
+    }
+
+    /// A policy whose rows may be shared by several states (e.g. one step-1 choice for every
+    /// question): each row lists its states and its initial logits.
+    pub fn shared(
+        rows: Vec<(Vec<Vec<u32>>, Vec<f32>)>,
+        vocab: usize,
+        device: &Device,
+    ) -> Result<Self> {
         let mut index = HashMap::new();
-        let mut data = Vec::with_capacity(states.len() * vocab);
-        for (k, (state, logits)) in states.into_iter().enumerate() {
+        let mut data = Vec::with_capacity(rows.len() * vocab);
+        for (k, (states, logits)) in rows.iter().enumerate() {
             if logits.len() != vocab || logits.iter().any(|z| !z.is_finite()) {
                 return Err(Error::Config(format!(
-                    "state {k} needs {vocab} finite logits, got {}",
+                    "row {k} needs {vocab} finite logits, got {}",
                     logits.len()
                 )));
             }
-            if index.insert(state, k).is_some() {
-                return Err(Error::Config(format!("state {k} is listed twice")));
+            for state in states {
+                if index.insert(state.clone(), k).is_some() {
+                    return Err(Error::Config(format!("state {state:?} is listed twice")));
+                }
             }
-            data.extend(logits);
+            data.extend_from_slice(logits);
         }
-        if index.is_empty() {
+        if rows.is_empty() {
             return Err(Error::Config(
                 "a tabular policy needs at least one state".into(),
             ));
         }
         let device = device.clone().autodiff();
-        let rows = index.len();
-        let logits = Tensor::from_data(TensorData::new(data, [rows, vocab]), &device);
+        let logits = Tensor::from_data(TensorData::new(data, [rows.len(), vocab]), &device);
         Ok(Self {
             table: LogitTable {
                 logits: Param::from_tensor(logits),

@@ -295,3 +295,108 @@ fn the_trainer_runs_objectives_on_a_tabular_bandit() {
         }
     }
 }
+
+/// Trains `algo` (with `overrides`) on `env` for `steps` and returns the tabular policy's
+/// distribution reader.
+fn train_leakage(
+    algo: &str,
+    overrides: &[(&str, toml::Value)],
+    env: &zoo::zoo_verifiers::bandit::Leakage,
+    steps: usize,
+    seed: u64,
+) -> (f64, f64, f64) {
+    use zoo::zoo_core::burn::prelude::Device;
+    use zoo::zoo_core::config;
+    use zoo::zoo_core::objective::BuildContext;
+    use zoo::zoo_core::optim::OptimConfig;
+    use zoo::zoo_core::trainer::{RolloutConfig, Trainer, TrainerConfig};
+    use zoo::zoo_models::TabularPolicy;
+
+    zoo::link_all();
+    let mut table = config::default_objective_table(algo).unwrap();
+    for (key, value) in overrides {
+        table
+            .as_table_mut()
+            .unwrap()
+            .insert(key.to_string(), value.clone());
+    }
+    let objective = config::objective_from_table(table)
+        .unwrap()
+        .build(&BuildContext {
+            max_new_tokens: 2,
+            group_size: 16,
+            steps,
+            evaluation: false,
+        })
+        .unwrap();
+    let policy = TabularPolicy::shared(env.rows(), env.vocab(), &Device::flex()).unwrap();
+    let trainer_config = TrainerConfig {
+        rollout: RolloutConfig {
+            prompts_per_step: 4,
+            group_size: 16,
+            temperature: 1.0,
+            max_new_tokens: 2,
+        },
+        optim: OptimConfig {
+            lr: 0.05,
+            ..OptimConfig::default()
+        },
+        ..TrainerConfig::default()
+    };
+    let mut trainer = Trainer::new(
+        trainer_config,
+        seed,
+        steps,
+        Box::new(policy),
+        objective,
+        env,
+    )
+    .unwrap();
+    trainer.run(1, steps, None, &mut |_, _| Ok(())).unwrap();
+    let snapshot = trainer.policy().parameters();
+    let mut reader = TabularPolicy::shared(env.rows(), env.vocab(), &Device::flex()).unwrap();
+    zoo::zoo_core::Policy::set_parameters(&mut reader, &snapshot).unwrap();
+    let distribution = |state: &[u32]| reader.distribution(state);
+    (
+        env.reason_probability(&distribution),
+        env.expected_reward_on(&env.training_problems(), &distribution),
+        env.expected_reward(&distribution),
+    )
+}
+
+/// L-1 and L-2 with the spec's example (K = 4, c = 1, q_T = 0.2, p_R = 0.5, G = 16, 300
+/// steps): OPSD moves the reasoning choice to the teacher's q_T and the reward to
+/// q_T·c + (1 − q_T)/K = 0.4; the reward-anchored GRPO, RLSD and CEPO move it to 1.
+#[test]
+fn l1_l2_leakage_toy_fixed_points() {
+    let env = zoo::zoo_verifiers::bandit::Leakage::new(None);
+    let (p_r, _, reward) = train_leakage("opsd", &[], &env, 300, 0);
+    assert!(
+        (p_r - 0.2).abs() < 0.01 && (reward - 0.4).abs() < 0.01,
+        "opsd: {p_r} {reward}"
+    );
+    for algo in ["grpo", "rlsd", "cepo"] {
+        let (p_r, _, reward) = train_leakage(algo, &[], &env, 300, 0);
+        assert!(
+            p_r > 0.99 && reward > 0.99,
+            "{algo}: p_R {p_r}, reward {reward}"
+        );
+    }
+}
+
+/// L-4's memorization variant: with a fixed answer per training question, OPSD's student
+/// learns to emit memorized answers (training reward → q_T·c + (1 − q_T)·0.9 = 0.92) while
+/// held-out questions stay at q_T·c + (1 − q_T)/K = 0.40; GRPO reasons everywhere (1.0, 1.0).
+#[test]
+fn l4_memorization_opens_a_train_test_gap_for_opsd_only() {
+    let env = zoo::zoo_verifiers::bandit::Leakage::new(Some(4));
+    let (_, train, heldout) = train_leakage("opsd", &[], &env, 300, 0);
+    eprintln!("opsd memorize: train {train:.3}, held-out {heldout:.3}");
+    assert!((train - 0.92).abs() < 0.02, "opsd training reward {train}");
+    assert!(
+        (heldout - 0.40).abs() < 0.02,
+        "opsd held-out reward {heldout}"
+    );
+    let (_, train, heldout) = train_leakage("grpo", &[], &env, 300, 0);
+    assert!(train > 0.99 && heldout > 0.99, "grpo: {train} {heldout}");
+}

@@ -102,3 +102,316 @@ impl Task for KArmed {
         1
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The tabular policy's token numbering (`zoo_models::tabular`): number `n` is token `3 + n`,
+// token 1 begins a context.
+// ---------------------------------------------------------------------------------------------
+
+/// The token of number `n`.
+pub fn token(n: u32) -> u32 {
+    3 + n
+}
+
+/// Logits over `vocab` tokens: `-30` everywhere except `logits` at the given numbers.
+pub fn logits_over(vocab: usize, entries: &[(u32, f32)]) -> Vec<f32> {
+    let mut z = vec![-30.0f32; vocab];
+    for &(n, value) in entries {
+        z[token(n) as usize] = value;
+    }
+    z
+}
+
+/// The K-armed bandit's tabular states: the question with `logits` over the arms, and a
+/// hinted context per arm.
+pub fn k_armed_states(arms: usize, logits: &[f32]) -> (Vec<(Vec<u32>, Vec<f32>)>, usize) {
+    let vocab = 3 + arms;
+    let entries: Vec<(u32, f32)> = (0..arms as u32).zip(logits.iter().copied()).collect();
+    let mut states = vec![(vec![1, token(0)], logits_over(vocab, &entries))];
+    for a in 0..arms as u32 {
+        states.push((vec![1, token(0), token(a)], logits_over(vocab, &entries)));
+    }
+    (states, vocab)
+}
+
+// ---------------------------------------------------------------------------------------------
+// E4: reason or guess
+// ---------------------------------------------------------------------------------------------
+
+/// Numbers of the leakage toy: actions, answers and hints.
+mod leak {
+    /// Step 1: reason.
+    pub const REASON: u32 = 1;
+    /// Step 1: guess.
+    pub const GUESS: u32 = 2;
+    /// Answer `a` is number `ANSWER + a`.
+    pub const ANSWER: u32 = 10;
+    /// A hint of answer `a` is number `HINT + a`.
+    pub const HINT: u32 = 40;
+    /// A hint without an answer (a demonstration that reasoned).
+    pub const NO_ANSWER: u32 = 70;
+    /// Question `q` is number `QUESTION + q`.
+    pub const QUESTION: u32 = 80;
+}
+
+/// The "reason-or-guess" leakage toy E4 (`algorithms.md` §9): step 1 chooses R (reward 1 with
+/// probability `c`) or G; after G, step 2 emits one of `k` answers, rewarded iff it equals the
+/// episode's hidden answer. A teacher shown an answer hint prefers to skip reasoning
+/// (`P(R | h) = q_t`) and guesses the hint with probability 0.9. With `memorize = Some(n)`, each
+/// of `n` training questions has a fixed hidden answer and its own student table; held-out
+/// questions are new.
+#[derive(Debug, Clone)]
+pub struct Leakage {
+    /// Answers.
+    pub k: u32,
+    /// `P(reward | R)`.
+    pub c: f64,
+    /// The teacher's `P(R | hint)`.
+    pub q_t: f64,
+    /// The student's initial `P(R)`.
+    pub p_r: f64,
+    /// Training questions with fixed answers (the memorization variant), or one question with
+    /// a fresh hidden answer per episode.
+    pub memorize: Option<u32>,
+    heldout: Vec<Problem>,
+}
+
+impl Leakage {
+    /// The spec's example numbers: K = 4, c = 1, q_T = 0.2, p_R = 0.5.
+    pub fn new(memorize: Option<u32>) -> Self {
+        let mut env = Self {
+            k: 4,
+            c: 1.0,
+            q_t: 0.2,
+            p_r: 0.5,
+            memorize,
+            heldout: Vec::new(),
+        };
+        // Held-out: the plain question with every answer (one fresh episode each), or, when
+        // memorizing, 16 new questions.
+        env.heldout = match memorize {
+            None => (0..env.k).map(|a| env.problem(0, a, true)).collect(),
+            Some(n) => (n..n + 16)
+                .map(|q| env.problem(q, env.fixed_answer(q), true))
+                .collect(),
+        };
+        env
+    }
+
+    fn fixed_answer(&self, question: u32) -> u32 {
+        (question * 7 + 3) % self.k
+    }
+
+    fn problem(&self, question: u32, answer: u32, success: bool) -> Problem {
+        Problem {
+            prompt: (leak::QUESTION + question).to_string(),
+            answer: format!("{} {}", leak::ANSWER + answer, u8::from(success)),
+            solution: (leak::ANSWER + answer).to_string(),
+        }
+    }
+
+    /// Vocabulary size of the tabular policy.
+    pub fn vocab(&self) -> usize {
+        token(leak::QUESTION + self.memorize.unwrap_or(1) + 16) as usize + 1
+    }
+
+    /// The tabular rows, each with its states: the student's step-1 choice (one row shared by
+    /// every question), its step-2 answer table per question, and the teacher's under each
+    /// hint.
+    pub fn rows(&self) -> Vec<(Vec<Vec<u32>>, Vec<f32>)> {
+        let vocab = self.vocab();
+        let step1 = |p_r: f64| {
+            logits_over(
+                vocab,
+                &[
+                    (leak::REASON, (p_r / (1.0 - p_r)).ln() as f32),
+                    (leak::GUESS, 0.0),
+                ],
+            )
+        };
+        let uniform: Vec<(u32, f32)> = (0..self.k).map(|a| (leak::ANSWER + a, 0.0)).collect();
+        let questions: Vec<u32> = match self.memorize {
+            None => vec![0],
+            Some(n) => (0..n + 16).collect(),
+        };
+        let context = |q: u32| vec![1, token(leak::QUESTION + q)];
+        let extend = |mut s: Vec<u32>, n: u32| {
+            s.push(token(n));
+            s
+        };
+        let mut rows = vec![(
+            questions.iter().map(|&q| context(q)).collect(),
+            step1(self.p_r),
+        )];
+        for &q in &questions {
+            rows.push((
+                vec![extend(context(q), leak::GUESS)],
+                logits_over(vocab, &uniform),
+            ));
+        }
+        // Teachers: an answer hint, or a hint without an answer; constant (never visited by
+        // the student, so never trained).
+        for hint in (0..self.k).map(|a| leak::HINT + a).chain([leak::NO_ANSWER]) {
+            let q_t = if hint == leak::NO_ANSWER {
+                self.p_r
+            } else {
+                self.q_t
+            };
+            let hinted: Vec<Vec<u32>> = questions
+                .iter()
+                .map(|&q| extend(context(q), hint))
+                .collect();
+            let guessed: Vec<Vec<u32>> = hinted
+                .iter()
+                .map(|s| extend(s.clone(), leak::GUESS))
+                .collect();
+            let answers: Vec<(u32, f32)> = (0..self.k)
+                .map(|a| {
+                    let p = match hint {
+                        h if h == leak::HINT + a => 0.9,
+                        leak::NO_ANSWER => 1.0 / self.k as f64,
+                        _ => 0.1 / (self.k - 1) as f64,
+                    };
+                    (leak::ANSWER + a, p.ln() as f32)
+                })
+                .collect();
+            rows.push((hinted, step1(q_t)));
+            rows.push((guessed, logits_over(vocab, &answers)));
+        }
+        rows
+    }
+
+    /// The exact expected reward of the student on the held-out problems, given its
+    /// distribution at a state (`π(· | state)` over tokens).
+    pub fn expected_reward(&self, distribution: &dyn Fn(&[u32]) -> Option<Vec<f64>>) -> f64 {
+        self.expected_reward_on(&self.heldout, distribution)
+    }
+
+    /// One episode per training question (the memorization variant) or per answer.
+    pub fn training_problems(&self) -> Vec<Problem> {
+        match self.memorize {
+            None => (0..self.k).map(|a| self.problem(0, a, true)).collect(),
+            Some(n) => (0..n)
+                .map(|q| self.problem(q, self.fixed_answer(q), true))
+                .collect(),
+        }
+    }
+
+    /// The exact expected reward on `problems`.
+    pub fn expected_reward_on(
+        &self,
+        problems: &[Problem],
+        distribution: &dyn Fn(&[u32]) -> Option<Vec<f64>>,
+    ) -> f64 {
+        let mut total = 0.0;
+        for problem in problems {
+            let question: u32 = problem.prompt.parse().unwrap_or(leak::QUESTION);
+            let answer: u32 = problem.solution.parse().unwrap_or(leak::ANSWER);
+            let context = vec![1, token(question)];
+            let Some(step1) = distribution(&context) else {
+                continue;
+            };
+            let mut guessed = context.clone();
+            guessed.push(token(leak::GUESS));
+            let step2 = distribution(&guessed).unwrap_or_default();
+            let p_r = step1[token(leak::REASON) as usize];
+            let p_g = step1[token(leak::GUESS) as usize];
+            let hit = step2.get(token(answer) as usize).copied().unwrap_or(0.0);
+            total += p_r * self.c + p_g * hit;
+        }
+        total / problems.len().max(1) as f64
+    }
+
+    /// The student's `P(R)` on the first question.
+    pub fn reason_probability(&self, distribution: &dyn Fn(&[u32]) -> Option<Vec<f64>>) -> f64 {
+        distribution(&[1, token(leak::QUESTION)]).map_or(0.0, |p| p[token(leak::REASON) as usize])
+    }
+}
+
+/// Rewards a leakage-toy response: R earns the episode's coin, G then `x` earns `x == a*`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LeakageVerifier;
+
+impl Verifier for LeakageVerifier {
+    fn name(&self) -> &str {
+        "leakage"
+    }
+
+    fn verify(&self, response: &str, problem: &Problem) -> Verdict {
+        let words: Vec<&str> = response.split_whitespace().collect();
+        let mut gold = problem.answer.split_whitespace();
+        let (answer, coin) = (gold.next().unwrap_or(""), gold.next() == Some("1"));
+        let (correct, extracted) = match words.as_slice() {
+            [r] if *r == leak::REASON.to_string() => (coin, None),
+            [g, x] if *g == leak::GUESS.to_string() => (*x == answer, Some(x.to_string())),
+            _ => (false, None),
+        };
+        Verdict {
+            score: if correct { 1.0 } else { 0.0 },
+            correct,
+            parsed: !words.is_empty(),
+            reason: format!("response `{response}`, hidden answer {answer}"),
+            extracted,
+        }
+    }
+}
+
+impl Task for Leakage {
+    fn name(&self) -> &str {
+        if self.memorize.is_some() {
+            "leakage-memorize"
+        } else {
+            "leakage"
+        }
+    }
+
+    fn sample_problems(&self, rng: &mut ChaCha8Rng, n: usize) -> Vec<Problem> {
+        use rand::Rng;
+        (0..n)
+            .map(|_| {
+                let success = rng.random::<f64>() < self.c;
+                match self.memorize {
+                    None => self.problem(0, rng.random_range(0..self.k), success),
+                    Some(count) => {
+                        let q = rng.random_range(0..count);
+                        self.problem(q, self.fixed_answer(q), success)
+                    }
+                }
+            })
+            .collect()
+    }
+
+    fn heldout(&self) -> &[Problem] {
+        &self.heldout
+    }
+
+    fn verifier(&self) -> &dyn Verifier {
+        &LeakageVerifier
+    }
+
+    /// The hint is one token after the question: the answer hinted (gold, wrong, the
+    /// solution, or a guessing group-mate's answer), or "no answer" for a group-mate that
+    /// reasoned.
+    fn hinted_prompt(&self, problem: &Problem, hint: &Hint) -> String {
+        let text = match hint {
+            Hint::Answer(a) | Hint::Solution(a) => a,
+        };
+        let hinted = text
+            .split_whitespace()
+            .filter_map(|w| w.parse::<u32>().ok())
+            .find(|n| (leak::ANSWER..leak::ANSWER + self.k).contains(n))
+            .map_or(leak::NO_ANSWER, |n| leak::HINT + (n - leak::ANSWER));
+        format!("{} {hinted}", problem.prompt)
+    }
+
+    fn sft_example(&self, _rng: &mut ChaCha8Rng) -> SftExample {
+        SftExample {
+            context: self.heldout[0].prompt.clone(),
+            target: leak::REASON.to_string(),
+        }
+    }
+
+    fn max_new_tokens(&self) -> usize {
+        2
+    }
+}

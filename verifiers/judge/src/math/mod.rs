@@ -201,7 +201,12 @@ impl MathJudge {
                 }
                 Ok(false) => {}
                 Err(e) => {
-                    return Judgement::new(false, Some(extracted), true, format!("comparison: {e}"));
+                    return Judgement::new(
+                        false,
+                        Some(extracted),
+                        true,
+                        format!("comparison: {e}"),
+                    );
                 }
             }
         }
