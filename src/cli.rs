@@ -28,12 +28,44 @@ pub enum Command {
     /// Work with one objective outside training.
     #[command(subcommand)]
     Objective(ObjectiveCommand),
+    /// Run objectives side by side on a toy bandit (the tabular policy, the same trainer).
+    #[command(after_help = BANDIT_EXAMPLES)]
+    Bandit(BanditArgs),
     /// Judge responses against gold answers with a verifier, one JSON line in, one verdict out.
     #[command(after_help = VERIFY_HELP)]
     Verify(VerifyArgs),
     /// List the algorithms, tasks, verifiers and devices of this build.
     List,
 }
+
+/// `zoo bandit`.
+#[derive(Debug, Args)]
+pub struct BanditArgs {
+    /// The environment: k-armed, two-arm, difficulty, leakage, leakage-memorize.
+    #[arg(long)]
+    pub env: String,
+    /// Comma-separated algorithms, each with optional overrides:
+    /// `grpo,grpo[norm_adv_by_std=false],disco[variant="basic"]`.
+    #[arg(long)]
+    pub algos: String,
+    /// Training steps per run.
+    #[arg(long, default_value_t = 300)]
+    pub steps: usize,
+    /// Seeds per algorithm.
+    #[arg(long, default_value_t = 3)]
+    pub seeds: usize,
+    /// Output folder for curves.csv and results.json [default: runs/bandit-<env>-<time>].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Print the final table as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+const BANDIT_EXAMPLES: &str = "Examples:
+  zoo bandit --env leakage --algos opsd,sdpo,grpo,rlsd,cepo
+  zoo bandit --env difficulty --algos 'grpo,grpo[norm_adv_by_std=false],disco[variant=\"basic\"]' --seeds 5
+  zoo bandit --env two-arm --algos grpo,dapo --steps 100 --json";
 
 /// `zoo verify`.
 #[derive(Debug, Args)]

@@ -13,6 +13,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sft(args) => commands::sft::run(&args).map(drop),
         Command::Eval(args) => commands::eval::run(&args).map(drop),
         Command::Objective(ObjectiveCommand::Eval(args)) => commands::objective::run(&args),
+        Command::Bandit(args) => commands::bandit::run(&args),
         Command::Verify(args) => commands::verify::run(&args),
         Command::List => commands::list::run(),
     }

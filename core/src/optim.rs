@@ -30,6 +30,11 @@ pub enum Schedule {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OptimConfig {
+    /// The update rule: `adamw` (default) or plain `sgd` (`θ ← θ − lr·g`, for toy problems
+    /// whose gradient scale is the point, e.g. the difficulty-weighting bandits). Not written
+    /// when it is the default, so existing configurations and cache keys stay the same.
+    #[serde(skip_serializing_if = "OptimKind::is_adamw")]
+    pub kind: OptimKind,
     /// Peak learning rate.
     pub lr: f64,
     /// Adam's `β1`.
@@ -50,10 +55,28 @@ pub struct OptimConfig {
     pub min_lr_ratio: f64,
 }
 
+/// The update rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimKind {
+    /// AdamW with PyTorch's update rule.
+    #[default]
+    Adamw,
+    /// Plain gradient descent (after clipping): no moments, no weight decay.
+    Sgd,
+}
+
+impl OptimKind {
+    fn is_adamw(&self) -> bool {
+        *self == OptimKind::Adamw
+    }
+}
+
 impl Default for OptimConfig {
     /// The RL defaults of the CPU world (design notes): Adam, lr 1e-4, clip 1, constant.
     fn default() -> Self {
         Self {
+            kind: OptimKind::Adamw,
             lr: 1e-4,
             beta1: 0.9,
             beta2: 0.999,
@@ -176,6 +199,17 @@ impl AdamW {
                 got: "none".into(),
             })?;
             let g = grad.value.clone().mul_scalar(clip_coef);
+            if c.kind == OptimKind::Sgd {
+                let p = param.value.clone().sub(g.mul_scalar(lr));
+                updated.insert(
+                    name.clone(),
+                    NamedTensor {
+                        shape: param.shape.clone(),
+                        value: p,
+                    },
+                );
+                continue;
+            }
             let m = match self.first_moment.remove(name) {
                 Some(m) => m
                     .mul_scalar(c.beta1)

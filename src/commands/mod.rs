@@ -1,5 +1,6 @@
 //! One file per subcommand.
 
+pub mod bandit;
 pub mod eval;
 pub mod list;
 pub mod objective;

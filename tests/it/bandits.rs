@@ -28,24 +28,8 @@ fn binomial(n: u32, k: u32) -> f64 {
     (1..=k).fold(1.0, |acc, i| acc * (n - k + i) as f64 / i as f64)
 }
 
-/// The ascent direction `−d loss / d z` for one E2 group: arm 0 (correct) on the set bits of
-/// `outcome`, `G` one-token responses, on-policy (`ℓ^old = ℓ`).
 fn e2_group_gradient(algo: &str, config: &Value, g: u32, p: f64, outcome: u32) -> f64 {
-    let arms: Vec<bool> = (0..g).map(|i| outcome >> i & 1 == 1).collect();
-    let logprob = |correct: bool| if correct { p.ln() } else { (1.0 - p).ln() };
-    let batch = json!({
-        "rewards": arms.iter().map(|&c| if c { 1.0 } else { 0.0 }).collect::<Vec<_>>(),
-        "group_ids": vec![0; g as usize],
-        "mask": vec![vec![1.0]; g as usize],
-        "logprobs": arms.iter().map(|&c| vec![logprob(c)]).collect::<Vec<_>>(),
-        "old_logprobs": arms.iter().map(|&c| vec![logprob(c)]).collect::<Vec<_>>(),
-    });
-    let (_, grad) = gradient(algo, config.clone(), batch);
-    -arms
-        .iter()
-        .zip(&grad)
-        .map(|(&correct, d)| d * if correct { 1.0 - p } else { -p })
-        .sum::<f64>()
+    zoo::commands::bandit::group_weight(algo, config, g, p, outcome).unwrap()
 }
 
 /// G-4 and C-1: the exact expected gradient on z at finite G, by enumerating all 2^G outcomes.
@@ -62,12 +46,7 @@ fn g4_c1_finite_group_difficulty_weights_match_the_closed_forms() {
     ] {
         let objectives = [("grpo", &grpo), ("grpo", &dr_grpo), ("disco", &disco_b)];
         for ((algo, config), want) in objectives.iter().zip(expected) {
-            let mut total = 0.0;
-            for outcome in 0..(1u32 << g) {
-                let k = outcome.count_ones();
-                let prob = p.powi(k as i32) * (1.0 - p).powi((g - k) as i32);
-                total += prob * e2_group_gradient(algo, config, g, p, outcome);
-            }
+            let total = zoo::commands::bandit::expected_weight(algo, config, g, p).unwrap();
             // DisCO's loss is per question, the others' per token (one token per response).
             assert!(
                 (total - want).abs() < 2e-6,
@@ -226,21 +205,16 @@ fn the_trainer_runs_objectives_on_a_tabular_bandit() {
     use zoo::zoo_core::trainer::{RolloutConfig, Trainer, TrainerConfig};
     use zoo::zoo_core::{config, registry};
     use zoo::zoo_models::TabularPolicy;
-    use zoo::zoo_verifiers::bandit::KArmed;
+    use zoo::zoo_verifiers::bandit::{Arms, Question};
 
     zoo::link_all();
-    let arms = 5;
-    let task = KArmed::new(arms, &[3]);
-    // States: the question, and one hinted context per arm (teacher contexts).
-    let vocab = 3 + arms;
-    let mut uniform = vec![-30.0f32; vocab];
-    uniform[3..].fill(0.0);
-    let mut states = vec![(vec![1u32, 3], uniform.clone())];
-    for a in 0..arms as u32 {
-        let mut hinted = uniform.clone();
-        hinted[3 + a as usize] = 2.0;
-        states.push((vec![1u32, 3, 3 + a], hinted));
-    }
+    let task = Arms::new(
+        "five-arm",
+        vec![Question {
+            logits: vec![0.0; 5],
+            correct: vec![3],
+        }],
+    );
     let trainer_config = TrainerConfig {
         rollout: RolloutConfig {
             prompts_per_step: 4,
@@ -266,7 +240,7 @@ fn the_trainer_runs_objectives_on_a_tabular_bandit() {
             .unwrap()
             .build(&context)
             .unwrap();
-        let policy = TabularPolicy::new(states.clone(), vocab, &Device::flex()).unwrap();
+        let policy = TabularPolicy::shared(task.rows(), task.vocab(), &Device::flex()).unwrap();
         let steps = if entry.name == "grpo" { 60 } else { 2 };
         let mut trainer = Trainer::new(
             trainer_config.clone(),
@@ -399,4 +373,81 @@ fn l4_memorization_opens_a_train_test_gap_for_opsd_only() {
     );
     let (_, train, heldout) = train_leakage("grpo", &[], &env, 300, 0);
     assert!(train > 0.99 && heldout > 0.99, "grpo: {train} {heldout}");
+}
+
+#[test]
+fn zoo_bandit_compares_objectives_and_reports_a_table() {
+    let dir = std::env::temp_dir().join(format!("zoo-it-bandit-{}", std::process::id()));
+    let out = dir.to_string_lossy().to_string();
+    let output = crate::run(
+        &dir,
+        &[
+            "bandit",
+            "--env",
+            "leakage",
+            "--algos",
+            "opsd,grpo",
+            "--seeds",
+            "2",
+            "--json",
+            "--out",
+            &out,
+        ],
+    );
+    assert!(output.status.success());
+    let table: Value = serde_json::from_slice(&output.stdout).expect("one JSON object");
+    assert_eq!(table["env"], "leakage");
+    let reward = |algo: &str| table["results"][algo]["reward_mean"].as_f64().unwrap();
+    assert!((reward("opsd") - 0.4).abs() < 0.01, "{table}");
+    assert!(reward("grpo") > 0.99, "{table}");
+    let ci = table["results"]["grpo"]["reward_ci95"].as_array().unwrap();
+    assert!(ci[0].as_f64().unwrap() <= reward("grpo") && reward("grpo") <= ci[1].as_f64().unwrap());
+    let csv = std::fs::read_to_string(dir.join("curves.csv")).unwrap();
+    // A header and 2 algorithms × 2 seeds × 301 points (step 0 included).
+    assert_eq!(csv.lines().count(), 1 + 2 * 2 * 301);
+    // The difficulty bias, early: DisCO-b moves the hardest question further than GRPO.
+    let output = crate::run(
+        &dir,
+        &[
+            "bandit",
+            "--env",
+            "difficulty",
+            "--algos",
+            "grpo,disco[variant=\"basic\"]",
+            "--steps",
+            "20",
+            "--seeds",
+            "2",
+            "--json",
+            "--out",
+            &out,
+        ],
+    );
+    assert!(output.status.success());
+    let table: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let hard = |algo: &str| table["results"][algo]["p_q0_mean"].as_f64().unwrap();
+    assert!(
+        hard("disco[variant=\"basic\"]") > hard("grpo") + 0.1,
+        "{table}"
+    );
+    for (args, message) in [
+        (
+            vec!["bandit", "--env", "slot-machine", "--algos", "grpo"],
+            "unknown environment",
+        ),
+        (
+            vec!["bandit", "--env", "two-arm", "--algos", "grpo[clip_low=2]"],
+            "clip_low",
+        ),
+        (
+            vec!["bandit", "--env", "two-arm", "--algos", "gpro"],
+            "did you mean `grpo`",
+        ),
+    ] {
+        let output = crate::run(&dir, &args);
+        assert_eq!(output.status.code(), Some(1));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(message), "{stderr}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,8 +1,11 @@
 //! Toy bandit environments as tasks, for the tabular policy of `zoo_models::tabular`.
 //!
-//! So far the K-armed bandit (`algorithms.md` §9, E1): one question, `K` arms, a set of
-//! correct arms; a response is one arm, rewarded 1 iff it is correct. With two arms and arm 0
-//! correct it is E2.
+//! Arm bandits ([`Arms`]: E1 `k-armed`, E2 `two-arm`, the `difficulty` spectrum): a response is
+//! one arm, rewarded 1 iff it is correct. The leakage toy E4 ([`Leakage`], and its
+//! memorization variant): reason, or guess an answer the student cannot see.
+//!
+//! Each environment gives the tabular policy's rows (`rows`), its vocabulary, and exact
+//! expected rewards under a policy's distributions, next to the sampled ones.
 
 use rand_chacha::ChaCha8Rng;
 use zoo_core::task::SftExample;
@@ -36,53 +39,154 @@ impl Verifier for ArmVerifier {
     }
 }
 
-/// The K-armed bandit E1 (E2 with `K = 2`, correct arm 0).
-#[derive(Debug, Clone)]
-pub struct KArmed {
-    problem: Vec<Problem>,
-    /// Number of arms.
-    pub arms: usize,
+/// One question of an arm bandit: its arms, the correct ones, and the initial logits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Question {
+    /// Initial logit of each arm.
+    pub logits: Vec<f32>,
+    /// The rewarded arms.
+    pub correct: Vec<u32>,
 }
 
-impl KArmed {
-    /// `arms` arms of which `correct` are rewarded.
-    pub fn new(arms: usize, correct: &[usize]) -> Self {
-        let answer = correct
+/// Arm bandits with one or more questions, each a softmax over its arms: E1 (`k-armed`), E2
+/// (`two-arm`) and the difficulty spectrum (`difficulty`, DisCO's difficulty bias: questions
+/// whose initial success probability ranges from 0.05 to 0.95).
+#[derive(Debug, Clone)]
+pub struct Arms {
+    name: &'static str,
+    /// The questions.
+    pub questions: Vec<Question>,
+    problems: Vec<Problem>,
+}
+
+/// Question `q` is number `ARM_QUESTION + q` (arms are numbers `0..K`).
+const ARM_QUESTION: u32 = 50;
+
+impl Arms {
+    /// Arm bandits named `name`.
+    pub fn new(name: &'static str, questions: Vec<Question>) -> Self {
+        let problems = questions
             .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(" ");
+            .enumerate()
+            .map(|(q, question)| Problem {
+                prompt: (ARM_QUESTION + q as u32).to_string(),
+                answer: question
+                    .correct
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                solution: question
+                    .correct
+                    .first()
+                    .map_or(String::new(), ToString::to_string),
+            })
+            .collect();
         Self {
-            problem: vec![Problem {
-                prompt: "0".into(),
-                answer,
-                solution: String::new(),
-            }],
-            arms,
+            name,
+            questions,
+            problems,
         }
     }
-}
 
-impl Task for KArmed {
-    fn name(&self) -> &str {
-        "k-armed"
+    /// E1: six arms, arms 0 and 1 correct, uneven initial logits (p = 0.21).
+    pub fn k_armed() -> Self {
+        Self::new(
+            "k-armed",
+            vec![Question {
+                logits: vec![-0.5, -1.0, 0.3, 0.0, 0.5, -0.2],
+                correct: vec![0, 1],
+            }],
+        )
     }
 
-    /// Every draw is the one question.
-    fn sample_problems(&self, _rng: &mut ChaCha8Rng, n: usize) -> Vec<Problem> {
-        vec![self.problem[0].clone(); n]
+    /// E2: logits (z, 0) with arm 0 correct, p = sigmoid(z) = 0.2.
+    pub fn two_arm() -> Self {
+        Self::new(
+            "two-arm",
+            vec![Question {
+                logits: vec![(0.2f32 / 0.8).ln(), 0.0],
+                correct: vec![0],
+            }],
+        )
+    }
+
+    /// Five two-arm questions with initial success probability 0.05, 0.2, 0.5, 0.8, 0.95.
+    pub fn difficulty() -> Self {
+        let questions = [0.05f32, 0.2, 0.5, 0.8, 0.95]
+            .iter()
+            .map(|&p| Question {
+                logits: vec![(p / (1.0 - p)).ln(), 0.0],
+                correct: vec![0],
+            })
+            .collect();
+        Self::new("difficulty", questions)
+    }
+
+    /// Vocabulary size of the tabular policy.
+    pub fn vocab(&self) -> usize {
+        token(ARM_QUESTION + self.questions.len() as u32) as usize + 1
+    }
+
+    fn context(q: usize) -> Vec<u32> {
+        vec![1, token(ARM_QUESTION + q as u32)]
+    }
+
+    /// Tabular rows: each question's arms, and a hinted context per question and arm (the
+    /// teacher contexts of CEPO, RLSD, OPSD, SDPO) starting from the same logits.
+    pub fn rows(&self) -> Vec<(Vec<Vec<u32>>, Vec<f32>)> {
+        let vocab = self.vocab();
+        let mut rows = Vec::new();
+        for (q, question) in self.questions.iter().enumerate() {
+            let entries: Vec<(u32, f32)> = (0..question.logits.len() as u32)
+                .zip(question.logits.iter().copied())
+                .collect();
+            let logits = logits_over(vocab, &entries);
+            rows.push((vec![Self::context(q)], logits.clone()));
+            for a in 0..question.logits.len() as u32 {
+                let mut hinted = Self::context(q);
+                hinted.push(token(a));
+                rows.push((vec![hinted], logits.clone()));
+            }
+        }
+        rows
+    }
+
+    /// The exact probability of a correct arm per question under `distribution`.
+    pub fn success(&self, distribution: &dyn Fn(&[u32]) -> Option<Vec<f64>>) -> Vec<f64> {
+        self.questions
+            .iter()
+            .enumerate()
+            .map(|(q, question)| {
+                distribution(&Self::context(q)).map_or(0.0, |p| {
+                    question.correct.iter().map(|&a| p[token(a) as usize]).sum()
+                })
+            })
+            .collect()
+    }
+}
+
+impl Task for Arms {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn sample_problems(&self, rng: &mut ChaCha8Rng, n: usize) -> Vec<Problem> {
+        use rand::Rng;
+        (0..n)
+            .map(|_| self.problems[rng.random_range(0..self.problems.len())].clone())
+            .collect()
     }
 
     fn heldout(&self) -> &[Problem] {
-        &self.problem
+        &self.problems
     }
 
     fn verifier(&self) -> &dyn Verifier {
         &ArmVerifier
     }
 
-    /// A hint is another context (state) of the tabular policy: the question followed by the
-    /// hinted arm.
+    /// A hint is one more token after the question: the hinted arm.
     fn hinted_prompt(&self, problem: &Problem, hint: &Hint) -> String {
         let hinted = match hint {
             Hint::Answer(a) | Hint::Solution(a) => a.split_whitespace().next().unwrap_or("0"),
@@ -93,8 +197,8 @@ impl Task for KArmed {
     /// Bandits are not warm-started: the tabular policy starts from its given logits.
     fn sft_example(&self, _rng: &mut ChaCha8Rng) -> SftExample {
         SftExample {
-            context: self.problem[0].prompt.clone(),
-            target: self.problem[0].answer.clone(),
+            context: self.problems[0].prompt.clone(),
+            target: self.problems[0].answer.clone(),
         }
     }
 
@@ -120,18 +224,6 @@ pub fn logits_over(vocab: usize, entries: &[(u32, f32)]) -> Vec<f32> {
         z[token(n) as usize] = value;
     }
     z
-}
-
-/// The K-armed bandit's tabular states: the question with `logits` over the arms, and a
-/// hinted context per arm.
-pub fn k_armed_states(arms: usize, logits: &[f32]) -> (Vec<(Vec<u32>, Vec<f32>)>, usize) {
-    let vocab = 3 + arms;
-    let entries: Vec<(u32, f32)> = (0..arms as u32).zip(logits.iter().copied()).collect();
-    let mut states = vec![(vec![1, token(0)], logits_over(vocab, &entries))];
-    for a in 0..arms as u32 {
-        states.push((vec![1, token(0), token(a)], logits_over(vocab, &entries)));
-    }
-    (states, vocab)
 }
 
 // ---------------------------------------------------------------------------------------------
