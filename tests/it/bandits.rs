@@ -451,3 +451,117 @@ fn zoo_bandit_compares_objectives_and_reports_a_table() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// One E4 group through `algo`: returns `−d loss / d z_R` (the ascent direction on the
+/// student's reasoning logit) and the advantages of the step-1 tokens. Outcome types per
+/// response: 0 = R rewarded, 1 = R not rewarded, 2 = G with the hidden answer, 3 = G wrong.
+fn e4_group(
+    algo: &str,
+    config: &Value,
+    types: &[usize],
+    p_r: f64,
+    q_t: f64,
+    k: usize,
+) -> (f64, Vec<f64>) {
+    let n = types.len();
+    let ln = f64::ln;
+    let wrong_hint = 0.1 / (k - 1) as f64;
+    let mut rewards = Vec::new();
+    let (mut mask, mut logprobs, mut pos, mut neg) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for &t in types {
+        let reason = t < 2;
+        rewards.push(if t == 0 || t == 2 { 1.0 } else { 0.0 });
+        let step1 = if reason { ln(p_r) } else { ln(1.0 - p_r) };
+        let teacher1 = if reason { ln(q_t) } else { ln(1.0 - q_t) };
+        if reason {
+            mask.push(vec![1.0, 0.0]);
+            logprobs.push(vec![step1, 0.0]);
+            pos.push(vec![teacher1, 0.0]);
+            neg.push(vec![teacher1, 0.0]);
+        } else {
+            // The student guesses uniformly; the gold-hint teacher puts 0.9 on the hidden
+            // answer, the wrong-hint teacher 0.9 on another one.
+            let hit = t == 2;
+            mask.push(vec![1.0, 1.0]);
+            logprobs.push(vec![step1, ln(1.0 / k as f64)]);
+            pos.push(vec![teacher1, if hit { ln(0.9) } else { ln(wrong_hint) }]);
+            neg.push(vec![teacher1, if hit { ln(wrong_hint) } else { ln(0.9) }]);
+        }
+    }
+    let batch = json!({
+        "rewards": rewards, "group_ids": vec![0; n], "mask": mask,
+        "logprobs": logprobs, "old_logprobs": logprobs,
+        "teacher_logprobs": pos, "teacher_pos_logprobs": pos, "teacher_neg_logprobs": neg,
+    });
+    let out = evaluate(&json!({"algo": algo, "config": config, "batch": batch}).to_string())
+        .unwrap_or_else(|e| panic!("{algo}: {e:#}"));
+    let grad = |i: usize| out["grad"][i][0].as_f64().unwrap();
+    let ascent: f64 = types
+        .iter()
+        .enumerate()
+        .map(|(i, &t)| -grad(i) * if t < 2 { 1.0 - p_r } else { -p_r })
+        .sum();
+    let advantages = (0..n)
+        .map(|i| out["advantages"][i][0].as_f64().unwrap())
+        .collect();
+    (ascent, advantages)
+}
+
+/// L-2 and L-3 on E4 by exact enumeration of groups of four: GRPO's, CEPO's and RLSD's
+/// expected step-1 updates all push toward reasoning when `c − 1/K ≥ 0.2` and `λε_w ≤ 0.1`;
+/// CEPO's step-1 credit is GRPO's exactly (both teachers give R the same probability), while
+/// RLSD shrinks the credit of a rewarded R when `p_R > q_T` (its Δ is `log q_T − log p_R`).
+#[test]
+fn l2_l3_reward_anchored_objectives_keep_the_reasoning_direction() {
+    let (q_t, g) = (0.2, 4u32);
+    let weighting = json!({"lambda": 0.5, "eps_w": 0.2});
+    for (c, k, p_r) in [
+        (1.0, 4usize, 0.5),
+        (0.5, 4, 0.5),
+        (0.75, 2, 0.3),
+        (1.0, 8, 0.9),
+    ] {
+        assert!(c - 1.0 / k as f64 >= 0.2);
+        // Outcome-type probabilities for one response.
+        let types = [
+            p_r * c,
+            p_r * (1.0 - c),
+            (1.0 - p_r) / k as f64,
+            (1.0 - p_r) * (k - 1) as f64 / k as f64,
+        ];
+        for (algo, config) in [
+            ("grpo", json!({})),
+            ("cepo", weighting.clone()),
+            ("rlsd", weighting.clone()),
+        ] {
+            let mut expected = 0.0;
+            for combo in 0..4u32.pow(g) {
+                let outcome: Vec<usize> =
+                    (0..g).map(|i| (combo / 4u32.pow(i) % 4) as usize).collect();
+                let probability: f64 = outcome.iter().map(|&t| types[t]).product();
+                if probability == 0.0 {
+                    continue;
+                }
+                expected += probability * e4_group(algo, &config, &outcome, p_r, q_t, k).0;
+            }
+            assert!(
+                expected > 1e-3,
+                "{algo} at c = {c}, K = {k}, p_R = {p_r}: {expected}"
+            );
+        }
+    }
+    // L-3 on one mixed group: R rewarded, R not, G right, G wrong.
+    let (k, p_r) = (4, 0.5);
+    let outcome = [0, 1, 2, 3];
+    let (_, grpo) = e4_group("grpo", &json!({}), &outcome, p_r, q_t, k);
+    let (_, cepo) = e4_group("cepo", &weighting, &outcome, p_r, q_t, k);
+    let (_, rlsd) = e4_group("rlsd", &weighting, &outcome, p_r, q_t, k);
+    assert_eq!(cepo, grpo, "CEPO's step-1 credit is GRPO's exactly");
+    // RLSD on the rewarded R: w = exp(log q_T − log p_R) = 0.4, clipped to 0.8.
+    let expected = grpo[0] * ((1.0 - 0.5) + 0.5 * 0.8);
+    assert!(
+        (rlsd[0] - expected).abs() < 1e-6 && rlsd[0] < grpo[0],
+        "{rlsd:?} vs {grpo:?}"
+    );
+}
