@@ -1,7 +1,8 @@
 //! `zoo bandit`: objectives side by side on one toy environment, with the same trainer and
 //! objective code as `zoo train`, on the tabular policy. Writes `curves.csv` (exact expected
-//! reward and the environment's diagnostics per step, per algorithm and seed) and prints the
-//! final table: mean and 95% confidence interval over seeds.
+//! reward and the environment's diagnostics per step, per algorithm and seed), `curves.png`
+//! (the seed-mean reward curves) and `results.json`, and prints the final table: mean and 95%
+//! confidence interval over seeds.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -303,6 +304,12 @@ pub fn run(args: &BanditArgs) -> Result<()> {
         }
     }
     checkpoint_write(&out.join("curves.csv"), &csv)?;
+    let colors = plot(
+        &out.join("curves.png"),
+        &csv,
+        &objectives_config,
+        args.steps,
+    )?;
 
     let mut results = serde_json::Map::new();
     for (label, metrics) in &finals {
@@ -319,6 +326,7 @@ pub fn run(args: &BanditArgs) -> Result<()> {
         "steps": args.steps,
         "seeds": args.seeds,
         "results": results,
+        "plot_colors": colors,
     });
     checkpoint_write(
         &out.join("results.json"),
@@ -351,8 +359,91 @@ pub fn run(args: &BanditArgs) -> Result<()> {
         }
         println!();
     }
-    println!("curves: `{}`", out.join("curves.csv").display());
+    println!(
+        "curves: `{}`, plot: `{}` ({})",
+        out.join("curves.csv").display(),
+        out.join("curves.png").display(),
+        colors
+            .iter()
+            .map(|(label, color)| format!("{label} {color}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     Ok(())
+}
+
+/// Line colors of the plot, in `--algos` order.
+const PALETTE: [(&str, (u8, u8, u8)); 8] = [
+    ("blue", (31, 119, 180)),
+    ("orange", (255, 127, 14)),
+    ("green", (44, 160, 44)),
+    ("red", (214, 39, 40)),
+    ("purple", (148, 103, 189)),
+    ("brown", (140, 86, 75)),
+    ("pink", (227, 119, 194)),
+    ("gray", (127, 127, 127)),
+];
+
+/// Draws the seed-mean reward curve of each algorithm to `path` (PNG, reward 0..1 against the
+/// step, grid lines every 0.25 and every tenth of the run); returns each label's color. The
+/// image carries no text (no font is bundled): the colors are printed and stored in
+/// `results.json`.
+fn plot(
+    path: &std::path::Path,
+    csv: &str,
+    algos: &[(String, toml::Value)],
+    steps: usize,
+) -> Result<Vec<(String, String)>> {
+    use plotters::prelude::*;
+    // Mean reward per (algo, step) over seeds, from the CSV just written.
+    let mut sums: BTreeMap<(String, usize), (f64, usize)> = BTreeMap::new();
+    for line in csv.lines().skip(1) {
+        let (label, rest) = line[1..].split_once("\",").unwrap_or(("", ""));
+        let fields: Vec<&str> = rest.split(',').collect();
+        if let (Some(step), Some(reward)) = (fields.get(1), fields.get(2)) {
+            let (step, reward): (usize, f64) = (step.parse()?, reward.parse()?);
+            let entry = sums.entry((label.to_string(), step)).or_default();
+            entry.0 += reward;
+            entry.1 += 1;
+        }
+    }
+    let root = BitMapBackend::new(path, (800, 500)).into_drawing_area();
+    root.fill(&WHITE)
+        .map_err(|e| anyhow::anyhow!("plot: {e}"))?;
+    let mut chart = ChartBuilder::on(&root)
+        .margin(20)
+        .build_cartesian_2d(0..steps, 0f64..1f64)
+        .map_err(|e| anyhow::anyhow!("plot: {e}"))?;
+    let grid = RGBColor(225, 225, 225);
+    for k in 0..=4 {
+        let y = k as f64 / 4.0;
+        chart
+            .draw_series(LineSeries::new([(0, y), (steps, y)], grid.stroke_width(1)))
+            .map_err(|e| anyhow::anyhow!("plot: {e}"))?;
+    }
+    for k in 0..=10 {
+        let x = steps * k / 10;
+        chart
+            .draw_series(LineSeries::new([(x, 0.0), (x, 1.0)], grid.stroke_width(1)))
+            .map_err(|e| anyhow::anyhow!("plot: {e}"))?;
+    }
+    let mut colors = Vec::new();
+    for (i, (label, _)) in algos.iter().enumerate() {
+        let (name, (r, g, b)) = PALETTE[i % PALETTE.len()];
+        let points: Vec<(usize, f64)> = (0..=steps)
+            .filter_map(|step| {
+                sums.get(&(label.clone(), step))
+                    .map(|(sum, n)| (step, sum / *n as f64))
+            })
+            .collect();
+        chart
+            .draw_series(LineSeries::new(points, RGBColor(r, g, b).stroke_width(3)))
+            .map_err(|e| anyhow::anyhow!("plot: {e}"))?;
+        colors.push((label.clone(), name.to_string()));
+    }
+    root.present()
+        .map_err(|e| anyhow::anyhow!("cannot write `{}`: {e}", path.display()))?;
+    Ok(colors)
 }
 
 fn checkpoint_write(path: &std::path::Path, text: &str) -> Result<()> {
