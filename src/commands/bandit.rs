@@ -184,8 +184,14 @@ fn t95(df: usize) -> f64 {
     }
 }
 
-/// Mean and 95% confidence interval of `values`.
+/// Mean and Student-t 95% confidence interval of `values`, clamped to [0, 1]: every reported
+/// quantity (expected rewards, probabilities) lies there.
 fn mean_ci(values: &[f64]) -> (f64, [f64; 2]) {
+    let (mean, [lo, hi]) = mean_ci_unclamped(values);
+    (mean, [lo.max(0.0), hi.min(1.0)])
+}
+
+fn mean_ci_unclamped(values: &[f64]) -> (f64, [f64; 2]) {
     let n = values.len() as f64;
     let mean = values.iter().sum::<f64>() / n;
     if values.len() < 2 {
@@ -522,8 +528,10 @@ mod tests {
         );
         assert_eq!(overrides[1], ("clip_high".into(), toml::Value::Float(0.28)));
         assert!(parse_algo("grpo[x=1").is_err());
-        let (mean, [lo, hi]) = mean_ci(&[1.0, 2.0, 3.0]);
+        let (mean, [lo, hi]) = mean_ci_unclamped(&[1.0, 2.0, 3.0]);
         assert_eq!(mean, 2.0);
         assert!((hi - mean - 4.303 / 3f64.sqrt()).abs() < 1e-9 && lo < mean);
+        let (_, [lo, hi]) = mean_ci(&[0.01, 0.9, 0.3]);
+        assert!(lo == 0.0 && hi < 1.0 + 1e-12);
     }
 }
