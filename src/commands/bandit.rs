@@ -15,7 +15,7 @@ use zoo_core::burn::tensor::activation::softmax;
 use zoo_core::config::{default_objective_table, objective_from_table};
 use zoo_core::objective::BuildContext;
 use zoo_core::optim::{OptimConfig, OptimKind};
-use zoo_core::trainer::{RolloutConfig, Trainer, TrainerConfig};
+use zoo_core::trainer::{RolloutConfig, Trainer, TrainerConfig, UpdateConfig};
 use zoo_core::{Policy, Task, registry};
 use zoo_models::TabularPolicy;
 use zoo_verifiers::bandit::{Arms, Leakage};
@@ -36,28 +36,40 @@ enum Env {
     Leakage(Leakage),
 }
 
-/// Per environment: group size, prompts per step and optimizer, chosen so that 300 steps reach
-/// the fixed points the spec states (tested in `tests/it/bandits.rs`). The difficulty spectrum
-/// uses plain SGD: Adam normalizes each question's step and would hide the weighting under
-/// study.
-fn defaults(name: &str) -> (usize, usize, OptimConfig) {
+/// Per environment: group size, prompts per step, optimizer and updates per batch, chosen so
+/// that 300 steps reach the fixed points the spec states (tested in `tests/it/bandits.rs`).
+/// The difficulty spectrum uses plain SGD: Adam normalizes each question's step and would hide
+/// the weighting under study. The single token takes many updates per batch with `ℓ^old`
+/// frozen, where the clip range decides how far a rare token can rise (E3, D-2).
+struct Defaults {
+    group_size: usize,
+    prompts: usize,
+    optim: OptimConfig,
+    epochs: usize,
+}
+
+fn defaults(name: &str) -> Defaults {
     let adam = OptimConfig {
         lr: 0.05,
         ..OptimConfig::default()
     };
-    match name {
-        "leakage" | "leakage-memorize" => (16, 4, adam),
-        "difficulty" => (
-            8,
-            10,
-            OptimConfig {
-                kind: OptimKind::Sgd,
-                lr: 0.5,
-                grad_clip: 0.0,
-                ..OptimConfig::default()
-            },
-        ),
-        _ => (8, 4, adam),
+    let sgd = |lr: f64| OptimConfig {
+        kind: OptimKind::Sgd,
+        lr,
+        grad_clip: 0.0,
+        ..OptimConfig::default()
+    };
+    let (group_size, prompts, optim, epochs) = match name {
+        "leakage" | "leakage-memorize" => (16, 4, adam, 1),
+        "difficulty" => (8, 10, sgd(0.5), 1),
+        "single-token" => (64, 1, sgd(0.1), 20),
+        _ => (8, 4, adam, 1),
+    };
+    Defaults {
+        group_size,
+        prompts,
+        optim,
+        epochs,
     }
 }
 
@@ -67,10 +79,11 @@ impl Env {
             "k-armed" => Env::Arms(Arms::k_armed()),
             "two-arm" => Env::Arms(Arms::two_arm()),
             "difficulty" => Env::Arms(Arms::difficulty()),
+            "single-token" => Env::Arms(Arms::single_token()),
             "leakage" => Env::Leakage(Leakage::new(None)),
             "leakage-memorize" => Env::Leakage(Leakage::new(Some(4))),
             other => bail!(
-                "unknown environment `{other}`\nhint: environments: {} (`single-token` and `sequence` are not built yet)",
+                "unknown environment `{other}`\nhint: environments: {} (`sequence` is not built yet)",
                 ENVS.join(", ")
             ),
         })
@@ -205,7 +218,12 @@ fn mean_ci_unclamped(values: &[f64]) -> (f64, [f64; 2]) {
 /// Runs `zoo bandit`.
 pub fn run(args: &BanditArgs) -> Result<()> {
     let env = Env::new(&args.env)?;
-    let (group_size, prompts, optim) = defaults(&args.env);
+    let Defaults {
+        group_size,
+        prompts,
+        optim,
+        epochs,
+    } = defaults(&args.env);
     let algos = split_algos(&args.algos);
     if algos.is_empty() {
         bail!(
@@ -266,6 +284,10 @@ pub fn run(args: &BanditArgs) -> Result<()> {
                     max_new_tokens: context.max_new_tokens,
                 },
                 optim: optim.clone(),
+                update: UpdateConfig {
+                    epochs,
+                    ..UpdateConfig::default()
+                },
                 ..TrainerConfig::default()
             };
             let mut trainer = Trainer::new(

@@ -111,6 +111,19 @@ impl Arms {
         )
     }
 
+    /// E3 as an environment: a two-arm question whose correct arm starts rare (p0 = 0.01); run
+    /// with many updates per rollout batch (`ℓ^old` frozen), the clip range decides how far it
+    /// can rise per batch.
+    pub fn single_token() -> Self {
+        Self::new(
+            "single-token",
+            vec![Question {
+                logits: vec![(0.01f32 / 0.99).ln(), 0.0],
+                correct: vec![0],
+            }],
+        )
+    }
+
     /// Five two-arm questions with initial success probability 0.05, 0.2, 0.5, 0.8, 0.95.
     pub fn difficulty() -> Self {
         let questions = [0.05f32, 0.2, 0.5, 0.8, 0.95]
