@@ -41,7 +41,8 @@ pub enum Command {
 /// `zoo bandit`.
 #[derive(Debug, Args)]
 pub struct BanditArgs {
-    /// The environment: k-armed, two-arm, single-token, difficulty, leakage, leakage-memorize.
+    /// The environment: k-armed, two-arm, single-token, difficulty, leakage, leakage-memorize,
+    /// sequence.
     #[arg(long)]
     pub env: String,
     /// Comma-separated algorithms, each with optional overrides:

@@ -18,7 +18,7 @@ use zoo_core::optim::{OptimConfig, OptimKind};
 use zoo_core::trainer::{RolloutConfig, Trainer, TrainerConfig, UpdateConfig};
 use zoo_core::{Policy, Task, registry};
 use zoo_models::TabularPolicy;
-use zoo_verifiers::bandit::{Arms, Leakage};
+use zoo_verifiers::bandit::{Arms, Leakage, Sequence};
 
 use crate::cli::BanditArgs;
 
@@ -29,11 +29,13 @@ pub const ENVS: &[&str] = &[
     "difficulty",
     "leakage",
     "leakage-memorize",
+    "sequence",
 ];
 
 enum Env {
     Arms(Arms),
     Leakage(Leakage),
+    Sequence(Sequence),
 }
 
 /// Per environment: group size, prompts per step, optimizer and updates per batch, chosen so
@@ -63,6 +65,7 @@ fn defaults(name: &str) -> Defaults {
         "leakage" | "leakage-memorize" => (16, 4, adam, 1),
         "difficulty" => (8, 10, sgd(0.5), 1),
         "single-token" => (64, 1, sgd(0.1), 20),
+        "sequence" => (8, 4, sgd(1.0), 1),
         _ => (8, 4, adam, 1),
     };
     Defaults {
@@ -82,8 +85,9 @@ impl Env {
             "single-token" => Env::Arms(Arms::single_token()),
             "leakage" => Env::Leakage(Leakage::new(None)),
             "leakage-memorize" => Env::Leakage(Leakage::new(Some(4))),
+            "sequence" => Env::Sequence(Sequence::new()),
             other => bail!(
-                "unknown environment `{other}`\nhint: environments: {} (`sequence` is not built yet)",
+                "unknown environment `{other}`\nhint: environments: {}",
                 ENVS.join(", ")
             ),
         })
@@ -93,6 +97,7 @@ impl Env {
         match self {
             Env::Arms(a) => a,
             Env::Leakage(l) => l,
+            Env::Sequence(s) => s,
         }
     }
 
@@ -100,6 +105,7 @@ impl Env {
         let (rows, vocab) = match self {
             Env::Arms(a) => (a.rows(), a.vocab()),
             Env::Leakage(l) => (l.rows(), l.vocab()),
+            Env::Sequence(s) => (s.rows(), s.vocab()),
         };
         Ok(TabularPolicy::shared(rows, vocab, &Device::flex())?)
     }
@@ -124,6 +130,14 @@ impl Env {
                     }
                 }
                 out
+            }
+            Env::Sequence(s) => {
+                let (reward, length) = s.expectations(&distribution);
+                vec![
+                    ("reward".to_string(), reward),
+                    // Scaled to [0, 1] like every other column: length / max_len.
+                    ("length_frac".to_string(), length / s.max_len as f64),
+                ]
             }
             Env::Leakage(l) => vec![
                 ("reward".to_string(), l.expected_reward(&distribution)),

@@ -568,3 +568,40 @@ fn l2_l3_reward_anchored_objectives_keep_the_reasoning_direction() {
         "{rlsd:?} vs {grpo:?}"
     );
 }
+
+/// G-3 (E1, population form): with `A(a) = (r(a) − p)/sqrt(p(1 − p))`,
+/// `Σ_a π_a A(a) ∇log π_a = ∇p / sqrt(p(1 − p))`, for random logits and K = 6.
+#[test]
+fn g3_population_difficulty_weight_is_grad_p_over_sqrt_p_one_minus_p() {
+    let mut state = 0x1234_5678u64;
+    for _ in 0..20 {
+        let z: Vec<f64> = (0..6)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((state >> 33) as f64 / (1u64 << 31) as f64) * 4.0 - 2.0
+            })
+            .collect();
+        let total: f64 = z.iter().map(|v| v.exp()).sum();
+        let pi: Vec<f64> = z.iter().map(|v| v.exp() / total).collect();
+        let correct = [0usize, 3];
+        let p: f64 = correct.iter().map(|&a| pi[a]).sum();
+        let r = |a: usize| if correct.contains(&a) { 1.0 } else { 0.0 };
+        // ∇_z log π_a = e_a − π; ∇_z p = Σ_{a∈C} π_a (e_a − π).
+        for k in 0..6 {
+            let lhs: f64 = (0..6)
+                .map(|a| {
+                    let advantage = (r(a) - p) / (p * (1.0 - p)).sqrt();
+                    let grad_log = if a == k { 1.0 } else { 0.0 } - pi[k];
+                    pi[a] * advantage * grad_log
+                })
+                .sum();
+            let grad_p: f64 = correct
+                .iter()
+                .map(|&a| pi[a] * (if a == k { 1.0 } else { 0.0 } - pi[k]))
+                .sum();
+            assert!((lhs - grad_p / (p * (1.0 - p)).sqrt()).abs() < 1e-12);
+        }
+    }
+}

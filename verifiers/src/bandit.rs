@@ -520,3 +520,165 @@ impl Task for Leakage {
         2
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// A short sequence bandit: length and aggregation
+// ---------------------------------------------------------------------------------------------
+
+/// Numbers of the sequence bandit.
+mod seq {
+    /// Think one more step (continue).
+    pub const THINK: u32 = 1;
+    /// Answer right (ends the response).
+    pub const RIGHT: u32 = 2;
+    /// Answer wrong (ends the response).
+    pub const WRONG: u32 = 3;
+    /// The question.
+    pub const QUESTION: u32 = 4;
+    /// A hint of action `a` is number `HINT + a`.
+    pub const HINT: u32 = 10;
+}
+
+/// A short sequence bandit for length effects (`algorithms.md` §0.2, G-5): a response thinks
+/// for some steps, then answers right (reward 1) or wrong, at most `max_len` tokens. Length
+/// is not rewarded, so any drift in the expected length comes from how the objective weighs
+/// tokens of long and short responses (token-mean, seq-mean-token-mean, constant).
+#[derive(Debug, Clone)]
+pub struct Sequence {
+    /// The most tokens per response.
+    pub max_len: usize,
+    problems: Vec<Problem>,
+}
+
+impl Sequence {
+    /// Responses of at most 6 tokens; initially think with probability 0.5 at each step and
+    /// answer right a quarter of the time.
+    pub fn new() -> Self {
+        Self {
+            max_len: 6,
+            problems: vec![Problem {
+                prompt: seq::QUESTION.to_string(),
+                answer: seq::RIGHT.to_string(),
+                solution: seq::RIGHT.to_string(),
+            }],
+        }
+    }
+
+    /// Vocabulary size of the tabular policy.
+    pub fn vocab(&self) -> usize {
+        token(seq::HINT + seq::WRONG) as usize + 1
+    }
+
+    fn state(thinks: usize, hint: Option<u32>) -> Vec<u32> {
+        let mut s = vec![1, token(seq::QUESTION)];
+        s.extend(hint.map(|h| token(seq::HINT + h)));
+        s.extend(std::iter::repeat_n(token(seq::THINK), thinks));
+        s
+    }
+
+    /// One row per number of thinking steps so far (and the same under a hint).
+    pub fn rows(&self) -> Vec<(Vec<Vec<u32>>, Vec<f32>)> {
+        let vocab = self.vocab();
+        let mut rows = Vec::new();
+        for thinks in 0..self.max_len {
+            let last = thinks + 1 == self.max_len;
+            let mut entries = vec![(seq::RIGHT, -(3f32).ln()), (seq::WRONG, 0.0)];
+            if !last {
+                // P(think) = 0.5, then 1:3 right:wrong.
+                entries.push((seq::THINK, (4f32 / 3.0).ln()));
+            }
+            let z = logits_over(vocab, &entries);
+            let states = [None, Some(seq::RIGHT), Some(seq::WRONG), Some(seq::THINK)]
+                .into_iter()
+                .map(|hint| Self::state(thinks, hint))
+                .collect();
+            rows.push((states, z));
+        }
+        rows
+    }
+
+    /// Exact expected reward and expected length under `distribution`.
+    pub fn expectations(&self, distribution: &dyn Fn(&[u32]) -> Option<Vec<f64>>) -> (f64, f64) {
+        let (mut reward, mut length, mut reach) = (0.0, 0.0, 1.0);
+        for thinks in 0..self.max_len {
+            let Some(p) = distribution(&Self::state(thinks, None)) else {
+                break;
+            };
+            let (right, wrong) = (p[token(seq::RIGHT) as usize], p[token(seq::WRONG) as usize]);
+            reward += reach * right;
+            length += reach * (right + wrong) * (thinks + 1) as f64;
+            reach *= p[token(seq::THINK) as usize];
+        }
+        (reward, length)
+    }
+}
+
+impl Default for Sequence {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Task for Sequence {
+    fn name(&self) -> &str {
+        "sequence"
+    }
+
+    fn sample_problems(&self, _rng: &mut ChaCha8Rng, n: usize) -> Vec<Problem> {
+        vec![self.problems[0].clone(); n]
+    }
+
+    fn heldout(&self) -> &[Problem] {
+        &self.problems
+    }
+
+    /// Rewarded iff the last action is the right answer.
+    fn verifier(&self) -> &dyn Verifier {
+        &LastActionVerifier
+    }
+
+    fn hinted_prompt(&self, problem: &Problem, hint: &Hint) -> String {
+        let action = match hint {
+            Hint::Answer(a) | Hint::Solution(a) => a
+                .split_whitespace()
+                .last()
+                .and_then(|w| w.parse::<u32>().ok())
+                .filter(|a| (seq::THINK..=seq::WRONG).contains(a))
+                .unwrap_or(seq::RIGHT),
+        };
+        format!("{} {}", problem.prompt, seq::HINT + action)
+    }
+
+    fn sft_example(&self, _rng: &mut ChaCha8Rng) -> SftExample {
+        SftExample {
+            context: self.problems[0].prompt.clone(),
+            target: self.problems[0].answer.clone(),
+        }
+    }
+
+    fn max_new_tokens(&self) -> usize {
+        self.max_len
+    }
+}
+
+/// Rewards a response whose last action equals the gold action.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LastActionVerifier;
+
+impl Verifier for LastActionVerifier {
+    fn name(&self) -> &str {
+        "last-action"
+    }
+
+    fn verify(&self, response: &str, problem: &Problem) -> Verdict {
+        let last = response.split_whitespace().last().map(str::to_string);
+        let correct = last.as_deref() == Some(problem.answer.as_str());
+        Verdict {
+            score: if correct { 1.0 } else { 0.0 },
+            correct,
+            parsed: last.is_some(),
+            reason: format!("last action {last:?}, right is {}", problem.answer),
+            extracted: last,
+        }
+    }
+}
