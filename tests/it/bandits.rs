@@ -605,3 +605,30 @@ fn g3_population_difficulty_weight_is_grad_p_over_sqrt_p_one_minus_p() {
         }
     }
 }
+
+/// The Monte-Carlo estimate next to the exact expectation: the mean of GRPO's per-group ascent
+/// gradient over sampled E2 groups lies within four standard errors of the enumerated value.
+#[test]
+fn sampled_group_gradients_agree_with_the_exact_expectation() {
+    use rand_chacha::rand_core::RngCore;
+    let (g, p) = (6u32, 0.3);
+    let config = json!({});
+    let exact = zoo::commands::bandit::expected_weight("grpo", &config, g, p).unwrap();
+    let mut rng = zoo::zoo_core::rng::stream(42, 0, "monte-carlo");
+    let mut uniform = move || (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+    let n = 4000;
+    let samples: Vec<f64> = (0..n)
+        .map(|_| {
+            let outcome = (0..g).fold(0u32, |acc, i| acc | (u32::from(uniform() < p) << i));
+            e2_group_gradient("grpo", &config, g, p, outcome)
+        })
+        .collect();
+    let mean = samples.iter().sum::<f64>() / n as f64;
+    let sd = (samples.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt();
+    let se = sd / (n as f64).sqrt();
+    assert!(
+        (mean - exact).abs() < 4.0 * se,
+        "sampled {mean} ± {se} vs exact {exact}"
+    );
+    assert!(se < 0.01, "the check must be tight: se = {se}");
+}
