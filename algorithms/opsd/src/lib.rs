@@ -55,7 +55,8 @@ pub struct OpsdConfig {
     pub jsd_beta: f32,
     /// `τ`, dividing both logits.
     pub temperature: f32,
-    /// Restrict both distributions to the teacher's top-k tokens (null: full vocabulary).
+    /// Restrict both distributions to the teacher's top-k tokens (absent, null or 0: the full
+    /// vocabulary).
     pub topk: Option<usize>,
     /// The teacher's weights.
     pub teacher: Teacher,
@@ -76,20 +77,10 @@ impl Default for OpsdConfig {
 }
 
 /// Checks `β` and `τ`; `algo` prefixes the message.
-pub fn validate_divergence(
-    algo: &str,
-    beta: f32,
-    temperature: f32,
-    topk: Option<usize>,
-) -> Result<()> {
+pub fn validate_divergence(algo: &str, beta: f32, temperature: f32) -> Result<()> {
     if !((0.0..=1.0).contains(&beta) && temperature > 0.0 && temperature.is_finite()) {
         return Err(Error::Config(format!(
             "{algo}: need `jsd_beta` in [0, 1] and a positive `temperature`, got {beta} and {temperature}"
-        )));
-    }
-    if topk == Some(0) {
-        return Err(Error::Config(format!(
-            "{algo}: `topk` must be at least 1 (or absent for the full vocabulary)"
         )));
     }
     Ok(())
@@ -98,7 +89,7 @@ pub fn validate_divergence(
 #[typetag::serde(name = "opsd")]
 impl ObjectiveConfig for OpsdConfig {
     fn build(&self, _context: &BuildContext) -> Result<Box<dyn Objective>> {
-        validate_divergence("opsd", self.jsd_beta, self.temperature, self.topk)?;
+        validate_divergence("opsd", self.jsd_beta, self.temperature)?;
         if self.teacher == Teacher::Ema && !(self.ema_rate > 0.0 && self.ema_rate <= 1.0) {
             return Err(Error::Config(format!(
                 "opsd: `ema_rate` must lie in (0, 1], got {}",
@@ -217,7 +208,7 @@ impl Objective for Opsd {
             .expect("OPSD declares a teacher pass with logits")
             .detach();
         let vocab = student.dims()[2];
-        let (student, teacher) = match c.topk.filter(|&k| k < vocab) {
+        let (student, teacher) = match c.topk.filter(|&k| k > 0 && k < vocab) {
             // Both restricted to the teacher's top-k indices, renormalized over them.
             Some(k) => {
                 let (_, indices) = teacher.clone().topk_with_indices(k, 2);

@@ -47,11 +47,11 @@ pub struct SdpoConfig {
     pub jsd_beta: f32,
     /// Temperature dividing both logits (set it to `rollout.temperature`).
     pub temperature: f32,
-    /// The student's top-k tokens per position (null: the full vocabulary, no tail).
+    /// The student's top-k tokens per position (null or 0: the full vocabulary, no tail).
     pub topk: Option<usize>,
     /// Add the exact tail bucket (false: renormalize over the top-k).
     pub tail: bool,
-    /// Clip of the importance weight (null: no weight).
+    /// Clip of the importance weight (null or 0: no weight).
     pub is_clip: Option<f32>,
     /// A response with a score at least this is a demonstration.
     pub success_threshold: f32,
@@ -76,15 +76,17 @@ impl Default for SdpoConfig {
 #[typetag::serde(name = "sdpo")]
 impl ObjectiveConfig for SdpoConfig {
     fn build(&self, _context: &BuildContext) -> Result<Box<dyn Objective>> {
-        validate_divergence("sdpo", self.jsd_beta, self.temperature, self.topk)?;
+        validate_divergence("sdpo", self.jsd_beta, self.temperature)?;
         if !(self.ema_rate > 0.0 && self.ema_rate <= 1.0) {
             return Err(Error::Config(format!(
                 "sdpo: `ema_rate` must lie in (0, 1], got {}",
                 self.ema_rate
             )));
         }
-        if self.is_clip.is_some_and(|c| c.is_nan() || c <= 0.0) {
-            return Err(Error::Config("sdpo: `is_clip` must be positive".into()));
+        if self.is_clip.is_some_and(|c| c.is_nan() || c < 0.0) {
+            return Err(Error::Config(
+                "sdpo: `is_clip` must be positive (0 or null: no importance weight)".into(),
+            ));
         }
         Ok(Box::new(Sdpo {
             config: self.clone(),
@@ -203,7 +205,7 @@ impl Objective for Sdpo {
         let student = log_softmax(student.div_scalar(c.temperature), 2);
         let teacher = log_softmax(teacher.div_scalar(c.temperature), 2);
         let vocab = student.dims()[2];
-        let (student, teacher) = match c.topk {
+        let (student, teacher) = match c.topk.filter(|&k| k > 0) {
             // Indices from the student; the teacher is read at the same tokens.
             Some(k) => {
                 let (_, indices) = student.clone().detach().topk_with_indices(k.min(vocab), 2);
@@ -215,7 +217,7 @@ impl Objective for Sdpo {
             None => (student, teacher),
         };
         let divergence = generalized_jsd(student, teacher, c.jsd_beta);
-        let per_token = match c.is_clip {
+        let per_token = match c.is_clip.filter(|&clip| clip > 0.0) {
             Some(clip) => {
                 let weight = input
                     .logprobs
@@ -332,6 +334,26 @@ mod tests {
             &out.grad[2..],
             &[0.0; 4],
             "tokens outside the student's top-2"
+        );
+    }
+
+    #[test]
+    fn zero_means_full_vocabulary_and_no_weight_so_toml_can_say_it() {
+        let full = one(sdpo(config(None, true)).as_ref(), Some((-1.0, -3.0))).loss;
+        let zero = SdpoConfig {
+            topk: Some(0),
+            ..SdpoConfig::default()
+        };
+        let unweighted = SdpoConfig {
+            topk: Some(0),
+            is_clip: Some(0.0),
+            ..SdpoConfig::default()
+        };
+        assert_eq!(one(sdpo(zero).as_ref(), Some((-1.0, -3.0))).loss, full);
+        let base = one(sdpo(config(None, true)).as_ref(), None).loss;
+        assert_eq!(
+            one(sdpo(unweighted).as_ref(), Some((-1.0, -3.0))).loss,
+            base
         );
     }
 
