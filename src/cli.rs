@@ -34,7 +34,17 @@ pub enum Command {
     /// Judge responses against gold answers with a verifier, one JSON line in, one verdict out.
     #[command(after_help = VERIFY_HELP)]
     Verify(VerifyArgs),
+    /// The algorithm plugins of this build.
+    #[command(subcommand)]
+    Plugins(PluginsCommand),
     /// List the algorithms, tasks, verifiers and devices of this build.
+    List,
+}
+
+/// `zoo plugins ...`.
+#[derive(Debug, Subcommand)]
+pub enum PluginsCommand {
+    /// Every registered algorithm: name, origin (the crate), how it is linked, version.
     List,
 }
 

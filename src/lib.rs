@@ -25,6 +25,7 @@ pub fn link_all() {
     zoo_cepo::link();
     zoo_opsd::link();
     zoo_sdpo::link();
+    zoo_rloo::link();
     zoo_verifiers::arithmetic::link();
     zoo_verifiers::link();
 }

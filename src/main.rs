@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use zoo::cli::{Cli, Command, ObjectiveCommand};
+use zoo::cli::{Cli, Command, ObjectiveCommand, PluginsCommand};
 use zoo::commands;
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -15,6 +15,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Objective(ObjectiveCommand::Eval(args)) => commands::objective::run(&args),
         Command::Bandit(args) => commands::bandit::run(&args),
         Command::Verify(args) => commands::verify::run(&args),
+        Command::Plugins(PluginsCommand::List) => commands::list::plugins(),
         Command::List => commands::list::run(),
     }
 }

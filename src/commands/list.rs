@@ -33,3 +33,19 @@ pub fn run() -> Result<()> {
     }
     Ok(())
 }
+
+/// Prints every registered algorithm plugin. All are linked statically in this build (the
+/// run-time loading route is not built yet).
+pub fn plugins() -> Result<()> {
+    println!("{:<8} {:<12} {:<8} version", "name", "origin", "linked");
+    for entry in registry::algorithms()? {
+        println!(
+            "{:<8} {:<12} {:<8} {}",
+            entry.name,
+            entry.origin,
+            "static",
+            env!("CARGO_PKG_VERSION")
+        );
+    }
+    Ok(())
+}

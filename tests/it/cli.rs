@@ -214,3 +214,22 @@ fn help_ends_with_runnable_examples() {
         assert!(list.contains(name), "{list}");
     }
 }
+
+#[test]
+fn plugins_list_names_every_algorithm_with_its_origin() {
+    let output = crate::run(&std::env::temp_dir(), &["plugins", "list"]);
+    assert!(output.status.success());
+    let text = String::from_utf8(output.stdout).unwrap();
+    for algo in [
+        "grpo", "dapo", "disco", "cepo", "rlsd", "opsd", "sdpo", "rloo",
+    ] {
+        let line = text
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(algo))
+            .unwrap_or_else(|| panic!("`{algo}` missing:\n{text}"));
+        assert!(
+            line.contains(&format!("zoo-{algo}")) && line.contains("static"),
+            "{line}"
+        );
+    }
+}

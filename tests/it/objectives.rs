@@ -184,6 +184,7 @@ fn every_registered_objective_trains_end_to_end_and_logs_its_metrics() {
         ("rlsd", "rlsd/lambda"),
         ("opsd", "opsd/divergence"),
         ("sdpo", "sdpo/teacher_ema_rate"),
+        ("rloo", "rloo/adv_abs_mean"),
     ];
     for (algo, metric) in own_metric {
         let out = base.join(algo).to_string_lossy().to_string();
