@@ -34,11 +34,24 @@ pub enum Command {
     /// Judge responses against gold answers with a verifier, one JSON line in, one verdict out.
     #[command(after_help = VERIFY_HELP)]
     Verify(VerifyArgs),
+    /// Create a new algorithm crate in `plugins/NAME` from the template, in the workspace.
+    NewAlgo(NewAlgoArgs),
     /// The algorithm plugins of this build.
     #[command(subcommand)]
     Plugins(PluginsCommand),
     /// List the algorithms, tasks, verifiers and devices of this build.
     List,
+}
+
+/// `zoo new-algo`.
+#[derive(Debug, Args)]
+pub struct NewAlgoArgs {
+    /// The algorithm's registry name: lowercase letters, digits, `_`.
+    pub name: String,
+    /// The zoo repository [default: the current folder or its closest ancestor that has
+    /// `plugins/template/`].
+    #[arg(long)]
+    pub workspace: Option<PathBuf>,
 }
 
 /// `zoo plugins ...`.

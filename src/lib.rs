@@ -25,7 +25,7 @@ pub fn link_all() {
     zoo_cepo::link();
     zoo_opsd::link();
     zoo_sdpo::link();
-    zoo_rloo::link();
+    include!("../plugins/linked.rs");
     zoo_verifiers::arithmetic::link();
     zoo_verifiers::link();
 }

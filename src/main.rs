@@ -15,6 +15,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Objective(ObjectiveCommand::Eval(args)) => commands::objective::run(&args),
         Command::Bandit(args) => commands::bandit::run(&args),
         Command::Verify(args) => commands::verify::run(&args),
+        Command::NewAlgo(args) => commands::new_algo::run(&args),
         Command::Plugins(PluginsCommand::List) => commands::list::plugins(),
         Command::List => commands::list::run(),
     }

@@ -3,6 +3,7 @@
 pub mod bandit;
 pub mod eval;
 pub mod list;
+pub mod new_algo;
 pub mod objective;
 pub mod progress;
 pub mod sft;

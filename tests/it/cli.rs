@@ -233,3 +233,49 @@ fn plugins_list_names_every_algorithm_with_its_origin() {
         );
     }
 }
+
+#[test]
+fn new_algo_copies_the_template_and_registers_the_crate() {
+    let root = std::env::temp_dir().join(format!("zoo-it-new-algo-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for file in [
+        "Cargo.toml",
+        "plugins/linked.rs",
+        "plugins/template/Cargo.toml",
+        "plugins/template/src/lib.rs",
+    ] {
+        let to = root.join(file);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(repo.join(file), &to).unwrap();
+    }
+    let ws = root.to_string_lossy().to_string();
+    let output = crate::run(&root, &["new-algo", "my_algo", "--workspace", &ws]);
+    assert!(output.status.success());
+    let lib = std::fs::read_to_string(root.join("plugins/my_algo/src/lib.rs")).unwrap();
+    assert!(lib.contains("#[typetag::serde(name = \"my_algo\")]"));
+    assert!(lib.contains("pub struct MyAlgoConfig") && lib.contains("origin: \"zoo-my_algo\""));
+    assert!(
+        !lib.to_lowercase().contains("template"),
+        "a template name was left"
+    );
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    assert!(manifest.contains("\"plugins/my_algo\"]"));
+    assert!(manifest.contains("zoo-my_algo = { path = \"plugins/my_algo\" }"));
+    let linked = std::fs::read_to_string(root.join("plugins/linked.rs")).unwrap();
+    assert!(linked.contains("zoo_my_algo::link();"));
+    // Names that are taken, malformed, or already there are refused with a reason.
+    for (name, message) in [
+        ("grpo", "exists already"),
+        ("My-Algo", "not a usable algorithm name"),
+        ("my_algo", "exists already"),
+    ] {
+        let output = crate::run(&root, &["new-algo", name, "--workspace", &ws]);
+        assert_eq!(output.status.code(), Some(1), "{name}");
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains(message),
+            "{name}"
+        );
+    }
+    std::fs::remove_dir_all(&root).unwrap();
+}
