@@ -90,6 +90,18 @@ impl TokenMatrix {
         }
     }
 
+    /// One value per row spread over the row's masked positions: `out[i, t] = values[i] ·
+    /// mask[i, t]` (a per-response advantage broadcast to its tokens).
+    pub fn per_row(values: &[f32], mask: &TokenMatrix) -> Self {
+        let mut out = Self::zeros(mask.rows, mask.cols);
+        for (i, &v) in values.iter().enumerate() {
+            for t in 0..mask.cols {
+                out.set(i, t, v * mask.get(i, t));
+            }
+        }
+        out
+    }
+
     /// The value at `(row, col)`.
     pub fn get(&self, row: usize, col: usize) -> f32 {
         self.data[row * self.cols + col]

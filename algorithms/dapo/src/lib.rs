@@ -31,9 +31,9 @@ use zoo_core::objective::BuildContext;
 use zoo_core::registry::AlgorithmEntry;
 use zoo_core::{
     Aggregation, Credit, CreditInput, DynamicSampling, Error, LossInput, LossTerms, Needs,
-    Objective, ObjectiveConfig, Result, Shortfall,
+    Objective, ObjectiveConfig, Result, Shortfall, TokenMatrix,
 };
-use zoo_grpo::{Clip, LossAgg, advantage_metrics, broadcast, group_advantages, ppo_clip_loss};
+use zoo_grpo::{Clip, LossAgg, advantage_metrics, group_advantages, ppo_clip_loss};
 
 // ---------------------------------------------------------------------------------------------
 // Config
@@ -275,7 +275,7 @@ impl Objective for Dapo {
         metrics.push(("dapo/overlong_frac".into(), penalized as f64 / n));
         metrics.push(("dapo/overlong_penalty_mean".into(), penalty_sum / n));
         Ok(Credit {
-            advantages: broadcast(&advantages, mask),
+            advantages: TokenMatrix::per_row(&advantages, mask),
             mask: None,
             metrics,
         })
@@ -304,7 +304,6 @@ impl Objective for Dapo {
 mod tests {
     use super::*;
     use approx::assert_relative_eq;
-    use zoo_core::TokenMatrix;
     use zoo_core::burn::prelude::*;
     use zoo_core::probe::{ProbeBatch, probe};
 

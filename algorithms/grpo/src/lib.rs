@@ -252,7 +252,7 @@ impl Objective for Grpo {
             self.config.adv_eps,
         );
         Ok(Credit {
-            advantages: broadcast(&advantages, input.mask),
+            advantages: TokenMatrix::per_row(&advantages, input.mask),
             mask: None,
             metrics: advantage_metrics("grpo", &advantages),
         })
@@ -312,17 +312,6 @@ impl Clip {
         }
         Ok(())
     }
-}
-
-/// One advantage per response broadcast over its tokens: `Â_{i,t} = A_i · m_{i,t}`, `[n, t]`.
-pub fn broadcast(advantages: &[f32], mask: &TokenMatrix) -> TokenMatrix {
-    let mut per_token = TokenMatrix::zeros(mask.rows, mask.cols);
-    for (i, &a) in advantages.iter().enumerate() {
-        for t in 0..mask.cols {
-            per_token.set(i, t, a * mask.get(i, t));
-        }
-    }
-    per_token
 }
 
 /// `<prefix>/adv_abs_mean` and `<prefix>/nonzero_adv_frac` of per-response advantages.

@@ -93,13 +93,7 @@ impl Objective for Rloo {
 
     fn credit(&self, input: &CreditInput<'_>) -> Result<Credit> {
         let advantages = leave_one_out(input.rewards, input.group_ids);
-        let mask = input.mask;
-        let mut per_token = TokenMatrix::zeros(mask.rows, mask.cols);
-        for (i, &a) in advantages.iter().enumerate() {
-            for t in 0..mask.cols {
-                per_token.set(i, t, a * mask.get(i, t));
-            }
-        }
+        let per_token = TokenMatrix::per_row(&advantages, input.mask);
         let n = advantages.len().max(1) as f64;
         Ok(Credit {
             advantages: per_token,

@@ -89,13 +89,7 @@ impl Objective for Template {
 
     fn credit(&self, input: &CreditInput<'_>) -> Result<Credit> {
         let advantages = centred_rewards(input.rewards, input.group_ids);
-        let mask = input.mask;
-        let mut per_token = TokenMatrix::zeros(mask.rows, mask.cols);
-        for (i, &a) in advantages.iter().enumerate() {
-            for t in 0..mask.cols {
-                per_token.set(i, t, a * mask.get(i, t));
-            }
-        }
+        let per_token = TokenMatrix::per_row(&advantages, input.mask);
         Ok(Credit {
             advantages: per_token,
             mask: None,
