@@ -136,7 +136,8 @@ fn group_ids(values: &[Value]) -> Result<Vec<usize>> {
 }
 
 /// The objective's config from the input's keys: unknown keys are refused, keys this
-/// objective lacks are dropped and returned. `lambda` fixes λ (no schedule).
+/// objective lacks are dropped and returned. (Objectives built for evaluation take `lambda` as
+/// this step's value, without a schedule.)
 fn objective_config(
     algo: &str,
     given: &Map<String, Value>,
@@ -149,7 +150,6 @@ fn objective_config(
     }
     let mut table = given.clone();
     table.insert("algo".into(), algo.into());
-    table.insert("lambda_schedule".into(), "constant".into());
     let mut unused = Vec::new();
     loop {
         match serde_json::from_value::<Box<dyn ObjectiveConfig>>(Value::Object(table.clone())) {
@@ -163,9 +163,7 @@ fn objective_config(
                 match field {
                     Some(field) if table.contains_key(&field) => {
                         table.remove(&field);
-                        if field != "lambda_schedule" {
-                            unused.push(field);
-                        }
+                        unused.push(field);
                     }
                     _ => bail!("invalid `config` for `{algo}`: {message}"),
                 }

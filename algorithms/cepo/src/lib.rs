@@ -112,8 +112,13 @@ impl ObjectiveConfig for CepoConfig {
         let aggregation = self
             .loss_agg
             .aggregation(None, context.max_new_tokens, "cepo")?;
+        // `zoo objective eval` gives this step's λ: no schedule there.
+        let mut config = self.clone();
+        if context.evaluation {
+            config.lambda_schedule = LambdaSchedule::Constant;
+        }
         Ok(Box::new(Cepo {
-            config: self.clone(),
+            config,
             clip,
             aggregation,
         }))

@@ -110,8 +110,13 @@ impl ObjectiveConfig for RlsdConfig {
         let aggregation = self
             .loss_agg
             .aggregation(None, context.max_new_tokens, "rlsd")?;
+        // `zoo objective eval` gives this step's λ: no schedule there.
+        let mut config = self.clone();
+        if context.evaluation {
+            config.lambda_schedule = LambdaSchedule::Constant;
+        }
         Ok(Box::new(Rlsd {
-            config: self.clone(),
+            config,
             clip,
             aggregation,
         }))
