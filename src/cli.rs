@@ -8,6 +8,11 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "zoo", version, propagate_version = true)]
 pub struct Cli {
+    /// Load an algorithm plugin file (`lib<crate>.so`) or every plugin in a folder before
+    /// running; repeatable. Dynamic build only; `ZOO_PLUGIN_PATH` and the `plugins/` folder
+    /// next to the binary are read too.
+    #[arg(long = "plugin", value_name = "PATH", global = true)]
+    pub plugins: Vec<std::path::PathBuf>,
     /// The subcommand.
     #[command(subcommand)]
     pub command: Command,
@@ -57,8 +62,14 @@ pub struct NewAlgoArgs {
 /// `zoo plugins ...`.
 #[derive(Debug, Subcommand)]
 pub enum PluginsCommand {
-    /// Every registered algorithm: name, origin (the crate), how it is linked, version.
+    /// Every registered algorithm: name, origin (static or dynamic), file, versions.
     List,
+    /// Read a plugin file's declaration (what it was built with, what it links against)
+    /// without loading it, and say whether this zoo could load it.
+    Inspect {
+        /// The plugin file.
+        path: std::path::PathBuf,
+    },
 }
 
 /// `zoo bandit`.

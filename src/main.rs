@@ -8,6 +8,14 @@ use zoo::cli::{Cli, Command, ObjectiveCommand, PluginsCommand};
 use zoo::commands;
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    // Before anything deserializes a config: typetag reads its registry once. `inspect` reads
+    // a file without loading anything.
+    if !matches!(
+        cli.command,
+        Command::Plugins(PluginsCommand::Inspect { .. })
+    ) {
+        zoo::load_plugins(&cli.plugins)?;
+    }
     match cli.command {
         Command::Train(args) => commands::train::run(&args).map(drop),
         Command::Sft(args) => commands::sft::run(&args).map(drop),
@@ -17,6 +25,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Verify(args) => commands::verify::run(&args),
         Command::NewAlgo(args) => commands::new_algo::run(&args),
         Command::Plugins(PluginsCommand::List) => commands::list::plugins(),
+        Command::Plugins(PluginsCommand::Inspect { path }) => commands::list::inspect(&path),
         Command::List => commands::list::run(),
     }
 }

@@ -8,8 +8,9 @@
 //! mini-batch give the same gradient however it is cut into micro-batches (see
 //! [`aggregation`]).
 //!
-//! Algorithm crates reach Burn only through the re-export [`burn`], so that this crate can later
-//! be built as the one shared library that dynamically loaded plugins link against.
+//! Algorithm crates reach Burn only through the re-export [`burn`]: this crate is also built as a
+//! Rust `dylib`, the one shared library that the `zoo` binary of the dynamic build and every
+//! dynamically loaded plugin link against (see [`plugin`]).
 #![warn(missing_docs)]
 
 pub use burn;
@@ -27,6 +28,7 @@ pub mod metrics;
 pub mod objective;
 pub mod optim;
 pub mod params;
+pub mod plugin;
 pub mod policy;
 pub mod probe;
 pub mod registry;

@@ -1,6 +1,7 @@
 //! `zoo new-algo NAME`: a new algorithm crate in `plugins/NAME`, copied from
 //! `plugins/template` (a workspace member that compiles and passes its test, so the copy does
-//! too), registered in the workspace and linked into the `zoo` binary.
+//! too), registered in the workspace, linked into the static `zoo` binary, and built as a plugin
+//! file by the dynamic build (`scripts/build-dynamic.sh`).
 
 use std::path::{Path, PathBuf};
 
@@ -93,9 +94,15 @@ pub fn run(args: &NewAlgoArgs) -> Result<()> {
     let manifest = insert_after(
         &manifest,
         "[dependencies]",
-        &format!("zoo-{name} = {{ path = \"plugins/{name}\" }}"),
+        &format!("zoo-{name} = {{ path = \"plugins/{name}\", optional = true }}"),
     )
     .context("the workspace `Cargo.toml` has no `[dependencies]` section")?;
+    let manifest = insert_after(
+        &manifest,
+        "static-plugins = [",
+        &format!("    \"dep:zoo-{name}\","),
+    )
+    .context("the workspace `Cargo.toml` has no `static-plugins = [...]` feature")?;
     let linked_path = root.join("plugins/linked.rs");
     let linked = fs_err::read_to_string(&linked_path)?;
     let close = linked
@@ -124,13 +131,28 @@ pub fn run(args: &NewAlgoArgs) -> Result<()> {
     fs_err::write(
         target.join("README.md"),
         format!(
-            "# zoo-{name}\n\nMade by `zoo new-algo {name}`. The math is in `src/lib.rs`.\n\n```\ncargo test -p zoo-{name}                      # its parity test\ncargo run -- train --algo {name} --steps 1    # it trains\n```\n\nIt is linked statically: a workspace member, a dependency of `zoo`, and a `zoo_{name}::link()`\nline in `plugins/linked.rs`. (Loading it at run time from a separately built library is\nissue 6's dynamic route, not built yet.)\n"
+            "# zoo-{name}\n\nMade by `zoo new-algo {name}`. The math is in `src/lib.rs`; \
+             `docs/writing-a-plugin.md` walks through the rest.\n\n\
+             ```\n\
+             cargo test -p zoo-{name}                      # its parity test\n\
+             cargo run -- train --algo {name} --steps 1    # it trains, linked into zoo\n\
+             ```\n\n\
+             Statically, it is a workspace member, an optional dependency of `zoo` (feature \
+             `static-plugins`) and a\n`zoo_{name}::link()` line in `plugins/linked.rs`.\n\n\
+             As a plugin file loaded at run time (the dynamic build):\n\n\
+             ```\n\
+             scripts/build-dynamic.sh                      # target/zoo-dynamic/plugins/libzoo_{name}.so\n\
+             target/zoo-dynamic/zoo plugins inspect target/zoo-dynamic/plugins/libzoo_{name}.so\n\
+             target/zoo-dynamic/zoo train --algo {name} --steps 1\n\
+             ```\n\n\
+             The plugin file works only with the `zoo` binary of the same build (same toolchain, \
+             `Cargo.lock`,\nfeatures and flags); the loader checks that before loading it.\n"
         ),
     )?;
     fs_err::write(&manifest_path, manifest)?;
     fs_err::write(&linked_path, linked)?;
     println!(
-        "created `plugins/{name}` (crate `zoo-{name}`), added to the workspace and linked into `zoo`\nnext:\n  cargo test -p zoo-{name}\n  cargo run -- train --algo {name} --steps 1"
+        "created `plugins/{name}` (crate `zoo-{name}`), added to the workspace and linked into `zoo`\nnext:\n  cargo test -p zoo-{name}\n  cargo run -- train --algo {name} --steps 1\nas a plugin file: scripts/build-dynamic.sh && target/zoo-dynamic/zoo train --algo {name} --steps 1"
     );
     Ok(())
 }

@@ -261,7 +261,8 @@ fn new_algo_copies_the_template_and_registers_the_crate() {
     );
     let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
     assert!(manifest.contains("\"plugins/my_algo\"]"));
-    assert!(manifest.contains("zoo-my_algo = { path = \"plugins/my_algo\" }"));
+    assert!(manifest.contains("zoo-my_algo = { path = \"plugins/my_algo\", optional = true }"));
+    assert!(manifest.contains("static-plugins = [\n    \"dep:zoo-my_algo\","));
     let linked = std::fs::read_to_string(root.join("plugins/linked.rs")).unwrap();
     assert!(linked.contains("zoo_my_algo::link();"));
     // Names that are taken, malformed, or already there are refused with a reason.

@@ -145,6 +145,9 @@ zoo_core::inventory::submit! {
 /// Makes the linker keep this crate's registration; the `zoo` binary calls it.
 pub fn link() {}
 
+// What a build of this crate as a plugin file declares to the loader.
+zoo_core::declare_plugin!();
+
 /// The DisCO objective.
 #[derive(Debug, Clone)]
 pub struct Disco {

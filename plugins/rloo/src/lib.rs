@@ -59,6 +59,13 @@ zoo_core::inventory::submit! {
 /// Makes the linker keep this crate's registration.
 pub fn link() {}
 
+// What a build of this crate as a plugin file declares to the loader. The
+// `test-abi-mismatch` feature declares another ABI number, for the loader's refusal test.
+#[cfg(not(feature = "test-abi-mismatch"))]
+zoo_core::declare_plugin!();
+#[cfg(feature = "test-abi-mismatch")]
+zoo_core::declare_plugin!(abi = zoo_core::plugin::ABI_VERSION + 1);
+
 /// The RLOO objective.
 #[derive(Debug, Clone)]
 pub struct Rloo {

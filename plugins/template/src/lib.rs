@@ -60,6 +60,9 @@ zoo_core::inventory::submit! {
 /// Makes the linker keep this crate's registration; `zoo::link_all` calls it.
 pub fn link() {}
 
+// What a build of this crate as a plugin file declares to the loader.
+zoo_core::declare_plugin!();
+
 /// The objective.
 #[derive(Debug, Clone)]
 pub struct Template {
