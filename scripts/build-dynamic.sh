@@ -5,7 +5,8 @@
 #   scripts/build-dynamic.sh [--release]
 #   target/zoo-dynamic/zoo train --algo cepo
 #
-# Result (no LD_LIBRARY_PATH needed: the binary's rpath is its own folder):
+# Result, in target/ or $CARGO_TARGET_DIR (no LD_LIBRARY_PATH needed: the binary's rpath is
+# its own folder):
 #   target/zoo-dynamic/zoo                 the binary (feature `dynamic`, no `static-plugins`)
 #   target/zoo-dynamic/libzoo_core.so      zoo-core + Burn, shared by the binary and the plugins
 #   target/zoo-dynamic/libstd-*.so         the Rust standard library of this toolchain
@@ -30,17 +31,22 @@ elif [[ -n "${1:-}" ]]; then
 fi
 
 # The plugin files (every library crate with a dylib crate type), then the binary.
-cargo build "${profile_flag[@]}" --target "$ZOO_TARGET" --workspace --lib
+# Cargo's artifact messages name this build's files: a stale plugin of a removed crate in the
+# output folder is never shipped.
+mapfile -t built < <(cargo build "${profile_flag[@]}" --target "$ZOO_TARGET" --workspace --lib \
+    --message-format=json-render-diagnostics |
+    grep -o "\"[^\"]*/$ZOO_TARGET/[^\"]*/libzoo_[a-z0-9_]*\.so\"" | tr -d '"' | sort -u)
+[[ ${#built[@]} -gt 0 ]] || { echo "build-dynamic: cargo built no plugin file" >&2; exit 1; }
 cargo build "${profile_flag[@]}" --target "$ZOO_TARGET" -p zoo --bin zoo \
     --no-default-features --features dynamic
 
-out="target/$ZOO_TARGET/$profile_dir"
-dist=target/zoo-dynamic
+out="$ZOO_TARGET_DIR/$ZOO_TARGET/$profile_dir"
+dist="$ZOO_DYNAMIC_DIR"
 rm -rf "$dist"
 mkdir -p "$dist/plugins"
 cp "$out/zoo" "$out/libzoo_core.so" "$dist/"
 cp "$(rustc --print sysroot)/lib/rustlib/$ZOO_TARGET/lib"/libstd-*.so "$dist/"
-for plugin in "$out"/libzoo_*.so; do
+for plugin in "${built[@]}"; do
     case "$(basename "$plugin")" in
         libzoo_core.so | libzoo_template.so) ;; # the shared core; the `zoo new-algo` skeleton
         *) cp "$plugin" "$dist/plugins/" ;;

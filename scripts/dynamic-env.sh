@@ -4,3 +4,6 @@
 ZOO_TARGET="$(rustc -vV | sed -n 's/^host: //p')"
 export ZOO_TARGET
 export RUSTFLAGS="-C prefer-dynamic -C link-arg=-Wl,-rpath,\$ORIGIN"
+# Where cargo builds (honours CARGO_TARGET_DIR) and where the dynamic build is assembled.
+ZOO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
+ZOO_DYNAMIC_DIR="$ZOO_TARGET_DIR/zoo-dynamic"
