@@ -33,9 +33,10 @@ fi
 # The plugin files (every library crate with a dylib crate type), then the binary.
 # Cargo's artifact messages name this build's files: a stale plugin of a removed crate in the
 # output folder is never shipped.
-mapfile -t built < <(cargo build "${profile_flag[@]}" --target "$ZOO_TARGET" --workspace --lib \
-    --message-format=json-render-diagnostics |
-    grep -o "\"[^\"]*/$ZOO_TARGET/[^\"]*/libzoo_[a-z0-9_]*\.so\"" | tr -d '"' | sort -u)
+messages=$(cargo build "${profile_flag[@]}" --target "$ZOO_TARGET" --workspace --lib \
+    --message-format=json-render-diagnostics)
+mapfile -t built < <(grep -o "\"[^\"]*/$ZOO_TARGET/[^\"]*/libzoo_[a-z0-9_]*\.so\"" <<<"$messages" |
+    tr -d '"' | sort -u)
 [[ ${#built[@]} -gt 0 ]] || { echo "build-dynamic: cargo built no plugin file" >&2; exit 1; }
 cargo build "${profile_flag[@]}" --target "$ZOO_TARGET" -p zoo --bin zoo \
     --no-default-features --features dynamic

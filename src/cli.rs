@@ -46,7 +46,33 @@ pub enum Command {
     Plugins(PluginsCommand),
     /// List the algorithms, tasks, verifiers and devices of this build.
     List,
+    /// Tokens per second of sampling and of a training step on the CPU default model, for
+    /// every device of this build, with the ratio between devices.
+    #[command(after_help = BENCH_EXAMPLES)]
+    Bench(BenchArgs),
 }
+
+/// `zoo bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Comma-separated devices [default: every device this build and machine have].
+    #[arg(long)]
+    pub devices: Option<String>,
+    /// Prompts per round.
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    /// Timed rounds (after one warm-up); the median is reported.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Print JSON instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+const BENCH_EXAMPLES: &str = "Examples:
+  zoo bench                              # flex (and tch-cpu, tch-cuda:N with feature `tch`)
+  zoo bench --devices flex,tch-cpu --rounds 5
+  zoo bench --devices tch-cuda:0 --batch 256 --json";
 
 /// `zoo new-algo`.
 #[derive(Debug, Args)]
@@ -143,6 +169,9 @@ pub struct ObjectiveEvalArgs {
     /// Pretty-print the output.
     #[arg(long)]
     pub pretty: bool,
+    /// Compute device: `flex`, `tch-cpu`, `tch-cuda:N` [default: flex].
+    #[arg(long, default_value = "flex")]
+    pub device: String,
 }
 
 const OBJECTIVE_EVAL_HELP: &str = "Input: one JSON object

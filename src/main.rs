@@ -27,6 +27,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Plugins(PluginsCommand::List) => commands::list::plugins(),
         Command::Plugins(PluginsCommand::Inspect { path }) => commands::list::inspect(&path),
         Command::List => commands::list::run(),
+        Command::Bench(args) => commands::bench::run(&args),
     }
 }
 

@@ -56,16 +56,66 @@ impl fmt::Display for DeviceSpec {
     }
 }
 
+// burn-tch is deprecated upstream (gone from Burn 0.23); zoo pins Burn 0.22.1 for it (docs/gpu.md).
+#[cfg_attr(feature = "tch", allow(deprecated))]
 impl DeviceSpec {
-    /// The Burn device, with autodiff enabled, or an error when this build lacks its backend.
+    /// The Burn device, with autodiff enabled, or an error when this build lacks its backend or
+    /// LibTorch sees no such GPU.
     pub fn device(&self) -> Result<Device> {
         match self {
             DeviceSpec::Flex => Ok(Device::flex().autodiff()),
+            #[cfg(feature = "tch")]
+            DeviceSpec::TchCpu => Ok(Device::libtorch().autodiff()),
+            #[cfg(feature = "tch")]
+            DeviceSpec::TchCuda(index) => {
+                let count = tch_cuda_devices();
+                if *index >= count {
+                    return Err(Error::Config(format!(
+                        "device `{self}`: LibTorch sees {count} CUDA GPU{}\nhint: {}",
+                        if count == 1 { "" } else { "s" },
+                        if count == 0 {
+                            "check `nvidia-smi` and that the CUDA build of PyTorch is the one on \
+                             the library path (docs/gpu.md), or use `--device tch-cpu`"
+                                .to_string()
+                        } else {
+                            format!("use `tch-cuda:0` to `tch-cuda:{}`", count - 1)
+                        }
+                    )));
+                }
+                Ok(Device::libtorch_cuda(*index).autodiff())
+            }
+            #[cfg(not(feature = "tch"))]
             DeviceSpec::TchCpu | DeviceSpec::TchCuda(_) => Err(Error::Config(format!(
-                "device `{self}` needs the LibTorch backend, which this build does not have\nhint: use `--device flex`"
+                "device `{self}` needs the LibTorch backend, which this build does not have\nhint: \
+                 build with it: `source scripts/setup-libtorch.sh && cargo build --release \
+                 --features tch` (docs/gpu.md), or use `--device flex`"
             ))),
         }
     }
+
+    /// The devices this build and machine can run on: `flex`, then with feature `tch`
+    /// `tch-cpu` and each CUDA GPU LibTorch sees.
+    pub fn available() -> Vec<DeviceSpec> {
+        #[allow(unused_mut)]
+        let mut all = vec![DeviceSpec::Flex];
+        #[cfg(feature = "tch")]
+        {
+            all.push(DeviceSpec::TchCpu);
+            all.extend((0..tch_cuda_devices()).map(DeviceSpec::TchCuda));
+        }
+        all
+    }
+}
+
+/// Whether this build has the LibTorch backend (feature `tch`).
+pub const HAS_LIBTORCH: bool = cfg!(feature = "tch");
+
+/// How many CUDA GPUs LibTorch sees (0 without CUDA).
+#[cfg(feature = "tch")]
+#[allow(deprecated)] // see `DeviceSpec`
+pub fn tch_cuda_devices() -> usize {
+    use burn::backend::Backend as _;
+    burn::backend::LibTorch::device_count(0)
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use anyhow::Result;
-use zoo_core::device::DEVICE_NAMES;
+use zoo_core::device::{DEVICE_NAMES, HAS_LIBTORCH};
 use zoo_core::plugin::{ABI_VERSION, PluginDeclaration, field};
 use zoo_core::registry;
 
@@ -27,10 +27,10 @@ pub fn run() -> Result<()> {
     }
     println!("devices:");
     for name in DEVICE_NAMES {
-        let note = if *name == "flex" {
-            "pure-Rust CPU backend (default)"
-        } else {
-            "LibTorch backend (not in this build)"
+        let note = match (*name, HAS_LIBTORCH) {
+            ("flex", _) => "pure-Rust CPU backend (default)",
+            (_, true) => "LibTorch backend",
+            (_, false) => "LibTorch backend (not in this build: feature `tch`)",
         };
         println!("  {name:<10} {note}");
     }

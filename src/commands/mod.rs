@@ -1,6 +1,7 @@
 //! One file per subcommand.
 
 pub mod bandit;
+pub mod bench;
 pub mod eval;
 pub mod list;
 pub mod new_algo;

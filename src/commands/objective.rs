@@ -9,6 +9,7 @@ use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use zoo_core::burn::prelude::*;
+use zoo_core::device::DeviceSpec;
 use zoo_core::objective::BuildContext;
 use zoo_core::probe::{ProbeBatch, probe};
 use zoo_core::{LogitArray, ObjectiveConfig, TokenMatrix, registry};
@@ -184,7 +185,8 @@ pub fn run(args: &ObjectiveEvalArgs) -> Result<()> {
         fs_err::read_to_string(&args.input)
             .with_context(|| format!("cannot read `{}`", args.input.display()))?
     };
-    let output = evaluate(&text)?;
+    let device = args.device.parse::<DeviceSpec>()?.device()?;
+    let output = evaluate_on(&text, &device)?;
     let rendered = if args.pretty {
         serde_json::to_string_pretty(&output)?
     } else {
@@ -194,8 +196,13 @@ pub fn run(args: &ObjectiveEvalArgs) -> Result<()> {
     Ok(())
 }
 
-/// The output JSON for the input JSON `text`.
+/// The output JSON for the input JSON `text`, computed on the pure-Rust CPU backend.
 pub fn evaluate(text: &str) -> Result<Value> {
+    evaluate_on(text, &Device::flex().autodiff())
+}
+
+/// The output JSON for the input JSON `text`, computed on `device` (with autodiff).
+pub fn evaluate_on(text: &str, device: &Device) -> Result<Value> {
     // A parity fixture (`{"description", "input", "expected"}`) is evaluated on its input.
     let value: Value = serde_json::from_str(text).map_err(|e| {
         anyhow::anyhow!("the input is not JSON: {e}\nhint: see `zoo objective eval --help`")
@@ -245,7 +252,7 @@ pub fn evaluate(text: &str) -> Result<Value> {
         steps: 1,
         evaluation: true,
     })?;
-    let out = probe(objective.as_ref(), &batch, 1, &Device::flex().autodiff())?;
+    let out = probe(objective.as_ref(), &batch, 1, device)?;
     // `x + 0.0` turns −0.0 (a masked position times a negative number) into 0.0.
     let grad: Vec<f32> = out.grad.iter().map(|g| g + 0.0).collect();
     let grad: Value = match out.grad_shape.as_slice() {

@@ -280,3 +280,46 @@ fn new_algo_copies_the_template_and_registers_the_crate() {
     }
     std::fs::remove_dir_all(&root).unwrap();
 }
+
+#[test]
+fn plugins_inspect_refuses_a_file_that_is_not_a_plugin() {
+    let readme = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
+    assert_clean_error(
+        &["plugins", "inspect", readme],
+        &[
+            "is not a zoo plugin",
+            "not a 64-bit ELF shared library",
+            "hint:",
+        ],
+    );
+    assert_clean_error(
+        &["plugins", "inspect", "/no/such/libzoo_x.so"],
+        &["cannot read plugin `/no/such/libzoo_x.so`"],
+    );
+}
+
+#[test]
+fn bench_reports_tokens_per_second_per_device() {
+    let output = crate::run(
+        &std::env::temp_dir(),
+        &[
+            "bench",
+            "--devices",
+            "flex",
+            "--batch",
+            "4",
+            "--rounds",
+            "1",
+            "--json",
+        ],
+    );
+    assert!(output.status.success());
+    let rows: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["device"], "flex");
+    for key in ["sample_tokens_per_s", "train_tokens_per_s"] {
+        let rate = rows[0][key].as_f64().unwrap();
+        assert!(rate > 0.0 && rate.is_finite(), "{key} = {rate}");
+    }
+}

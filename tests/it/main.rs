@@ -7,6 +7,8 @@ mod objectives;
 mod reproducibility;
 mod resume;
 mod rl;
+#[cfg(feature = "tch")]
+mod tch;
 mod verify;
 
 use std::path::{Path, PathBuf};
@@ -59,4 +61,75 @@ pub fn mod10_cache() -> &'static Path {
         assert!(output.status.success(), "zoo sft failed");
         dir
     })
+}
+
+/// A fixed GRPO update batch for gradient comparisons: eight responses of unequal lengths to
+/// four prompts of unequal lengths, sampled from a policy with a fixed seed, advantages +1.3 /
+/// −0.7, and a stale ℓ^old (+0.3 / −0.05) so that some ratios leave the clip range.
+pub struct FixedBatch {
+    pub contexts: Vec<Vec<u32>>,
+    pub responses: Vec<Vec<u32>>,
+    pub mask: zoo::zoo_core::TokenMatrix,
+    pub advantages: zoo::zoo_core::TokenMatrix,
+    pub old: zoo::zoo_core::TokenMatrix,
+}
+
+impl FixedBatch {
+    /// Samples the responses and computes ℓ^old with `policy`.
+    pub fn sample(policy: &dyn zoo::zoo_core::Policy) -> Self {
+        use zoo::zoo_core::policy::Tokenizer;
+        use zoo::zoo_core::{SamplingConfig, TokenMatrix, rng};
+        let prompts = ["1+2=", "345+6789=", "12+34=", "9+99="];
+        let contexts: Vec<Vec<u32>> = prompts
+            .iter()
+            .flat_map(|p| {
+                std::iter::repeat_n(zoo::zoo_models::CharTokenizer.encode_prompt(p).unwrap(), 2)
+            })
+            .collect();
+        let samples = policy.sample(
+            &contexts,
+            &SamplingConfig {
+                temperature: 1.0,
+                max_new_tokens: 9,
+            },
+            &mut rng::stream(5, 0, "s"),
+        );
+        let responses: Vec<Vec<u32>> = samples.iter().map(|s| s.tokens.clone()).collect();
+        let cols = responses.iter().map(Vec::len).max().unwrap();
+        let mut mask = TokenMatrix::zeros(8, cols);
+        let mut advantages = TokenMatrix::zeros(8, cols);
+        for (i, r) in responses.iter().enumerate() {
+            for t in 0..r.len() {
+                mask.set(i, t, 1.0);
+                advantages.set(i, t, if i % 3 == 0 { 1.3 } else { -0.7 });
+            }
+        }
+        let mut old =
+            TokenMatrix::from_tensor(policy.token_logprobs(&contexts, &responses, 1.0, false));
+        for (k, v) in old.data.iter_mut().enumerate() {
+            *v += if k % 2 == 0 { 0.3 } else { -0.05 };
+        }
+        Self {
+            contexts,
+            responses,
+            mask,
+            advantages,
+            old,
+        }
+    }
+
+    /// The update batch (groups of two).
+    pub fn update(&self) -> zoo::zoo_core::trainer::UpdateBatch<'_> {
+        zoo::zoo_core::trainer::UpdateBatch {
+            contexts: &self.contexts,
+            responses: &self.responses,
+            mask: &self.mask,
+            old_logprobs: &self.old,
+            ref_logprobs: None,
+            advantages: &self.advantages,
+            teacher_logits: None,
+            rewards: &[0.0; 8],
+            group_ids: &[0, 0, 1, 1, 2, 2, 3, 3],
+        }
+    }
 }

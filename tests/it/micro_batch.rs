@@ -2,10 +2,9 @@
 
 use zoo::zoo_core::burn::prelude::*;
 use zoo::zoo_core::objective::BuildContext;
-use zoo::zoo_core::policy::Tokenizer;
-use zoo::zoo_core::trainer::{UpdateBatch, mini_batch_gradient};
-use zoo::zoo_core::{ObjectiveConfig, Policy, SamplingConfig, TokenMatrix, rng};
-use zoo::zoo_models::{CharTokenizer, TinyDecoderConfig, TinyPolicy};
+use zoo::zoo_core::trainer::mini_batch_gradient;
+use zoo::zoo_core::{ObjectiveConfig, rng};
+use zoo::zoo_models::{TinyDecoderConfig, TinyPolicy};
 use zoo_grpo::{GrpoConfig, LossAgg};
 
 #[test]
@@ -13,47 +12,8 @@ fn micro_batch_split_keeps_gradient() {
     let config = TinyDecoderConfig::small();
     let policy =
         TinyPolicy::new(&config, &mut rng::stream(11, 0, "init"), &Device::flex()).unwrap();
-    // Eight responses of unequal lengths to four prompts of unequal lengths.
-    let prompts = ["1+2=", "345+6789=", "12+34=", "9+99="];
-    let contexts: Vec<Vec<u32>> = prompts
-        .iter()
-        .flat_map(|p| std::iter::repeat_n(CharTokenizer.encode_prompt(p).unwrap(), 2))
-        .collect();
-    let samples = policy.sample(
-        &contexts,
-        &SamplingConfig {
-            temperature: 1.0,
-            max_new_tokens: 9,
-        },
-        &mut rng::stream(5, 0, "s"),
-    );
-    let responses: Vec<Vec<u32>> = samples.iter().map(|s| s.tokens.clone()).collect();
-    let cols = responses.iter().map(Vec::len).max().unwrap();
-    let mut mask = TokenMatrix::zeros(8, cols);
-    let mut advantages = TokenMatrix::zeros(8, cols);
-    for (i, r) in responses.iter().enumerate() {
-        for t in 0..r.len() {
-            mask.set(i, t, 1.0);
-            advantages.set(i, t, if i % 3 == 0 { 1.3 } else { -0.7 });
-        }
-    }
-    // A stale ℓ^old so that some ratios leave the clip range.
-    let mut old =
-        TokenMatrix::from_tensor(policy.token_logprobs(&contexts, &responses, 1.0, false));
-    for (k, v) in old.data.iter_mut().enumerate() {
-        *v += if k % 2 == 0 { 0.3 } else { -0.05 };
-    }
-    let batch = UpdateBatch {
-        contexts: &contexts,
-        responses: &responses,
-        mask: &mask,
-        old_logprobs: &old,
-        ref_logprobs: None,
-        advantages: &advantages,
-        teacher_logits: None,
-        rewards: &[0.0; 8],
-        group_ids: &[0, 0, 1, 1, 2, 2, 3, 3],
-    };
+    let fixed = crate::FixedBatch::sample(&policy);
+    let batch = fixed.update();
     let rows: Vec<usize> = (0..8).collect();
     for loss_agg in [
         LossAgg::TokenMean,

@@ -58,11 +58,21 @@ fn assert_close(name: &str, what: &str, actual: &Value, expected: &Value, tol: f
 
 #[test]
 fn every_objective_matches_its_independent_reference_on_the_parity_fixtures() {
+    // On every device of this build: `flex`, and `tch-cpu` with feature `tch`.
+    for device in zoo::zoo_core::device::DeviceSpec::available() {
+        parity_on(&device);
+    }
+}
+
+fn parity_on(spec: &zoo::zoo_core::device::DeviceSpec) {
+    eprintln!("parity fixtures on `{spec}`");
+    let device = spec.device().unwrap();
     let mut per_algo: BTreeMap<String, usize> = BTreeMap::new();
     for (name, fixture) in fixtures() {
+        let name = format!("{name} on {spec}");
         let input = serde_json::to_string(&fixture["input"]).unwrap();
-        let out =
-            zoo::commands::objective::evaluate(&input).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+        let out = zoo::commands::objective::evaluate_on(&input, &device)
+            .unwrap_or_else(|e| panic!("{name}: {e:#}"));
         let expected = &fixture["expected"];
         assert_close(&name, "loss", &out["loss"], &expected["loss"], 2e-6);
         assert_close(&name, "grad", &out["grad"], &expected["grad"], 2e-6);
