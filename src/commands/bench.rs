@@ -40,13 +40,20 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     if args.batch == 0 || args.rounds == 0 {
         bail!("`--batch` and `--rounds` must be at least 1");
     }
-    let devices: Vec<DeviceSpec> = match &args.devices {
+    let mut devices: Vec<DeviceSpec> = match &args.devices {
         Some(list) => list
             .split(',')
             .map(|d| d.trim().parse::<DeviceSpec>())
             .collect::<Result<_, _>>()?,
         None => DeviceSpec::available(),
     };
+    // A device named twice is measured once.
+    let mut seen = Vec::new();
+    devices.retain(|d| {
+        let first = !seen.contains(d);
+        seen.push(*d);
+        first
+    });
     let max_new_tokens = (registry::task("addition")?.build)(&Default::default())?.max_new_tokens();
     eprintln!(
         "zoo bench: default model, {} prompts, up to {max_new_tokens} new tokens, median of {} rounds",
