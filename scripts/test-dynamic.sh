@@ -6,9 +6,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The default build's binary, to compare training with (no dynamic flags).
+# The default build's binary, to compare training with (no dynamic flags). Built the way
+# `cargo test --workspace` builds it (same feature unification), so after that command (as in
+# .ci/run) this is a no-op.
 source scripts/dynamic-env.sh
-(unset RUSTFLAGS; cargo build --bin zoo)
+(unset RUSTFLAGS; cargo test --workspace --no-run)
 static_bin="$ZOO_TARGET_DIR/debug/zoo"
 
 out="$ZOO_TARGET_DIR/$ZOO_TARGET/debug"
