@@ -5,12 +5,14 @@
 //! renamed into place, so a crash leaves either the old set of checkpoints or the new one,
 //! never a half-written folder that looks complete.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
 use burn::tensor::TensorData;
-use safetensors::tensor::{Dtype, TensorView};
+use std::io::Write;
+
+use safetensors::tensor::Dtype;
 
 use crate::policy::{NamedTensor, NamedTensors};
 use crate::{Error, Result};
@@ -25,45 +27,67 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     fs_err::rename(&tmp, path).map_err(|e| Error::io("rename into", path, e))
 }
 
-/// The one header key under which zoo's metadata is stored, as a JSON object. One key,
-/// because safetensors writes its metadata map in hash order: with several keys the same
-/// checkpoint would not be the same bytes twice.
+/// The one header key under which zoo's metadata is stored, as a JSON object.
 const METADATA_KEY: &str = "zoo";
 
-/// Serializes named tensors (f32) to safetensors bytes, with `metadata`.
-pub fn to_safetensors(tensors: &NamedTensors, metadata: &Metadata) -> Result<Vec<u8>> {
-    let host: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
-        .iter()
-        .map(|(name, t)| {
-            let values = t
-                .value
-                .clone()
-                .into_data()
-                .convert::<f32>()
-                .try_into_vec::<f32>()
-                .expect("a float tensor converts to f32");
-            let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-            (name.clone(), t.shape.clone(), bytes)
-        })
-        .collect();
-    let views: Vec<(String, TensorView<'_>)> = host
-        .iter()
-        .map(|(name, shape, bytes)| {
-            let view = TensorView::new(Dtype::F32, shape.clone(), bytes)
-                .expect("shape and byte count agree by construction");
-            (name.clone(), view)
-        })
-        .collect();
-    let header = HashMap::from([(
-        METADATA_KEY.to_string(),
-        serde_json::to_string(metadata).expect("a string map serializes"),
-    )]);
-    safetensors::serialize(views, Some(header)).map_err(|e| Error::Config(e.to_string()))
-}
-
-/// Writes named tensors to a safetensors file atomically.
+/// Writes named f32 tensors as a safetensors file, atomically (temporary file, then rename),
+/// one tensor at a time: no second copy of the whole model is held in memory.
+///
+/// The header carries `format: pt` (transformers refuses files without it) and zoo's
+/// `metadata` under one key, and is written in sorted order, so the same tensors and metadata
+/// give the same bytes.
 pub fn save_safetensors(path: &Path, tensors: &NamedTensors, metadata: &Metadata) -> Result<()> {
-    write_atomic(path, &to_safetensors(tensors, metadata)?)
+    let mut header = serde_json::Map::new();
+    let mut meta = serde_json::Map::new();
+    meta.insert("format".into(), "pt".into());
+    meta.insert(
+        METADATA_KEY.into(),
+        serde_json::to_string(metadata)
+            .expect("a string map serializes")
+            .into(),
+    );
+    header.insert("__metadata__".into(), meta.into());
+    let mut offset = 0usize;
+    for (name, t) in tensors {
+        let bytes = t.shape.iter().product::<usize>() * 4;
+        header.insert(
+            name.clone(),
+            serde_json::json!({"dtype": "F32", "shape": t.shape, "data_offsets": [offset, offset + bytes]}),
+        );
+        offset += bytes;
+    }
+    let mut text = serde_json::to_string(&header).expect("a JSON map serializes");
+    // Tensor data starts 8-byte aligned, as the safetensors writer does.
+    while !text.len().is_multiple_of(8) {
+        text.push(' ');
+    }
+    let tmp = path.with_extension(format!(
+        "{}.tmp",
+        path.extension().and_then(|e| e.to_str()).unwrap_or("")
+    ));
+    let file = fs_err::File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
+    let mut out = std::io::BufWriter::new(file);
+    let io = |e| Error::io("write", &tmp, e);
+    out.write_all(&(text.len() as u64).to_le_bytes())
+        .map_err(io)?;
+    out.write_all(text.as_bytes()).map_err(io)?;
+    for t in tensors.values() {
+        let values = t
+            .value
+            .clone()
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .expect("a float tensor converts to f32");
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        out.write_all(&bytes).map_err(io)?;
+    }
+    let file = out
+        .into_inner()
+        .map_err(|e| Error::io("write", &tmp, e.into_error()))?;
+    file.sync_all().map_err(io)?;
+    drop(file);
+    fs_err::rename(&tmp, path).map_err(|e| Error::io("rename into", path, e))
 }
 
 /// Reads an f32 safetensors file onto `device`.
@@ -197,6 +221,13 @@ mod tests {
             .unwrap();
         assert_eq!(got, values);
         assert_eq!(read_metadata(&path).unwrap()["k"], "v");
+        let bytes = fs_err::read(&path).unwrap();
+        let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+        assert_eq!(
+            header.metadata().as_ref().unwrap()["format"],
+            "pt",
+            "transformers reads the file"
+        );
         fs_err::remove_dir_all(&dir).unwrap();
     }
 

@@ -39,13 +39,20 @@ pub trait Tokenizer: Send + Sync {
     fn decode(&self, tokens: &[u32]) -> String;
     /// Beginning-of-sequence id.
     fn bos(&self) -> u32;
-    /// End-of-sequence id.
+    /// End-of-sequence id: the token appended to supervised targets (for a chat model, the
+    /// end-of-turn token its template writes after an assistant message).
     fn eos(&self) -> u32;
+    /// Every id that ends a sampled response (e.g. Qwen2.5-Instruct's `<|im_end|>` and
+    /// `<|endoftext|>`); includes [`Tokenizer::eos`].
+    fn stop_tokens(&self) -> Vec<u32> {
+        vec![self.eos()]
+    }
     /// Padding id.
     fn pad(&self) -> u32;
     /// Number of token ids.
     fn vocab_size(&self) -> usize;
-    /// `[bos] + encode(prompt)`: the context a prompt is sampled from.
+    /// The context tokens a policy reads before its response to the user message `prompt`.
+    /// Default: `[bos] + encode(prompt)`; a chat model renders its chat template around it.
     fn encode_prompt(&self, prompt: &str) -> Result<Vec<u32>> {
         let mut tokens = vec![self.bos()];
         tokens.extend(self.encode(prompt)?);
@@ -128,6 +135,31 @@ pub trait Policy: Send {
 
     /// A frozen copy (for a reference or teacher policy).
     fn snapshot(&self) -> Box<dyn Policy>;
+
+    /// The longest context + response the model reads (`max_position_embeddings`), if bounded.
+    fn max_context(&self) -> Option<usize> {
+        None
+    }
+
+    /// Writes the files that make a checkpoint folder holding this policy's `model.safetensors`
+    /// loadable on its own (for a Hugging Face model: `config.json` and the tokenizer files).
+    fn write_model_files(&self, _dir: &std::path::Path) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Checks that prompts of `prompt_tokens` tokens plus `max_new_tokens` fit `policy`'s context.
+pub fn check_context(
+    policy: &dyn Policy,
+    prompt_tokens: usize,
+    max_new_tokens: usize,
+) -> Result<()> {
+    match policy.max_context() {
+        Some(max) if prompt_tokens + max_new_tokens > max => Err(crate::Error::Config(format!(
+            "a prompt of {prompt_tokens} tokens plus up to {max_new_tokens} new tokens exceeds the model's context of {max} tokens\nhint: shorten the prompt or lower the response length cap (`max_new_tokens`)"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// The log-probs `[n, t]` of the sampled `responses` under `logits` `[n, t, v]` divided by

@@ -665,6 +665,7 @@ impl<'a> Trainer<'a> {
                 &self.policy.parameters(),
                 &self.policy.metadata(),
             )?;
+            self.policy.write_model_files(tmp)?;
             checkpoint::save_safetensors(
                 &tmp.join("optimizer.safetensors"),
                 &self.optimizer.state(),
