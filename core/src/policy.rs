@@ -171,6 +171,19 @@ pub fn sampled_logprobs(logits: Tensor<3>, responses: &[Vec<u32>], temperature: 
         return Tensor::zeros([n, 0], &device);
     }
     let logprobs = burn::tensor::activation::log_softmax(logits.div_scalar(temperature), 2);
+    let (targets, mask) = response_targets(responses, cols, &device);
+    // Multiplying by the mask gives padded positions a value and a gradient of exactly 0.
+    logprobs.gather(2, targets).reshape([n, cols]).mul(mask)
+}
+
+/// The ids of `responses` as `[n, cols, 1]` (0 at padding, for `gather`) and their mask
+/// `[n, cols]` (1 at response tokens, 0 at padding).
+pub fn response_targets(
+    responses: &[Vec<u32>],
+    cols: usize,
+    device: &Device,
+) -> (Tensor<3, Int>, Tensor<2>) {
+    let n = responses.len();
     let mut targets = vec![0i64; n * cols];
     let mut mask = vec![0f32; n * cols];
     for (i, response) in responses.iter().enumerate() {
@@ -179,8 +192,8 @@ pub fn sampled_logprobs(logits: Tensor<3>, responses: &[Vec<u32>], temperature: 
             mask[i * cols + j] = 1.0;
         }
     }
-    let targets = Tensor::<3, Int>::from_data(TensorData::new(targets, [n, cols, 1]), &device);
-    let mask = Tensor::<2>::from_data(TensorData::new(mask, [n, cols]), &device);
-    // Multiplying by the mask gives padded positions a value and a gradient of exactly 0.
-    logprobs.gather(2, targets).reshape([n, cols]).mul(mask)
+    (
+        Tensor::from_data(TensorData::new(targets, [n, cols, 1]), device),
+        Tensor::from_data(TensorData::new(mask, [n, cols]), device),
+    )
 }

@@ -1,0 +1,520 @@
+//! The Llama-family decoder as transformers defines it (`modeling_llama.py`,
+//! `modeling_qwen2.py`, `modeling_qwen3.py`): RMSNorm, HF rotate-half RoPE (with Llama-3
+//! scaling), grouped-query attention, SwiGLU, tied or untied head. One file, one architecture,
+//! switches for the families (candle's `qwen2.rs` is the model for this file).
+//!
+//! Parameters carry the checkpoint's names (`model.layers.0.self_attn.q_proj.weight`) and layout
+//! (`[out, in]`), so a checkpoint is read and written with no renaming or transposition.
+//! Positions are given per token, so left-padded rows of different lengths share one batch: each
+//! row's first real token has position 0, as transformers' `generate` computes them.
+
+use zoo_core::burn;
+use zoo_core::burn::module::{Module, Param};
+use zoo_core::burn::prelude::*;
+use zoo_core::burn::tensor::TensorData;
+use zoo_core::burn::tensor::activation::{silu, softmax};
+use zoo_core::{Error, Result};
+
+use crate::config::{Family, LlmConfig};
+use crate::weights::WeightSource;
+
+/// A linear map `y = x Wᵀ + b`, `W` `[out, in]` as in PyTorch.
+#[derive(Module, Debug)]
+pub struct Linear {
+    weight: Param<Tensor<2>>,
+    bias: Option<Param<Tensor<1>>>,
+}
+
+impl Linear {
+    /// `x` `[b, s, in]` → `[b, s, out]`.
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let y = x.matmul(self.weight.val().transpose().unsqueeze());
+        match &self.bias {
+            Some(bias) => y.add(bias.val().unsqueeze()),
+            None => y,
+        }
+    }
+}
+
+/// Root-mean-square normalization with a learned scale.
+#[derive(Module, Debug)]
+pub struct RmsNorm {
+    weight: Param<Tensor<1>>,
+}
+
+impl RmsNorm {
+    /// `x / sqrt(mean(x²) + eps) · weight` over the last dim of `x` `[.., d]`.
+    fn forward<const D: usize>(&self, x: Tensor<D>, eps: f64) -> Tensor<D> {
+        let rms = x.clone().square().mean_dim(D - 1).add_scalar(eps).sqrt();
+        x.div(rms).mul(self.weight.val().unsqueeze())
+    }
+}
+
+/// The embedding table `[vocab, d]`.
+#[derive(Module, Debug)]
+pub struct Embedding {
+    weight: Param<Tensor<2>>,
+}
+
+/// Grouped-query self-attention.
+#[derive(Module, Debug)]
+pub struct Attention {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    o_proj: Linear,
+    q_norm: Option<RmsNorm>,
+    k_norm: Option<RmsNorm>,
+}
+
+/// SwiGLU feed-forward.
+#[derive(Module, Debug)]
+pub struct Mlp {
+    gate_proj: Linear,
+    up_proj: Linear,
+    down_proj: Linear,
+}
+
+/// One decoder layer (pre-norm residual blocks).
+#[derive(Module, Debug)]
+pub struct DecoderLayer {
+    self_attn: Attention,
+    mlp: Mlp,
+    input_layernorm: RmsNorm,
+    post_attention_layernorm: RmsNorm,
+}
+
+/// The trunk: `model.*` in a checkpoint.
+#[derive(Module, Debug)]
+pub struct LlamaModel {
+    embed_tokens: Embedding,
+    layers: Vec<DecoderLayer>,
+    norm: RmsNorm,
+}
+
+/// The decoder with its head: `LlamaForCausalLM`, `Qwen2ForCausalLM`, `Qwen3ForCausalLM`.
+#[derive(Module, Debug)]
+pub struct CausalLm {
+    model: LlamaModel,
+    /// `None` when the head is the embedding (`tie_word_embeddings`).
+    lm_head: Option<Linear>,
+    #[module(skip)]
+    config: LlmConfig,
+}
+
+/// Keys and values of every layer, preallocated to a capacity and written in place:
+/// `[b, kv_heads, capacity, head_dim]` per layer, the first `len` columns filled.
+#[derive(Debug)]
+pub struct KvCache {
+    layers: Vec<(Tensor<4>, Tensor<4>)>,
+    len: usize,
+    capacity: usize,
+}
+
+impl KvCache {
+    /// An empty cache for `rows` rows of up to `capacity` columns.
+    pub fn new(config: &LlmConfig, rows: usize, capacity: usize, device: &Device) -> Self {
+        let shape = [rows, config.num_key_value_heads, capacity, config.head_dim];
+        let layers = (0..config.num_hidden_layers)
+            .map(|_| (Tensor::zeros(shape, device), Tensor::zeros(shape, device)))
+            .collect();
+        Self {
+            layers,
+            len: 0,
+            capacity,
+        }
+    }
+
+    /// Columns filled so far.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no column is filled.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Keeps the rows `index` `[m]` (in that order; an index may repeat, to expand a prompt's
+    /// cache to its group).
+    pub fn select_rows(&mut self, index: Tensor<1, Int>) {
+        for (k, v) in &mut self.layers {
+            *k = k.clone().select(0, index.clone());
+            *v = v.clone().select(0, index.clone());
+        }
+    }
+}
+
+/// The sizes of every parameter by checkpoint name, for `config`.
+pub fn parameter_shapes(config: &LlmConfig) -> Vec<(String, Vec<usize>)> {
+    let (d, f, v) = (
+        config.hidden_size,
+        config.intermediate_size,
+        config.vocab_size,
+    );
+    let q = config.num_attention_heads * config.head_dim;
+    let kv = config.num_key_value_heads * config.head_dim;
+    let mut out = vec![
+        ("model.embed_tokens.weight".to_string(), vec![v, d]),
+        ("model.norm.weight".to_string(), vec![d]),
+    ];
+    if !config.tie_word_embeddings {
+        out.push(("lm_head.weight".into(), vec![v, d]));
+    }
+    for i in 0..config.num_hidden_layers {
+        let p = format!("model.layers.{i}");
+        let mut push = |name: &str, shape: Vec<usize>| out.push((format!("{p}.{name}"), shape));
+        push("input_layernorm.weight", vec![d]);
+        push("post_attention_layernorm.weight", vec![d]);
+        push("self_attn.q_proj.weight", vec![q, d]);
+        push("self_attn.k_proj.weight", vec![kv, d]);
+        push("self_attn.v_proj.weight", vec![kv, d]);
+        push("self_attn.o_proj.weight", vec![d, q]);
+        if config.qkv_bias {
+            push("self_attn.q_proj.bias", vec![q]);
+            push("self_attn.k_proj.bias", vec![kv]);
+            push("self_attn.v_proj.bias", vec![kv]);
+        }
+        if config.o_bias {
+            push("self_attn.o_proj.bias", vec![d]);
+        }
+        if config.family == Family::Qwen3 {
+            push("self_attn.q_norm.weight", vec![config.head_dim]);
+            push("self_attn.k_norm.weight", vec![config.head_dim]);
+        }
+        push("mlp.gate_proj.weight", vec![f, d]);
+        push("mlp.up_proj.weight", vec![f, d]);
+        push("mlp.down_proj.weight", vec![d, f]);
+    }
+    out
+}
+
+/// Checks that `source` holds exactly the tensors `config` needs, with their shapes; the error
+/// lists every missing and unexpected name.
+pub fn check_names(
+    config: &LlmConfig,
+    source: &dyn WeightSource,
+) -> std::result::Result<(), String> {
+    let expected: std::collections::BTreeMap<String, Vec<usize>> =
+        parameter_shapes(config).into_iter().collect();
+    let found: std::collections::BTreeMap<String, Vec<usize>> =
+        source.tensor_shapes().into_iter().collect();
+    let missing: Vec<&String> = expected
+        .keys()
+        .filter(|n| !found.contains_key(*n))
+        .collect();
+    let unexpected: Vec<&String> = found
+        .keys()
+        // A tied checkpoint may still store the head (equal to the embedding): ignored.
+        .filter(|n| {
+            !expected.contains_key(*n) && !(config.tie_word_embeddings && *n == "lm_head.weight")
+        })
+        .collect();
+    let mut problems = Vec::new();
+    let list = |names: &[&String]| {
+        let shown: Vec<String> = names.iter().take(8).map(|n| format!("`{n}`")).collect();
+        let more = names.len().saturating_sub(8);
+        format!(
+            "{}{}",
+            shown.join(", "),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
+        )
+    };
+    if !missing.is_empty() {
+        problems.push(format!("missing {}: {}", missing.len(), list(&missing)));
+    }
+    if !unexpected.is_empty() {
+        problems.push(format!(
+            "unexpected {}: {}",
+            unexpected.len(),
+            list(&unexpected)
+        ));
+    }
+    for (name, shape) in &expected {
+        if let Some(got) = found.get(name)
+            && got != shape
+        {
+            problems.push(format!(
+                "`{name}` has shape {got:?}, the config implies {shape:?}"
+            ));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
+impl CausalLm {
+    /// Builds the model with each parameter's values from `values(name, shape)` (row-major
+    /// f32), as trainable parameters on `device`.
+    pub fn build(
+        config: &LlmConfig,
+        device: &Device,
+        values: &mut dyn FnMut(&str, &[usize]) -> Result<Vec<f32>>,
+    ) -> Result<Self> {
+        let mut tensor2 = |name: &str, shape: [usize; 2]| -> Result<Param<Tensor<2>>> {
+            let data = values(name, &shape)?;
+            Ok(Param::from_tensor(
+                Tensor::<2>::from_data(TensorData::new(data, shape), device).require_grad(),
+            ))
+        };
+        let shapes: std::collections::BTreeMap<String, Vec<usize>> =
+            parameter_shapes(config).into_iter().collect();
+        let mut params2 = std::collections::BTreeMap::new();
+        let mut params1 = std::collections::BTreeMap::new();
+        for (name, shape) in &shapes {
+            if shape.len() == 2 {
+                params2.insert(name.clone(), tensor2(name, [shape[0], shape[1]])?);
+            }
+        }
+        for (name, shape) in &shapes {
+            if shape.len() == 1 {
+                let data = values(name, shape)?;
+                params1.insert(
+                    name.clone(),
+                    Param::from_tensor(
+                        Tensor::<1>::from_data(TensorData::new(data, [shape[0]]), device)
+                            .require_grad(),
+                    ),
+                );
+            }
+        }
+        let mut take2 = |name: String| params2.remove(&name).expect("every shape was built");
+        let mut take1 = |name: String| params1.remove(&name);
+        let mut linear = |p: &str, name: &str, bias: bool| Linear {
+            weight: take2(format!("{p}.{name}.weight")),
+            bias: if bias {
+                take1(format!("{p}.{name}.bias"))
+            } else {
+                None
+            },
+        };
+        let mut layers = Vec::with_capacity(config.num_hidden_layers);
+        for i in 0..config.num_hidden_layers {
+            let p = format!("model.layers.{i}");
+            let a = format!("{p}.self_attn");
+            let m = format!("{p}.mlp");
+            let self_attn_parts = (
+                linear(&a, "q_proj", config.qkv_bias),
+                linear(&a, "k_proj", config.qkv_bias),
+                linear(&a, "v_proj", config.qkv_bias),
+                linear(&a, "o_proj", config.o_bias),
+            );
+            let mlp = Mlp {
+                gate_proj: linear(&m, "gate_proj", false),
+                up_proj: linear(&m, "up_proj", false),
+                down_proj: linear(&m, "down_proj", false),
+            };
+            layers.push((p, self_attn_parts, mlp));
+        }
+        let mut norm = |name: String| RmsNorm {
+            weight: take1(name).expect("every shape was built"),
+        };
+        let layers = layers
+            .into_iter()
+            .map(|(p, (q_proj, k_proj, v_proj, o_proj), mlp)| {
+                let qk = config.family == Family::Qwen3;
+                DecoderLayer {
+                    self_attn: Attention {
+                        q_proj,
+                        k_proj,
+                        v_proj,
+                        o_proj,
+                        q_norm: qk.then(|| norm(format!("{p}.self_attn.q_norm.weight"))),
+                        k_norm: qk.then(|| norm(format!("{p}.self_attn.k_norm.weight"))),
+                    },
+                    mlp,
+                    input_layernorm: norm(format!("{p}.input_layernorm.weight")),
+                    post_attention_layernorm: norm(format!("{p}.post_attention_layernorm.weight")),
+                }
+            })
+            .collect();
+        let model = LlamaModel {
+            embed_tokens: Embedding {
+                weight: take2("model.embed_tokens.weight".into()),
+            },
+            layers,
+            norm: norm("model.norm.weight".into()),
+        };
+        let lm_head = (!config.tie_word_embeddings).then(|| Linear {
+            weight: take2("lm_head.weight".into()),
+            bias: None,
+        });
+        Ok(Self {
+            model,
+            lm_head,
+            config: config.clone(),
+        })
+    }
+
+    /// Builds the model from a checkpoint, after checking its names and shapes both ways.
+    pub fn from_source(
+        config: &LlmConfig,
+        source: &dyn WeightSource,
+        device: &Device,
+    ) -> Result<Self> {
+        check_names(config, source).map_err(|e| {
+            Error::Config(format!(
+                "the weights do not match the config ({e})\nhint: the folder's config.json and weights must come from the same checkpoint"
+            ))
+        })?;
+        Self::build(config, device, &mut |name, _| source.tensor_f32(name))
+    }
+
+    /// The architecture.
+    pub fn config(&self) -> &LlmConfig {
+        &self.config
+    }
+
+    /// Hidden states after the final norm for every input column.
+    ///
+    /// Shapes: `tokens`, `positions` `[b, s]`; `bias` `[b, 1, s, s_k]` additive attention bias
+    /// (0 where a query may attend, a large negative number elsewhere) with `s_k` the cached
+    /// columns plus `s`. Returns `[b, s, d]`. With a cache, the new keys and values are written
+    /// into it at columns `len..len + s`.
+    pub fn hidden(
+        &self,
+        tokens: Tensor<2, Int>,
+        positions: Tensor<2, Int>,
+        bias: Tensor<4>,
+        mut cache: Option<&mut KvCache>,
+    ) -> Tensor<3> {
+        let [b, s] = tokens.dims();
+        let c = &self.config;
+        let d = c.hidden_size;
+        let (heads, kv, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim);
+        let groups = heads / kv;
+        let (cos, sin) = rotary_tables(&c.inv_freq(), positions);
+        // [b, 1, 1, s, s_k]: broadcast over key/value heads and query groups.
+        let s_k = bias.dims()[3];
+        let bias = bias.reshape([b, 1, 1, s, s_k]);
+        let mut x = self
+            .model
+            .embed_tokens
+            .weight
+            .val()
+            .select(0, tokens.reshape([b * s]))
+            .reshape([b, s, d]);
+        for (index, layer) in self.model.layers.iter().enumerate() {
+            let attn = &layer.self_attn;
+            let h = layer.input_layernorm.forward(x.clone(), c.rms_norm_eps);
+            let mut q = attn.q_proj.forward(h.clone()).reshape([b, s, heads, hd]);
+            let mut k = attn.k_proj.forward(h.clone()).reshape([b, s, kv, hd]);
+            let v = attn
+                .v_proj
+                .forward(h)
+                .reshape([b, s, kv, hd])
+                .swap_dims(1, 2);
+            if let (Some(qn), Some(kn)) = (&attn.q_norm, &attn.k_norm) {
+                q = qn.forward(q, c.rms_norm_eps);
+                k = kn.forward(k, c.rms_norm_eps);
+            }
+            let q = rotate_half(q.swap_dims(1, 2), &cos, &sin); // [b, heads, s, hd]
+            let k = rotate_half(k.swap_dims(1, 2), &cos, &sin); // [b, kv, s, hd]
+            let (k, v) = match cache.as_deref_mut() {
+                Some(cache) => {
+                    let (start, end) = (cache.len, cache.len + s);
+                    assert!(
+                        end <= cache.capacity,
+                        "KV cache capacity {} exceeded",
+                        cache.capacity
+                    );
+                    let (kc, vc) = &mut cache.layers[index];
+                    *kc = kc.clone().slice_assign([0..b, 0..kv, start..end, 0..hd], k);
+                    *vc = vc.clone().slice_assign([0..b, 0..kv, start..end, 0..hd], v);
+                    (
+                        kc.clone().slice([0..b, 0..kv, 0..end, 0..hd]),
+                        vc.clone().slice([0..b, 0..kv, 0..end, 0..hd]),
+                    )
+                }
+                None => (k, v),
+            };
+            // Grouped-query attention without repeating keys: the query heads of one
+            // key/value head are stacked along the row axis. [b, kv, groups·s, hd]
+            let q = q.reshape([b, kv, groups * s, hd]);
+            let scores = q
+                .matmul(k.swap_dims(2, 3))
+                .div_scalar((hd as f64).sqrt())
+                .reshape([b, kv, groups, s, s_k])
+                .add(bias.clone());
+            let probs = softmax(scores, 4).reshape([b, kv, groups * s, s_k]);
+            let attended = probs
+                .matmul(v) // [b, kv, groups·s, hd]
+                .reshape([b, heads, s, hd])
+                .swap_dims(1, 2)
+                .reshape([b, s, heads * hd]);
+            x = x.add(attn.o_proj.forward(attended));
+            let h = layer
+                .post_attention_layernorm
+                .forward(x.clone(), c.rms_norm_eps);
+            let gated =
+                silu(layer.mlp.gate_proj.forward(h.clone())).mul(layer.mlp.up_proj.forward(h));
+            x = x.add(layer.mlp.down_proj.forward(gated));
+        }
+        if let Some(cache) = cache {
+            cache.len += s;
+        }
+        self.model.norm.forward(x, c.rms_norm_eps)
+    }
+
+    /// The head: logits `[b, s, vocab]` of hidden states `[b, s, d]`.
+    pub fn head(&self, hidden: Tensor<3>) -> Tensor<3> {
+        match &self.lm_head {
+            Some(head) => head.forward(hidden),
+            None => hidden.matmul(self.model.embed_tokens.weight.val().transpose().unsqueeze()),
+        }
+    }
+}
+
+/// `cos` and `sin` `[b, 1, s, head_dim]` of the rotary angles at `positions` `[b, s]`, the
+/// half-width table repeated twice as transformers' `cat((freqs, freqs))` does.
+fn rotary_tables(inv_freq: &[f32], positions: Tensor<2, Int>) -> (Tensor<4>, Tensor<4>) {
+    let device = positions.device();
+    let [b, s] = positions.dims();
+    let half = inv_freq.len();
+    let inv = Tensor::<1>::from_data(TensorData::new(inv_freq.to_vec(), [half]), &device);
+    let angles = positions
+        .float()
+        .reshape([b, s, 1])
+        .mul(inv.reshape([1, 1, half]));
+    let angles = Tensor::cat(vec![angles.clone(), angles], 2).reshape([b, 1, s, 2 * half]);
+    (angles.clone().cos(), angles.sin())
+}
+
+/// `x · cos + rotate_half(x) · sin` with `rotate_half(x) = [-x₂, x₁]` (transformers'
+/// `apply_rotary_pos_emb`). `x` `[b, h, s, hd]`, `cos`/`sin` `[b, 1, s, hd]`.
+fn rotate_half(x: Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Tensor<4> {
+    let [b, h, s, hd] = x.dims();
+    let half = hd / 2;
+    let x1 = x.clone().slice([0..b, 0..h, 0..s, 0..half]);
+    let x2 = x.clone().slice([0..b, 0..h, 0..s, half..hd]);
+    let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
+    x.mul(cos.clone()).add(rotated.mul(sin.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameter_shapes_count_the_published_sizes() {
+        let c = LlmConfig::from_hf(&serde_json::json!({
+            "architectures": ["LlamaForCausalLM"], "hidden_size": 576, "intermediate_size": 1536,
+            "num_hidden_layers": 30, "num_attention_heads": 9, "num_key_value_heads": 3,
+            "vocab_size": 49152, "tie_word_embeddings": true
+        }))
+        .unwrap();
+        let total: usize = parameter_shapes(&c)
+            .iter()
+            .map(|(_, s)| s.iter().product::<usize>())
+            .sum();
+        assert_eq!(total, c.num_params());
+        assert_eq!(total, 134_515_008, "SmolLM2-135M");
+    }
+}

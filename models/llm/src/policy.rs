@@ -1,0 +1,457 @@
+//! [`LlmPolicy`]: a Llama-family decoder and its Hugging Face tokenizer as a zoo [`Policy`].
+//!
+//! - Sampling runs on the device: only the sampled ids and their log-probs come back to the
+//!   host each step. The KV cache is preallocated and written in place; each distinct prompt is
+//!   prefilled once and its cache expanded to the rows that share it (the trainer's groups);
+//!   finished rows leave the batch; each row draws from its own random stream, so a sample does
+//!   not depend on which rows were decoded beside it.
+//! - Scoring runs the head only over response positions, in chunks of positions, log-softmax
+//!   in f32: without a graph no `[rows, tokens, vocab]` tensor beyond one chunk is alive.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use zoo_core::burn::module::Module;
+use zoo_core::burn::prelude::*;
+use zoo_core::burn::tensor::TensorData;
+use zoo_core::burn::tensor::activation::log_softmax;
+use zoo_core::checkpoint::Metadata;
+use zoo_core::policy::{NamedTensors, Sample, Tokenizer, response_targets};
+use zoo_core::{Policy, Result, SamplingConfig, params};
+
+use crate::config::LlmConfig;
+use crate::llama::{CausalLm, KvCache};
+use crate::tokenizer::HfTokenizer;
+
+/// Additive attention bias of a blocked key: far below any score, finite so that a row with
+/// every key blocked (a padding query) stays a finite uniform softmax.
+const BLOCKED: f32 = -1e9;
+
+/// Positions of the head computed at once when scoring: `rows × columns` per chunk.
+pub const DEFAULT_CHUNK_POSITIONS: usize = 1024;
+
+/// A Llama / Qwen2 / Qwen3 model with its tokenizer, trainable.
+pub struct LlmPolicy {
+    model: CausalLm,
+    device: Device,
+    tokenizer: Arc<HfTokenizer>,
+    chunk_positions: usize,
+}
+
+impl std::fmt::Debug for LlmPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LlmPolicy")
+            .field("config", self.model.config())
+            .finish()
+    }
+}
+
+/// Token ids, positions and validity of a batch laid out `[pad…][context][response][pad…]`:
+/// contexts right-aligned at column `context_cols`, responses left-aligned after it.
+struct Layout {
+    rows: usize,
+    cols: usize,
+    context_cols: usize,
+    tokens: Vec<i64>,
+    positions: Vec<i64>,
+    valid: Vec<bool>,
+}
+
+impl Layout {
+    fn new(contexts: &[Vec<u32>], responses: &[Vec<u32>], pad: u32) -> Self {
+        let rows = contexts.len();
+        let context_cols = contexts.iter().map(Vec::len).max().unwrap_or(0);
+        let response_cols = responses.iter().map(Vec::len).max().unwrap_or(0);
+        let cols = context_cols + response_cols;
+        let mut tokens = vec![pad as i64; rows * cols];
+        let mut valid = vec![false; rows * cols];
+        let mut positions = vec![0i64; rows * cols];
+        for (i, (context, response)) in contexts.iter().zip(responses).enumerate() {
+            let start = context_cols - context.len();
+            // (column, token) of the context, then of the response.
+            let row = (start..).zip(context).chain((context_cols..).zip(response));
+            for (col, &t) in row {
+                tokens[i * cols + col] = t as i64;
+                valid[i * cols + col] = true;
+            }
+            let mut next = 0;
+            for j in 0..cols {
+                positions[i * cols + j] = next;
+                if valid[i * cols + j] {
+                    next += 1;
+                }
+            }
+        }
+        Self {
+            rows,
+            cols,
+            context_cols,
+            tokens,
+            positions,
+            valid,
+        }
+    }
+
+    fn tokens(&self, device: &Device) -> Tensor<2, Int> {
+        Tensor::from_data(
+            TensorData::new(self.tokens.clone(), [self.rows, self.cols]),
+            device,
+        )
+    }
+
+    fn positions(&self, device: &Device) -> Tensor<2, Int> {
+        Tensor::from_data(
+            TensorData::new(self.positions.clone(), [self.rows, self.cols]),
+            device,
+        )
+    }
+
+    /// `[rows, 1, cols, cols]`: causal, and blocked at padded keys.
+    fn bias(&self, device: &Device) -> Tensor<4> {
+        let (n, s) = (self.rows, self.cols);
+        let causal: Vec<f32> = (0..s * s)
+            .map(|i| if i % s > i / s { BLOCKED } else { 0.0 })
+            .collect();
+        let causal = Tensor::<4>::from_data(TensorData::new(causal, [1, 1, s, s]), device);
+        causal.add(key_bias(&self.valid, n, s, device))
+    }
+}
+
+/// `[rows, 1, 1, cols]`: 0 at valid keys, [`BLOCKED`] elsewhere.
+fn key_bias(valid: &[bool], rows: usize, cols: usize, device: &Device) -> Tensor<4> {
+    let keys: Vec<f32> = valid
+        .iter()
+        .map(|&v| if v { 0.0 } else { BLOCKED })
+        .collect();
+    Tensor::from_data(TensorData::new(keys, [rows, 1, 1, cols]), device)
+}
+
+impl LlmPolicy {
+    /// A policy of `model` (whose parameters live on an autodiff device) and `tokenizer`.
+    pub fn new(model: CausalLm, tokenizer: HfTokenizer, device: &Device) -> Self {
+        Self {
+            model,
+            device: device.clone(),
+            tokenizer: Arc::new(tokenizer),
+            chunk_positions: DEFAULT_CHUNK_POSITIONS,
+        }
+    }
+
+    /// Positions of the output head computed at once when scoring (`rows × columns`).
+    pub fn with_chunk_positions(mut self, positions: usize) -> Self {
+        self.chunk_positions = positions.max(1);
+        self
+    }
+
+    /// The architecture.
+    pub fn config(&self) -> &LlmConfig {
+        self.model.config()
+    }
+
+    /// The Hugging Face tokenizer.
+    pub fn hf_tokenizer(&self) -> &HfTokenizer {
+        &self.tokenizer
+    }
+
+    /// Number of parameters.
+    pub fn num_params(&self) -> usize {
+        self.model.config().num_params()
+    }
+
+    fn model_for(&self, grad: bool) -> (CausalLm, Device) {
+        if grad {
+            (self.model.clone(), self.device.clone())
+        } else {
+            (self.model.valid(), self.device.clone().inner())
+        }
+    }
+
+    /// Hidden states `[n, t, d]` at the positions that predict each response token, and the
+    /// model and device they were computed with.
+    fn response_hidden(
+        &self,
+        contexts: &[Vec<u32>],
+        responses: &[Vec<u32>],
+        grad: bool,
+    ) -> (Tensor<3>, CausalLm, Device) {
+        assert_eq!(contexts.len(), responses.len(), "one context per response");
+        assert!(
+            contexts.iter().all(|c| !c.is_empty()),
+            "every context has at least one token"
+        );
+        let (model, device) = self.model_for(grad);
+        let pad = self.tokenizer.pad();
+        let layout = Layout::new(contexts, responses, pad);
+        let (n, t) = (layout.rows, layout.cols - layout.context_cols);
+        let d = model.config().hidden_size;
+        if t == 0 {
+            return (Tensor::zeros([n, 0, d], &device), model, device);
+        }
+        let hidden = model.hidden(
+            layout.tokens(&device),
+            layout.positions(&device),
+            layout.bias(&device),
+            None,
+        );
+        // Column c predicts the token at column c + 1: the response starts at `context_cols`.
+        let c = layout.context_cols;
+        let hidden = hidden.slice([0..n, c - 1..layout.cols - 1, 0..d]);
+        (hidden, model, device)
+    }
+}
+
+impl Policy for LlmPolicy {
+    fn tokenizer(&self) -> &dyn Tokenizer {
+        self.tokenizer.as_ref()
+    }
+
+    fn device(&self) -> Device {
+        self.device.clone()
+    }
+
+    fn token_logits(&self, contexts: &[Vec<u32>], responses: &[Vec<u32>], grad: bool) -> Tensor<3> {
+        let (hidden, model, _) = self.response_hidden(contexts, responses, grad);
+        let [n, t, _] = hidden.dims();
+        if t == 0 {
+            return Tensor::zeros([n, 0, model.config().vocab_size], &hidden.device());
+        }
+        model.head(hidden)
+    }
+
+    fn token_logprobs(
+        &self,
+        contexts: &[Vec<u32>],
+        responses: &[Vec<u32>],
+        temperature: f32,
+        grad: bool,
+    ) -> Tensor<2> {
+        let (hidden, model, device) = self.response_hidden(contexts, responses, grad);
+        let [n, t, d] = hidden.dims();
+        if t == 0 {
+            return Tensor::zeros([n, 0], &device);
+        }
+        let (ids, mask) = response_targets(responses, t, &device);
+        let step = (self.chunk_positions / n.max(1)).max(1);
+        let mut chunks = Vec::new();
+        for start in (0..t).step_by(step) {
+            let end = (start + step).min(t);
+            let logits = model.head(hidden.clone().slice([0..n, start..end, 0..d]));
+            let logprobs = log_softmax(logits.div_scalar(temperature), 2);
+            let chunk_ids = ids.clone().slice([0..n, start..end, 0..1]);
+            chunks.push(logprobs.gather(2, chunk_ids).reshape([n, end - start]));
+        }
+        // Multiplying by the mask gives padded positions a value and a gradient of exactly 0.
+        Tensor::cat(chunks, 1).mul(mask)
+    }
+
+    fn sample(
+        &self,
+        prompts: &[Vec<u32>],
+        sampling: &SamplingConfig,
+        rng: &mut ChaCha8Rng,
+    ) -> Vec<Sample> {
+        let n = prompts.len();
+        let mut out: Vec<Sample> = (0..n)
+            .map(|_| Sample {
+                tokens: Vec::new(),
+                logprobs: Vec::new(),
+                finished: false,
+            })
+            .collect();
+        if n == 0 || sampling.max_new_tokens == 0 {
+            return out;
+        }
+        let (model, device) = self.model_for(false);
+        let config = model.config().clone();
+        let vocab = config.vocab_size;
+        let stop = self.tokenizer.stop_tokens();
+        let greedy = sampling.temperature <= 0.0;
+        let temperature = if greedy { 1.0 } else { sampling.temperature };
+        // One random stream per row, keyed by the row's index in this call.
+        let seed: u64 = rng.random();
+        let mut streams: Vec<ChaCha8Rng> = (0..n)
+            .map(|i| zoo_core::rng::stream(seed, i as u64, "llm-sample-row"))
+            .collect();
+
+        // Prefill each distinct prompt once.
+        let mut unique: Vec<Vec<u32>> = Vec::new();
+        let mut seen: HashMap<&[u32], usize> = HashMap::new();
+        let row_to_unique: Vec<usize> = prompts
+            .iter()
+            .map(|p| {
+                *seen.entry(p.as_slice()).or_insert_with(|| {
+                    unique.push(p.clone());
+                    unique.len() - 1
+                })
+            })
+            .collect();
+        let empty = vec![Vec::new(); unique.len()];
+        let layout = Layout::new(&unique, &empty, self.tokenizer.pad());
+        let cols = layout.cols;
+        let mut cache = KvCache::new(
+            &config,
+            unique.len(),
+            cols + sampling.max_new_tokens,
+            &device,
+        );
+        let hidden = model.hidden(
+            layout.tokens(&device),
+            layout.positions(&device),
+            layout.bias(&device),
+            Some(&mut cache),
+        );
+        let d = config.hidden_size;
+        let last = hidden.slice([0..unique.len(), cols - 1..cols, 0..d]);
+        let mut logits = model.head(last).reshape([unique.len(), vocab]);
+        // Expand to one row per prompt row.
+        let expand = Tensor::<1, Int>::from_data(
+            TensorData::new(
+                row_to_unique.iter().map(|&u| u as i64).collect::<Vec<_>>(),
+                [n],
+            ),
+            &device,
+        );
+        if unique.len() != n || row_to_unique.iter().enumerate().any(|(i, &u)| i != u) {
+            cache.select_rows(expand.clone());
+            logits = logits.select(0, expand);
+        }
+        // Rows still decoding (indices into `prompts`), their key validity and next position.
+        let mut alive: Vec<usize> = (0..n).collect();
+        let mut valid: Vec<Vec<bool>> = row_to_unique
+            .iter()
+            .map(|&u| layout.valid[u * cols..(u + 1) * cols].to_vec())
+            .collect();
+        let mut next_position: Vec<i64> = valid
+            .iter()
+            .map(|v| v.iter().filter(|&&x| x).count() as i64)
+            .collect();
+
+        for step in 0..sampling.max_new_tokens {
+            let m = alive.len();
+            let logprobs = log_softmax(logits.div_scalar(temperature), 1); // [m, vocab]
+            let ids = if greedy {
+                logprobs.clone().argmax(1) // [m, 1]
+            } else {
+                // Inverse-CDF sampling on the device: the count of cumulative probabilities
+                // below u·total is the sampled id.
+                let u: Vec<f32> = alive.iter().map(|&r| streams[r].random::<f32>()).collect();
+                let u = Tensor::<2>::from_data(TensorData::new(u, [m, 1]), &device);
+                let cdf = logprobs.clone().exp().cumsum(1);
+                let total = cdf.clone().slice([0..m, vocab - 1..vocab]);
+                let threshold = u.mul(total).expand([m, vocab]);
+                cdf.lower(threshold)
+                    .int()
+                    .sum_dim(1)
+                    .clamp_max((vocab - 1) as i64)
+            };
+            let chosen = logprobs.gather(1, ids.clone()); // [m, 1]
+            let ids_host: Vec<i64> = ids
+                .into_data()
+                .convert::<i64>()
+                .try_into_vec::<i64>()
+                .expect("ids to host");
+            let lp_host: Vec<f32> = chosen
+                .into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .expect("log-probs to host");
+            let mut keep = Vec::with_capacity(m);
+            for (slot, &row) in alive.iter().enumerate() {
+                let token = ids_host[slot] as u32;
+                out[row].tokens.push(token);
+                out[row].logprobs.push(lp_host[slot]);
+                if stop.contains(&token) {
+                    out[row].finished = true;
+                } else {
+                    keep.push(slot);
+                }
+            }
+            if keep.is_empty() || step + 1 == sampling.max_new_tokens {
+                break;
+            }
+            let next: Vec<i64> = keep.iter().map(|&slot| ids_host[slot]).collect();
+            if keep.len() < m {
+                let index = Tensor::<1, Int>::from_data(
+                    TensorData::new(
+                        keep.iter().map(|&s| s as i64).collect::<Vec<_>>(),
+                        [keep.len()],
+                    ),
+                    &device,
+                );
+                cache.select_rows(index);
+                alive = keep.iter().map(|&s| alive[s]).collect();
+                valid = keep.iter().map(|&s| valid[s].clone()).collect();
+                next_position = keep.iter().map(|&s| next_position[s]).collect();
+            }
+            let m = alive.len();
+            for v in &mut valid {
+                v.push(true);
+            }
+            let keys = valid.first().map_or(0, Vec::len);
+            let flat: Vec<bool> = valid.iter().flatten().copied().collect();
+            let hidden = model.hidden(
+                Tensor::from_data(TensorData::new(next, [m, 1]), &device),
+                Tensor::from_data(TensorData::new(next_position.clone(), [m, 1]), &device),
+                key_bias(&flat, m, keys, &device),
+                Some(&mut cache),
+            );
+            for p in &mut next_position {
+                *p += 1;
+            }
+            logits = model.head(hidden).reshape([m, vocab]);
+        }
+        out
+    }
+
+    fn backward(&self, loss: Tensor<1>) -> NamedTensors {
+        let grads = loss.backward();
+        params::gradients(&self.model, &grads)
+    }
+
+    fn parameters(&self) -> NamedTensors {
+        params::parameters(&self.model)
+    }
+
+    fn set_parameters(&mut self, values: &NamedTensors) -> Result<()> {
+        self.model = params::replace_parameters(self.model.clone(), values, &self.device)?;
+        Ok(())
+    }
+
+    fn metadata(&self) -> Metadata {
+        Metadata::from([(
+            "zoo.llm.config".to_string(),
+            serde_json::to_string(self.model.config()).expect("config serializes"),
+        )])
+    }
+
+    fn snapshot(&self) -> Box<dyn Policy> {
+        Box::new(LlmPolicy {
+            model: self.model.clone().no_grad(),
+            device: self.device.clone(),
+            tokenizer: self.tokenizer.clone(),
+            chunk_positions: self.chunk_positions,
+        })
+    }
+
+    fn max_context(&self) -> Option<usize> {
+        Some(self.model.config().max_position_embeddings)
+    }
+
+    fn write_model_files(&self, dir: &Path) -> Result<()> {
+        let config = self.model.config();
+        let write_json = |name: &str, value: &serde_json::Value| {
+            let text = serde_json::to_string_pretty(value).expect("JSON serializes");
+            zoo_core::checkpoint::write_atomic(&dir.join(name), text.as_bytes())
+        };
+        write_json("config.json", &config.to_hf())?;
+        let mut generation = serde_json::json!({ "eos_token_id": self.tokenizer.stop_tokens() });
+        if let Some(bos) = config.bos_token_id {
+            generation["bos_token_id"] = bos.into();
+        }
+        write_json("generation_config.json", &generation)?;
+        self.tokenizer.save_to_dir(dir)
+    }
+}
