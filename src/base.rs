@@ -14,7 +14,7 @@ use zoo_core::{Task, rng, sft};
 use zoo_models::TinyPolicy;
 
 use crate::commands::progress::Progress;
-use crate::run_config::WarmStartConfig;
+use crate::run_config::{ModelConfig, WarmStartConfig};
 
 /// Where cached base policies live: `$ZOO_CACHE_DIR`, else `$XDG_CACHE_HOME/zoo`, else
 /// `~/.cache/zoo`.
@@ -146,4 +146,56 @@ pub fn load_or_train(
     let policy = train(task, settings, device, progress)?;
     let path = store(&policy, task.name(), settings)?;
     Ok((policy, Origin::Trained(path)))
+}
+
+/// The policy a run starts from: the real language model of `model` when it names one,
+/// otherwise the tiny decoder's base policy for `task` ([`load_or_train`]). Returns the
+/// policy and a line saying where it came from.
+pub fn load_policy(
+    model: &ModelConfig,
+    task: &dyn Task,
+    settings: &WarmStartConfig,
+    device: &Device,
+    progress: &Progress,
+) -> Result<(Box<dyn zoo_core::Policy>, String)> {
+    if model.is_llm() {
+        let path = Path::new(&model.source);
+        let start = Instant::now();
+        let policy = zoo_llm::source::load(path, device, model.chat.clone())
+            .with_context(|| format!("cannot load the model `{}`", path.display()))?
+            .with_chunk_positions(model.chunk_positions);
+        let line = format!(
+            "loaded `{}`: {} ({:.1}M parameters) in {:.1}s",
+            path.display(),
+            policy.config().family.architecture(),
+            policy.num_params() as f64 / 1e6,
+            start.elapsed().as_secs_f64()
+        );
+        return Ok((Box::new(policy), line));
+    }
+    let (policy, origin) = load_or_train(task, settings, device, progress)?;
+    let line = match origin {
+        Origin::Cache(p) => format!("reusing the cached base policy `{}`", p.display()),
+        Origin::Shipped(p) => format!("reusing the shipped base policy `{}`", p.display()),
+        Origin::Trained(p) => format!("base policy trained and cached at `{}`", p.display()),
+    };
+    Ok((Box::new(policy), line))
+}
+
+/// Checks that the longest prompt among `problems` plus `max_new_tokens` fits the policy's
+/// context, before any work.
+pub fn check_prompts_fit(
+    policy: &dyn zoo_core::Policy,
+    problems: &[zoo_core::Problem],
+    max_new_tokens: usize,
+) -> Result<()> {
+    if policy.max_context().is_none() {
+        return Ok(());
+    }
+    let mut longest = 0;
+    for problem in problems {
+        longest = longest.max(policy.tokenizer().encode_prompt(&problem.prompt)?.len());
+    }
+    zoo_core::policy::check_context(policy, longest, max_new_tokens)?;
+    Ok(())
 }

@@ -30,6 +30,14 @@ pub enum Command {
     /// Held-out pass@1 and unbiased pass@k of a policy checkpoint.
     #[command(after_help = EVAL_EXAMPLES)]
     Eval(EvalArgs),
+    /// One response of a real language model (`--model`) to a prompt, through its chat
+    /// template.
+    #[command(after_help = GENERATE_EXAMPLES)]
+    Generate(GenerateArgs),
+    /// Per-token log-probs of given responses under a real language model, one JSON line per
+    /// input line: to check zoo against another implementation.
+    #[command(after_help = SCORE_HELP)]
+    Score(ScoreArgs),
     /// Work with one objective outside training.
     #[command(subcommand)]
     Objective(ObjectiveCommand),
@@ -51,6 +59,71 @@ pub enum Command {
     #[command(after_help = BENCH_EXAMPLES)]
     Bench(BenchArgs),
 }
+
+/// `zoo generate`.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// A Hugging Face model folder or a `.gguf` file.
+    #[arg(long, value_name = "DIR_OR_GGUF")]
+    pub model: PathBuf,
+    /// The user message.
+    #[arg(long)]
+    pub prompt: String,
+    /// The most new tokens, the stop token included.
+    #[arg(long, default_value_t = 256)]
+    pub max_new_tokens: usize,
+    /// Sampling temperature; 0 is greedy.
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f32,
+    /// Sampling seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// A system message before the prompt [default: the template's own, if any].
+    #[arg(long)]
+    pub system: Option<String>,
+    /// Use the prompt as is, without the chat template.
+    #[arg(long)]
+    pub raw: bool,
+    /// Print one JSON object: ids, log-probs, text.
+    #[arg(long)]
+    pub json: bool,
+    /// Compute device: `flex`, `tch-cpu`, `tch-cuda:N`.
+    #[arg(long, default_value = "flex")]
+    pub device: String,
+}
+
+const GENERATE_EXAMPLES: &str = "Examples:
+  zoo generate --model ~/.cache/zoo/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf --prompt \"What is the capital of France?\"
+  zoo generate --model ~/models/Qwen2.5-0.5B-Instruct --prompt \"What is 17*23?\" --temperature 1 --seed 3 --json";
+
+/// `zoo score`.
+#[derive(Debug, Args)]
+pub struct ScoreArgs {
+    /// A Hugging Face model folder or a `.gguf` file.
+    #[arg(long, value_name = "DIR_OR_GGUF")]
+    pub model: PathBuf,
+    /// The input JSONL file (`-` for stdin).
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Log-probs are of the logits divided by this temperature.
+    #[arg(long, default_value_t = 1.0)]
+    pub temperature: f32,
+    /// Compute device: `flex`, `tch-cpu`, `tch-cuda:N`.
+    #[arg(long, default_value = "flex")]
+    pub device: String,
+}
+
+const SCORE_HELP: &str = "Input: one JSON object per line, either
+  {\"prompt\": \"user message\", \"response\": \"text\"}          the prompt goes through the chat template
+  {\"prompt\": \"text\", \"response\": \"text\", \"chat\": false}   the prompt is tokenized as is
+  {\"context_ids\": [1, 2, 3], \"response_ids\": [4, 5]}
+The response is tokenized on its own (no special tokens added, nothing appended).
+Output: one line per input line, in order:
+  {\"context_ids\": [...], \"response_ids\": [...], \"logprobs\": [one per response token]}
+
+Examples:
+  zoo score --model ~/models/Qwen2.5-0.5B-Instruct --input pairs.jsonl
+  echo '{\"prompt\": \"2+2?\", \"response\": \"4\"}' | zoo score --model model.gguf --input -";
 
 /// `zoo bench`.
 #[derive(Debug, Args)]
@@ -194,7 +267,9 @@ const TRAIN_EXAMPLES: &str = "Examples:
   zoo train --algo grpo
   zoo train --algo grpo --steps 10 --seed 1 --out runs/grpo-s1
   zoo train --algo grpo --set objective.norm_adv_by_std=false --set objective.loss_agg=constant
-  zoo train --algo grpo --task mod10 --dry-run";
+  zoo train --algo grpo --task mod10 --dry-run
+  zoo train --algo cepo --model ~/models/Qwen2.5-0.5B-Instruct --task jsonl --device tch-cuda:0 \\
+      --set 'data.train=[\"../shared/datasets/gsm8k-train.jsonl\"]' --set 'data.eval=[\"../shared/datasets/gsm8k-test.jsonl\"]'";
 
 const SFT_EXAMPLES: &str = "Examples:
   zoo sft
@@ -202,7 +277,9 @@ const SFT_EXAMPLES: &str = "Examples:
 
 const EVAL_EXAMPLES: &str = "Examples:
   zoo eval
-  zoo eval --checkpoint runs/grpo-s1 --samples 8 --temperature 1";
+  zoo eval --checkpoint runs/grpo-s1 --samples 8 --temperature 1
+  zoo eval --model ~/.cache/zoo/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf --task jsonl \\
+      --set 'data.eval=[\"../shared/datasets/gsm8k-test.jsonl\"]' --problems 50";
 
 /// `zoo train`.
 #[derive(Debug, Args, Default)]
@@ -219,6 +296,10 @@ pub struct TrainArgs {
     /// Task by registry name [default: addition].
     #[arg(long, help_heading = "Data")]
     pub task: Option<String>,
+    /// A real language model to train: a Hugging Face folder (config.json, safetensors,
+    /// tokenizer.json) or a `.gguf` file [default: the CPU world's tiny decoder].
+    #[arg(long, value_name = "DIR_OR_GGUF", help_heading = "Objective")]
+    pub model: Option<PathBuf>,
     /// Output folder: config.toml, metrics.jsonl, eval.json, checkpoints/
     /// [default: runs/<algo>-<task>-s<seed>-<time>].
     #[arg(long, help_heading = "Output")]
@@ -281,8 +362,18 @@ pub struct SftArgs {
 pub struct EvalArgs {
     /// A policy `.safetensors` file, a checkpoint folder or a run folder; default: the base
     /// policy of the default warm-start settings.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "model")]
     pub checkpoint: Option<PathBuf>,
+    /// A real language model: a Hugging Face folder (an LLM run's checkpoint folder is one)
+    /// or a `.gguf` file.
+    #[arg(long, value_name = "DIR_OR_GGUF")]
+    pub model: Option<PathBuf>,
+    /// A task setting, e.g. `data.eval=["../shared/datasets/gsm8k-test.jsonl"]`; repeatable.
+    #[arg(long = "set", value_name = "data.KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Response length cap in tokens [default: the task's].
+    #[arg(long)]
+    pub max_new_tokens: Option<usize>,
     /// Task by registry name.
     #[arg(long, default_value = "addition")]
     pub task: String,

@@ -14,6 +14,7 @@ pub mod commands;
 pub mod run_config;
 
 pub use zoo_core;
+pub use zoo_llm;
 pub use zoo_models;
 pub use zoo_verifiers;
 

@@ -20,6 +20,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(args) => commands::train::run(&args).map(drop),
         Command::Sft(args) => commands::sft::run(&args).map(drop),
         Command::Eval(args) => commands::eval::run(&args).map(drop),
+        Command::Generate(args) => commands::generate::run(&args),
+        Command::Score(args) => commands::score::run(&args),
         Command::Objective(ObjectiveCommand::Eval(args)) => commands::objective::run(&args),
         Command::Bandit(args) => commands::bandit::run(&args),
         Command::Verify(args) => commands::verify::run(&args),

@@ -12,6 +12,7 @@ use zoo_core::optim::OptimConfig;
 use zoo_core::sft::SftConfig;
 use zoo_core::trainer::{RolloutConfig, TrainerConfig, UpdateConfig};
 use zoo_core::{Objective, ObjectiveConfig, Task, registry};
+use zoo_llm::tokenizer::ChatOptions;
 use zoo_models::TinyDecoderConfig;
 
 /// Settings of the base policy: everything that determines it, and so its cache key.
@@ -26,6 +27,52 @@ pub struct WarmStartConfig {
     /// The supervised training recipe.
     pub sft: SftConfig,
 }
+
+/// The policy: the CPU world's tiny decoder, or a real language model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    /// `""`: the tiny decoder, warm-started by `zoo sft` (`warm_start`); otherwise a Hugging
+    /// Face model folder or a `.gguf` file (`--model`), which skips the warm start.
+    pub source: String,
+    /// How prompts are put into the model's chat template.
+    pub chat: ChatOptions,
+    /// Positions of the output head computed at once when scoring (rows × columns).
+    pub chunk_positions: usize,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            source: String::new(),
+            chat: ChatOptions::default(),
+            chunk_positions: zoo_llm::policy::DEFAULT_CHUNK_POSITIONS,
+        }
+    }
+}
+
+impl ModelConfig {
+    /// Whether this is a real language model (not the tiny decoder).
+    pub fn is_llm(&self) -> bool {
+        !self.source.is_empty()
+    }
+}
+
+/// The defaults of a run with a real language model, where they differ from the CPU world's:
+/// the references' (verl, TRL) AdamW lr 1e-6 and gradient clip 1.0, temperature 1.0, G = 8,
+/// the response cap from the data settings, and micro-batches small enough for a full
+/// vocabulary's logits.
+pub const LLM_DEFAULTS: &str = r#"
+[optim]
+lr = 1e-6
+grad_clip = 1.0
+[rollout]
+temperature = 1.0
+group_size = 8
+max_new_tokens = 0
+[update]
+micro_batch_size = 4
+"#;
 
 /// Held-out evaluation settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -71,7 +118,10 @@ pub struct RunConfig {
     pub checkpoint_every: usize,
     /// Held-out evaluation.
     pub eval: EvalConfig,
-    /// The base policy.
+    /// The policy: the tiny decoder (default) or a real language model (`--model`).
+    #[serde(default)]
+    pub model: ModelConfig,
+    /// The base policy of the tiny decoder (unused with `model.source`).
     pub warm_start: WarmStartConfig,
     /// The objective, tagged by `algo`.
     pub objective: Box<dyn ObjectiveConfig>,
@@ -91,8 +141,8 @@ fn failing_objective_key(objective: &toml::Value) -> Option<String> {
     })
 }
 
-/// The defaults of a run with `algo`, as a TOML table.
-fn defaults(algo: &str) -> Result<toml::Value> {
+/// The defaults of a run with `algo` (with a real language model when `llm`), as a TOML table.
+fn defaults(algo: &str, llm: bool) -> Result<toml::Value> {
     let mut table = toml::Table::new();
     table.insert("seed".into(), 0.into());
     table.insert("steps".into(), 30.into());
@@ -113,6 +163,10 @@ fn defaults(algo: &str) -> Result<toml::Value> {
     table.insert("checkpoint_every".into(), 10.into());
     table.insert("eval".into(), toml::Value::try_from(EvalConfig::default())?);
     table.insert(
+        "model".into(),
+        toml::Value::try_from(ModelConfig::default())?,
+    );
+    table.insert(
         "warm_start".into(),
         toml::Value::try_from(WarmStartConfig::default())?,
     );
@@ -127,6 +181,12 @@ fn defaults(algo: &str) -> Result<toml::Value> {
             )
         })?;
         merge(&mut table, extra);
+    }
+    if llm {
+        merge(
+            &mut table,
+            toml::from_str(LLM_DEFAULTS).expect("the LLM defaults are valid TOML"),
+        );
     }
     Ok(table)
 }
@@ -182,21 +242,34 @@ impl RunConfig {
             }
         };
         registry::algorithm(&algo)?;
-        let mut table = defaults(&algo)?;
-        if let Some(mut file) = file {
-            if let Some(objective) = file.get_mut("objective").and_then(|o| o.as_table_mut()) {
-                objective.insert("algo".into(), algo.clone().into());
+        let layered = |llm: bool| -> Result<toml::Value> {
+            let mut table = defaults(&algo, llm)?;
+            if let Some(mut file) = file.clone() {
+                if let Some(objective) = file.get_mut("objective").and_then(|o| o.as_table_mut()) {
+                    objective.insert("algo".into(), algo.clone().into());
+                }
+                merge(&mut table, file);
             }
-            merge(&mut table, file);
-        }
-        for (key, value) in &overrides.flags {
-            set_value(&mut table, key, value.clone());
-        }
-        for set in &overrides.sets {
-            if set.trim_start().starts_with("objective.algo") {
-                bail!("`--set {set}` cannot change the algorithm\nhint: use `--algo NAME`");
+            for (key, value) in &overrides.flags {
+                set_value(&mut table, key, value.clone());
             }
-            apply_set(&mut table, set)?;
+            for set in &overrides.sets {
+                if set.trim_start().starts_with("objective.algo") {
+                    bail!("`--set {set}` cannot change the algorithm\nhint: use `--algo NAME`");
+                }
+                apply_set(&mut table, set)?;
+            }
+            Ok(table)
+        };
+        // A real language model changes the defaults, not what the user set: layer again.
+        let mut table = layered(false)?;
+        let llm = table
+            .get("model")
+            .and_then(|m| m.get("source"))
+            .and_then(|s| s.as_str())
+            .is_some_and(|s| !s.is_empty());
+        if llm {
+            table = layered(true)?;
         }
         let config = Self::from_table(table)?;
         config.validate()?;
@@ -239,6 +312,15 @@ impl RunConfig {
             .model
             .validate()
             .map_err(|e| anyhow::anyhow!("invalid config key `warm_start.model`: {e}"))?;
+        if self.model.is_llm() && !Path::new(&self.model.source).exists() {
+            bail!(
+                "invalid config key `model.source`: `{}` does not exist\nhint: pass a Hugging Face model folder or a `.gguf` file (`scripts/fetch-smollm2.sh` fetches SmolLM2-135M-Instruct)",
+                self.model.source
+            );
+        }
+        if self.model.chunk_positions == 0 {
+            bail!("`model.chunk_positions` must be at least 1");
+        }
         let task = self.task()?;
         self.device_spec()?.device()?;
         self.build_objective(task.as_ref())?;

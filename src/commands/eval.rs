@@ -49,14 +49,108 @@ fn policy_file(path: &Path) -> Result<PathBuf> {
     )
 }
 
+/// The `[data]` table of `--set data.KEY=VALUE` arguments. An evaluation needs no training
+/// file: without `data.train`, the held-out files stand in for it.
+fn data_table(sets: &[String]) -> Result<toml::Table> {
+    let mut table = toml::Value::Table(toml::Table::new());
+    for set in sets {
+        if !set.trim_start().starts_with("data.") {
+            bail!(
+                "`--set {set}`: `zoo eval` takes only task settings\nhint: e.g. `--set 'data.eval=[\"FILE.jsonl\"]'`"
+            );
+        }
+        zoo_core::config::apply_set(&mut table, set)?;
+    }
+    let mut data = match table.get("data") {
+        Some(toml::Value::Table(t)) => t.clone(),
+        _ => toml::Table::new(),
+    };
+    if !data.contains_key("train")
+        && let Some(eval) = data.get("eval").cloned()
+    {
+        data.insert("train".into(), eval);
+    }
+    Ok(data)
+}
+
 /// Runs `zoo eval`.
 pub fn run(args: &EvalArgs) -> Result<EvalOutput> {
-    let task = (registry::task(&args.task)?.build)(&Default::default())?;
+    let task = (registry::task(&args.task)?.build)(&data_table(&args.set)?)?;
+    if args.samples == 0 {
+        bail!("`--samples` must be at least 1");
+    }
     let device = args
         .device
         .parse::<zoo_core::device::DeviceSpec>()?
         .device()?;
-    let file = match &args.checkpoint {
+    let max_new_tokens = args.max_new_tokens.unwrap_or_else(|| task.max_new_tokens());
+    let problems = &task.heldout()[..args.problems.min(task.heldout().len())];
+    if problems.is_empty() {
+        bail!(
+            "task `{}` has no held-out problems\nhint: for `--task jsonl`, `--set 'data.eval=[\"FILE.jsonl\"]'`",
+            task.name()
+        );
+    }
+    let (policy, file): (Box<dyn zoo_core::Policy>, PathBuf) = match &args.model {
+        Some(model) => {
+            let policy = zoo_llm::source::load(model, &device, Default::default())
+                .with_context(|| format!("cannot load the model `{}`", model.display()))?;
+            (Box::new(policy), model.clone())
+        }
+        None => {
+            let file = tiny_policy_file(args, task.as_ref())?;
+            (Box::new(TinyPolicy::load(&file, &device)?), file)
+        }
+    };
+    crate::base::check_prompts_fit(policy.as_ref(), problems, max_new_tokens)?;
+    let progress = crate::commands::progress::Progress::new(false);
+    progress.line(&format!(
+        "evaluating `{}` on {} `{}` problems, {} sample(s) each, up to {max_new_tokens} new tokens...",
+        file.display(),
+        problems.len(),
+        task.name(),
+        args.samples
+    ));
+    let mut ks: Vec<usize> = std::iter::successors(Some(1usize), |k| Some(k * 2))
+        .take_while(|&k| k <= args.samples)
+        .collect();
+    if *ks.last().unwrap_or(&0) != args.samples {
+        ks.push(args.samples);
+    }
+    let started = std::time::Instant::now();
+    let report = evaluate(
+        policy.as_ref(),
+        task.as_ref(),
+        problems,
+        &SamplingConfig {
+            temperature: args.temperature,
+            max_new_tokens,
+        },
+        args.samples,
+        &ks,
+        args.seed,
+    )?;
+    progress.line(&format!("done in {:.1}s", started.elapsed().as_secs_f64()));
+    let output = EvalOutput {
+        checkpoint: file,
+        task: task.name().to_string(),
+        problems: report.problems,
+        samples: report.samples,
+        temperature: args.temperature,
+        pass_at_1: report.pass_at_1,
+        pass_at_k: report
+            .pass_at_k
+            .iter()
+            .map(|(k, v)| (format!("pass@{k}"), *v))
+            .collect(),
+    };
+    println!("{}", serde_json::to_string_pretty(&output)?);
+    Ok(output)
+}
+
+/// The tiny decoder's policy file: `--checkpoint`, or the default base policy.
+fn tiny_policy_file(args: &EvalArgs, task: &dyn zoo_core::Task) -> Result<PathBuf> {
+    Ok(match &args.checkpoint {
         Some(path) => policy_file(path)?,
         None => {
             let name = format!(
@@ -75,43 +169,5 @@ pub fn run(args: &EvalArgs) -> Result<EvalOutput> {
                     )
                 })?
         }
-    };
-    let policy = TinyPolicy::load(&file, &device)?;
-    if args.samples == 0 {
-        bail!("`--samples` must be at least 1");
-    }
-    let problems = &task.heldout()[..args.problems.min(task.heldout().len())];
-    let mut ks: Vec<usize> = std::iter::successors(Some(1usize), |k| Some(k * 2))
-        .take_while(|&k| k <= args.samples)
-        .collect();
-    if *ks.last().unwrap_or(&0) != args.samples {
-        ks.push(args.samples);
-    }
-    let report = evaluate(
-        &policy,
-        task.as_ref(),
-        problems,
-        &SamplingConfig {
-            temperature: args.temperature,
-            max_new_tokens: task.max_new_tokens(),
-        },
-        args.samples,
-        &ks,
-        args.seed,
-    )?;
-    let output = EvalOutput {
-        checkpoint: file,
-        task: task.name().to_string(),
-        problems: report.problems,
-        samples: report.samples,
-        temperature: args.temperature,
-        pass_at_1: report.pass_at_1,
-        pass_at_k: report
-            .pass_at_k
-            .iter()
-            .map(|(k, v)| (format!("pass@{k}"), *v))
-            .collect(),
-    };
-    println!("{}", serde_json::to_string_pretty(&output)?);
-    Ok(output)
+    })
 }

@@ -96,6 +96,12 @@ pub fn run(args: &TrainArgs) -> Result<Option<TrainReport>> {
             ("seed", args.seed.map(|v| (v as i64).into())),
             ("task", args.task.clone().map(Into::into)),
             ("device", args.device.clone().map(Into::into)),
+            (
+                "model.source",
+                args.model
+                    .as_ref()
+                    .map(|p| p.to_string_lossy().into_owned().into()),
+            ),
         ]),
         sets: args.set.clone(),
     })?;
@@ -125,14 +131,19 @@ pub fn run(args: &TrainArgs) -> Result<Option<TrainReport>> {
         config.device,
         out.display()
     ));
-    let (policy, origin) =
-        base::load_or_train(task.as_ref(), &config.warm_start, &device, &progress)?;
-    progress.line(&match origin {
-        base::Origin::Cache(p) => format!("reusing the cached base policy `{}`", p.display()),
-        base::Origin::Shipped(p) => format!("reusing the shipped base policy `{}`", p.display()),
-        base::Origin::Trained(p) => format!("base policy trained and cached at `{}`", p.display()),
-    });
+    let (policy, origin) = base::load_policy(
+        &config.model,
+        task.as_ref(),
+        &config.warm_start,
+        &device,
+        &progress,
+    )?;
+    progress.line(&origin);
     let max_new_tokens = config.max_new_tokens(task.as_ref());
+    let mut probe = zoo_core::rng::stream(config.seed, 0, "context-check");
+    let mut checked = task.sample_problems(&mut probe, 64);
+    checked.extend_from_slice(&task.heldout()[..config.eval.problems.min(task.heldout().len())]);
+    base::check_prompts_fit(policy.as_ref(), &checked, max_new_tokens)?;
     let eval_seed = config.seed ^ 0xe7a1;
     let evaluate_heldout = |policy: &dyn Policy| {
         heldout_accuracy(
@@ -145,7 +156,7 @@ pub fn run(args: &TrainArgs) -> Result<Option<TrainReport>> {
         )
     };
     progress.line("evaluating the base policy on the held-out set...");
-    let before = evaluate_heldout(&policy)?;
+    let before = evaluate_heldout(policy.as_ref())?;
     progress.line(&format!(
         "before RL: held-out pass@1 greedy {:.3}, sampled {:.3}",
         before.greedy, before.sampled
@@ -155,7 +166,7 @@ pub fn run(args: &TrainArgs) -> Result<Option<TrainReport>> {
         config.trainer(),
         config.seed,
         config.steps,
-        Box::new(policy),
+        policy,
         objective,
         task.as_ref(),
     )?;

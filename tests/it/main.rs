@@ -2,6 +2,7 @@
 
 mod bandits;
 mod cli;
+mod llm;
 mod micro_batch;
 mod objectives;
 mod reproducibility;
