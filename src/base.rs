@@ -194,7 +194,14 @@ pub fn check_prompts_fit(
     }
     let mut longest = 0;
     for problem in problems {
-        longest = longest.max(policy.tokenizer().encode_prompt(&problem.prompt)?.len());
+        let tokens = policy.tokenizer().encode_prompt(&problem.prompt)?.len();
+        if tokens == 0 {
+            anyhow::bail!(
+                "the prompt {:?} encodes to no token\nhint: give the task a non-empty prompt template, or drop `model.chat.raw`",
+                problem.prompt
+            );
+        }
+        longest = longest.max(tokens);
     }
     zoo_core::policy::check_context(policy, longest, max_new_tokens)?;
     Ok(())

@@ -38,6 +38,9 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
     };
     let policy = load_model(&args.model, &args.device, chat)?;
     let context = policy.tokenizer().encode_prompt(&args.prompt)?;
+    if context.is_empty() {
+        bail!("the prompt encodes to no token\nhint: give a non-empty `--prompt`, or drop `--raw`");
+    }
     check_context(&policy, context.len(), args.max_new_tokens)?;
     let sampling = SamplingConfig {
         temperature: args.temperature,

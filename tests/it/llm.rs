@@ -15,7 +15,7 @@ use zoo::zoo_core::{Policy, SamplingConfig, TokenMatrix, rng};
 use zoo::zoo_llm::LlmPolicy;
 use zoo::zoo_llm::tokenizer::ChatOptions;
 
-const FIXTURES: [&str; 4] = ["llama", "llama-tied-llama3", "qwen2", "qwen3"];
+pub const FIXTURES: [&str; 4] = ["llama", "llama-tied-llama3", "qwen2", "qwen3"];
 
 fn fixture_dir(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -24,15 +24,20 @@ fn fixture_dir(name: &str) -> PathBuf {
 }
 
 fn load(name: &str) -> (LlmPolicy, Value) {
+    load_on(name, &Device::flex())
+}
+
+/// A fixture's policy on `device` and its expected outputs.
+pub fn load_on(name: &str, device: &Device) -> (LlmPolicy, Value) {
     let dir = fixture_dir(name);
-    let policy = zoo::zoo_llm::source::load(&dir, &Device::flex(), ChatOptions::default())
+    let policy = zoo::zoo_llm::source::load(&dir, device, ChatOptions::default())
         .unwrap_or_else(|e| panic!("{name}: {e}"));
     let expected: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
     (policy, expected)
 }
 
-fn ids(v: &Value) -> Vec<u32> {
+pub fn ids(v: &Value) -> Vec<u32> {
     v.as_array()
         .unwrap()
         .iter()
@@ -40,7 +45,7 @@ fn ids(v: &Value) -> Vec<u32> {
         .collect()
 }
 
-fn floats(v: &Value) -> Vec<f32> {
+pub fn floats(v: &Value) -> Vec<f32> {
     v.as_array()
         .unwrap()
         .iter()
@@ -51,7 +56,7 @@ fn floats(v: &Value) -> Vec<f32> {
 /// Logits of every position of each sequence, `[len, vocab]` per sequence, computed in one
 /// left-padded batch: the context is the first token, the response the rest plus one extra
 /// token (whose own logit row is not returned).
-fn all_logits(policy: &LlmPolicy, sequences: &[Vec<u32>]) -> Vec<Vec<Vec<f32>>> {
+pub fn all_logits(policy: &LlmPolicy, sequences: &[Vec<u32>]) -> Vec<Vec<Vec<f32>>> {
     let contexts: Vec<Vec<u32>> = sequences.iter().map(|s| s[..1].to_vec()).collect();
     let responses: Vec<Vec<u32>> = sequences
         .iter()
@@ -73,7 +78,7 @@ fn all_logits(policy: &LlmPolicy, sequences: &[Vec<u32>]) -> Vec<Vec<Vec<f32>>> 
         .collect()
 }
 
-fn assert_close(name: &str, got: &[f32], want: &[f32], tol: f32) -> f32 {
+pub fn assert_close(name: &str, got: &[f32], want: &[f32], tol: f32) -> f32 {
     assert_eq!(got.len(), want.len(), "{name}: length");
     let mut worst = 0f32;
     for (k, (g, w)) in got.iter().zip(want).enumerate() {
@@ -642,4 +647,35 @@ fn bad_models_and_prompts_get_errors_that_name_the_problem() {
         "{err}"
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn supervised_warm_start_lowers_the_loss_of_a_real_model() {
+    use zoo::zoo_core::optim::OptimConfig;
+    use zoo::zoo_core::sft::{SftConfig, run};
+    use zoo::zoo_verifiers::dataset::{JsonlConfig, JsonlTask};
+    zoo::link_all();
+    let task = JsonlTask::open(JsonlConfig {
+        train: vec![data_root().join("add-easy-train.jsonl")],
+        eval: vec![],
+        template: "{problem}".into(),
+        verifier: "math".into(),
+        max_new_tokens: 16,
+    })
+    .unwrap();
+    let (mut policy, _) = load("llama");
+    let config = SftConfig {
+        steps: 12,
+        batch_size: 8,
+        optim: OptimConfig {
+            lr: 3e-3,
+            ..OptimConfig::default()
+        },
+        ..SftConfig::default()
+    };
+    let mut losses = Vec::new();
+    run(&mut policy, &task, &config, 0, &mut |s| losses.push(s.loss)).unwrap();
+    let first = losses[..3].iter().sum::<f64>() / 3.0;
+    let last = losses[losses.len() - 3..].iter().sum::<f64>() / 3.0;
+    assert!(last < 0.8 * first, "SFT loss {first:.3} -> {last:.3}");
 }

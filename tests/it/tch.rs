@@ -136,3 +136,49 @@ fn a_cuda_device_libtorch_does_not_see_is_a_clear_error() {
     );
     assert!(error.contains("hint:"), "{error}");
 }
+
+#[test]
+fn real_model_fixtures_match_transformers_on_tch_cpu() {
+    use crate::llm::{FIXTURES, all_logits, assert_close, floats, ids, load_on};
+    use zoo::zoo_core::{Policy, SamplingConfig, TokenMatrix};
+    let device = DeviceSpec::TchCpu.device().unwrap();
+    for name in FIXTURES {
+        let (policy, expected) = load_on(name, &device);
+        let cases = expected["cases"].as_array().unwrap();
+        let sequences: Vec<Vec<u32>> = cases.iter().map(|c| ids(&c["input_ids"])).collect();
+        let logits = all_logits(&policy, &sequences);
+        for (i, case) in cases.iter().enumerate() {
+            for (j, row) in case["logits"].as_array().unwrap().iter().enumerate() {
+                assert_close(name, &logits[i][j], &floats(row), 1e-4);
+            }
+        }
+        // Greedy decoding on LibTorch (argmax, the KV cache, row dropping) gives generate's ids.
+        let greedy = expected["greedy"].as_array().unwrap();
+        let prompts: Vec<Vec<u32>> = greedy.iter().map(|g| ids(&g["prompt_ids"])).collect();
+        let sampling = SamplingConfig {
+            temperature: 0.0,
+            max_new_tokens: 8,
+        };
+        let out = policy.sample(&prompts, &sampling, &mut rng::stream(0, 0, "greedy"));
+        for (g, o) in greedy.iter().zip(&out) {
+            assert_eq!(o.tokens, ids(&g["output_ids"]), "{name} on tch-cpu");
+        }
+        // Sampling on LibTorch (cumsum, comparisons) records the log-probs scoring gives.
+        let sampling = SamplingConfig {
+            temperature: 0.8,
+            max_new_tokens: 10,
+        };
+        let out = policy.sample(&prompts, &sampling, &mut rng::stream(2, 0, "s"));
+        let responses: Vec<Vec<u32>> = out.iter().map(|s| s.tokens.clone()).collect();
+        let forced =
+            TokenMatrix::from_tensor(policy.token_logprobs(&prompts, &responses, 0.8, false));
+        for (i, s) in out.iter().enumerate() {
+            for (t, &lp) in s.logprobs.iter().enumerate() {
+                assert!(
+                    (forced.get(i, t) - lp).abs() <= 1e-4,
+                    "{name} row {i} token {t}"
+                );
+            }
+        }
+    }
+}
