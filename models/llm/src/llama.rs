@@ -26,13 +26,18 @@ pub struct Linear {
 }
 
 impl Linear {
-    /// `x` `[b, s, in]` → `[b, s, out]`.
+    /// `x` `[b, s, in]` → `[b, s, out]`, as one `[b·s, in] × [in, out]` product (a batched
+    /// product would read the weight once per row).
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let y = x.matmul(self.weight.val().transpose().unsqueeze());
-        match &self.bias {
+        let [b, s, d] = x.dims();
+        let weight = self.weight.val(); // [out, in]
+        let out = weight.dims()[0];
+        let y = x.reshape([b * s, d]).matmul(weight.transpose());
+        let y = match &self.bias {
             Some(bias) => y.add(bias.val().unsqueeze()),
             None => y,
-        }
+        };
+        y.reshape([b, s, out])
     }
 }
 
@@ -106,7 +111,9 @@ pub struct CausalLm {
 /// `[b, kv_heads, capacity, head_dim]` per layer, the first `len` columns filled.
 #[derive(Debug)]
 pub struct KvCache {
-    layers: Vec<(Tensor<4>, Tensor<4>)>,
+    /// `None` only while a layer is being written (so that the buffer has one owner and is
+    /// updated in place rather than copied).
+    layers: Vec<Option<(Tensor<4>, Tensor<4>)>>,
     len: usize,
     capacity: usize,
 }
@@ -116,7 +123,7 @@ impl KvCache {
     pub fn new(config: &LlmConfig, rows: usize, capacity: usize, device: &Device) -> Self {
         let shape = [rows, config.num_key_value_heads, capacity, config.head_dim];
         let layers = (0..config.num_hidden_layers)
-            .map(|_| (Tensor::zeros(shape, device), Tensor::zeros(shape, device)))
+            .map(|_| Some((Tensor::zeros(shape, device), Tensor::zeros(shape, device))))
             .collect();
         Self {
             layers,
@@ -138,7 +145,7 @@ impl KvCache {
     /// Keeps the rows `index` `[m]` (in that order; an index may repeat, to expand a prompt's
     /// cache to its group).
     pub fn select_rows(&mut self, index: Tensor<1, Int>) {
-        for (k, v) in &mut self.layers {
+        for (k, v) in self.layers.iter_mut().flatten() {
             *k = k.clone().select(0, index.clone());
             *v = v.clone().select(0, index.clone());
         }
@@ -425,13 +432,16 @@ impl CausalLm {
                         "KV cache capacity {} exceeded",
                         cache.capacity
                     );
-                    let (kc, vc) = &mut cache.layers[index];
-                    *kc = kc.clone().slice_assign([0..b, 0..kv, start..end, 0..hd], k);
-                    *vc = vc.clone().slice_assign([0..b, 0..kv, start..end, 0..hd], v);
-                    (
+                    // Taken out, the buffers have one owner: written in place, not copied.
+                    let (kc, vc) = cache.layers[index].take().expect("every layer is cached");
+                    let kc = kc.slice_assign([0..b, 0..kv, start..end, 0..hd], k);
+                    let vc = vc.slice_assign([0..b, 0..kv, start..end, 0..hd], v);
+                    let used = (
                         kc.clone().slice([0..b, 0..kv, 0..end, 0..hd]),
                         vc.clone().slice([0..b, 0..kv, 0..end, 0..hd]),
-                    )
+                    );
+                    cache.layers[index] = Some((kc, vc));
+                    used
                 }
                 None => (k, v),
             };
@@ -467,7 +477,15 @@ impl CausalLm {
     pub fn head(&self, hidden: Tensor<3>) -> Tensor<3> {
         match &self.lm_head {
             Some(head) => head.forward(hidden),
-            None => hidden.matmul(self.model.embed_tokens.weight.val().transpose().unsqueeze()),
+            None => {
+                let [b, s, d] = hidden.dims();
+                let weight = self.model.embed_tokens.weight.val(); // [vocab, d]
+                let vocab = weight.dims()[0];
+                hidden
+                    .reshape([b * s, d])
+                    .matmul(weight.transpose())
+                    .reshape([b, s, vocab])
+            }
         }
     }
 }
