@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check (docs/gpu.md): on a machine with an NVIDIA GPU and PyTorch installed, runs the
-# LibTorch smoke test and the bench with a `zoo` binary built with feature `tch`, and writes
-# everything to a folder.
+# LibTorch smoke test, the objectives' and the real-model fixtures' parity, and the bench, with
+# a `zoo` binary built with feature `tch`, and writes everything to a folder.
 #
 #   scripts/gpu-check.sh ZOO_BINARY OUT_DIR [DEVICE]      # DEVICE defaults to tch-cuda:0
 #
@@ -64,6 +64,30 @@ PY
     return $failed
 }
 step parity parity
+# The real-model fixtures on the device: `zoo score` of each fixture's case at temperature 0.7
+# against transformers' log-probs (docs/models.md; 1e-4, as tests/it/llm.rs on the CPU).
+llm_parity() {
+    local fixture failed=0
+    for fixture in "$(dirname "$0")"/../tests/fixtures/llm/*/expected.json; do
+        local dir
+        dir=$(dirname "$fixture")
+        python3 -c 'import json, sys; c = json.load(open(sys.argv[1]))["logprobs_at_temperature"]; print(json.dumps({"context_ids": c["input_ids"][:1], "response_ids": c["input_ids"][1:]}))' \
+            "$fixture" >"$out/llm-pairs.jsonl" || return 1
+        "$zoo" score --model "$dir" --device "$device" --temperature 0.7 \
+            --input "$out/llm-pairs.jsonl" >"$out/llm-scored.jsonl" || return 1
+        python3 - "$fixture" "$out/llm-scored.jsonl" <<'PY' || failed=1
+import json, sys
+expected = json.load(open(sys.argv[1]))["logprobs_at_temperature"]["values"]
+actual = json.loads(open(sys.argv[2]).readline())["logprobs"]
+worst = max(abs(a - e) / max(1.0, abs(e)) for a, e in zip(actual, expected))
+ok = len(actual) == len(expected) and worst <= 1e-4
+print(f"{sys.argv[1].split('/')[-2]}: max relative diff {worst:.2e} {'ok' if ok else 'MISMATCH'}")
+sys.exit(0 if ok else 1)
+PY
+    done
+    return $failed
+}
+step llm-parity llm_parity
 step bench "$zoo" bench --devices "flex,tch-cpu,$device" --rounds 3
 cat "$out/bench.out" 2>/dev/null
 exit $status
