@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 use zoo::zoo_core::burn::prelude::*;
-use zoo::zoo_core::policy::Tokenizer;
 use zoo::zoo_core::{Policy, SamplingConfig, TokenMatrix, rng};
 use zoo::zoo_llm::LlmPolicy;
 use zoo::zoo_llm::tokenizer::ChatOptions;
@@ -671,7 +670,6 @@ fn supervised_warm_start_lowers_the_loss_of_a_real_model() {
             lr: 3e-3,
             ..OptimConfig::default()
         },
-        ..SftConfig::default()
     };
     let mut losses = Vec::new();
     run(&mut policy, &task, &config, 0, &mut |s| losses.push(s.loss)).unwrap();

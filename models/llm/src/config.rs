@@ -208,16 +208,14 @@ impl LlmConfig {
                 ));
             }
         }
+        // transformers' default θ is 10000 when neither key style gives one.
         let rope_theta = match get_f64(c, "rope_theta")? {
             Some(theta) => theta,
-            None => match rope
+            None => rope
                 .map(|r| get_f64(r, "rope_theta"))
                 .transpose()?
                 .flatten()
-            {
-                Some(theta) => theta,
-                None => 10_000.0,
-            },
+                .unwrap_or(10_000.0),
         };
         let rope_llama3 = match scaling {
             None => None,
@@ -383,7 +381,9 @@ impl LlmConfig {
                 } else {
                     f
                 };
-                let medium = !(wavelen < high_wavelen) && !(wavelen > low_wavelen);
+                // transformers' `~(wavelen < high) * ~(wavelen > low)`: a NaN wavelength is
+                // impossible here (θ > 0), so this is `high <= wavelen <= low`.
+                let medium = (high_wavelen..=low_wavelen).contains(&wavelen);
                 let out = if medium {
                     let smooth = (s.original_max_position_embeddings / wavelen - s.low_freq_factor)
                         / (s.high_freq_factor - s.low_freq_factor);

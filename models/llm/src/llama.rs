@@ -152,6 +152,9 @@ impl KvCache {
     }
 }
 
+/// Gives a parameter's values (row-major f32) from its checkpoint name and shape.
+pub type ValuesOf<'a> = dyn FnMut(&str, &[usize]) -> Result<Vec<f32>> + 'a;
+
 /// The sizes of every parameter by checkpoint name, for `config`.
 pub fn parameter_shapes(config: &LlmConfig) -> Vec<(String, Vec<usize>)> {
     let (d, f, v) = (
@@ -214,7 +217,8 @@ pub fn check_names(
         .keys()
         // A tied checkpoint may still store the head (equal to the embedding): ignored.
         .filter(|n| {
-            !expected.contains_key(*n) && !(config.tie_word_embeddings && *n == "lm_head.weight")
+            let tied_head = config.tie_word_embeddings && *n == "lm_head.weight";
+            !(expected.contains_key(*n) || tied_head)
         })
         .collect();
     let mut problems = Vec::new();
@@ -260,11 +264,7 @@ pub fn check_names(
 impl CausalLm {
     /// Builds the model with each parameter's values from `values(name, shape)` (row-major
     /// f32), as trainable parameters on `device`.
-    pub fn build(
-        config: &LlmConfig,
-        device: &Device,
-        values: &mut dyn FnMut(&str, &[usize]) -> Result<Vec<f32>>,
-    ) -> Result<Self> {
+    pub fn build(config: &LlmConfig, device: &Device, values: &mut ValuesOf<'_>) -> Result<Self> {
         let mut tensor2 = |name: &str, shape: [usize; 2]| -> Result<Param<Tensor<2>>> {
             let data = values(name, &shape)?;
             Ok(Param::from_tensor(

@@ -242,6 +242,40 @@ mod tests {
     }
 
     #[test]
+    fn sharded_weights_are_read_through_their_index() {
+        let dir = tmpdir("shards");
+        write(
+            &dir.join("model-00001-of-00002.safetensors"),
+            &[("a.weight", vec![2, 2], vec![1.0, 2.0, 3.0, 4.0])],
+        );
+        write(
+            &dir.join("model-00002-of-00002.safetensors"),
+            &[("b.bias", vec![3], vec![-1.0, 0.5, 9.0])],
+        );
+        fs_err::write(
+            dir.join("model.safetensors.index.json"),
+            r#"{"metadata": {"total_size": 28}, "weight_map": {
+                "a.weight": "model-00001-of-00002.safetensors",
+                "b.bias": "model-00002-of-00002.safetensors"}}"#,
+        )
+        .unwrap();
+        let source = SafetensorsDir::open(&dir).unwrap();
+        assert_eq!(
+            source.tensor_shapes(),
+            vec![
+                ("a.weight".to_string(), vec![2, 2]),
+                ("b.bias".to_string(), vec![3])
+            ]
+        );
+        assert_eq!(source.tensor_f32("b.bias").unwrap(), vec![-1.0, 0.5, 9.0]);
+        assert_eq!(
+            source.tensor_f32("a.weight").unwrap(),
+            vec![1.0, 2.0, 3.0, 4.0]
+        );
+        fs_err::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn half_precision_converts_exactly() {
         let values = [1.0f32, -2.0, 0.333_251_95];
         let bf: Vec<u8> = values
