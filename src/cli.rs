@@ -118,7 +118,7 @@ const SCORE_HELP: &str = "Input: one JSON object per line, either
   {\"prompt\": \"text\", \"response\": \"text\", \"chat\": false}   the prompt is tokenized as is
   {\"context_ids\": [1, 2, 3], \"response_ids\": [4, 5]}
 The response is tokenized on its own (no special tokens added, nothing appended).
-Output: one line per input line, in order:
+Output: one line per input line, in order (blank input lines are skipped):
   {\"context_ids\": [...], \"response_ids\": [...], \"logprobs\": [one per response token]}
 
 Examples:

@@ -172,6 +172,13 @@ fn defaults(algo: &str, llm: bool) -> Result<toml::Value> {
     );
     table.insert("objective".into(), default_objective_table(algo)?);
     let mut table = toml::Value::Table(table);
+    // An algorithm's own run defaults win over the generic ones for real models.
+    if llm {
+        merge(
+            &mut table,
+            toml::from_str(LLM_DEFAULTS).expect("the LLM defaults are valid TOML"),
+        );
+    }
     let entry = registry::algorithm(algo)?;
     if !entry.run_defaults.is_empty() {
         let extra: toml::Value = toml::from_str(entry.run_defaults).with_context(|| {
@@ -181,12 +188,6 @@ fn defaults(algo: &str, llm: bool) -> Result<toml::Value> {
             )
         })?;
         merge(&mut table, extra);
-    }
-    if llm {
-        merge(
-            &mut table,
-            toml::from_str(LLM_DEFAULTS).expect("the LLM defaults are valid TOML"),
-        );
     }
     Ok(table)
 }
@@ -377,6 +378,36 @@ impl RunConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_real_model_takes_the_reference_defaults_and_the_user_still_wins() {
+        crate::link_all();
+        let model = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/llm/qwen2");
+        let data = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/data/add-easy-train.jsonl"
+        );
+        let resolve = |algo: &'static str, extra: &[&str]| {
+            let mut sets = vec![
+                format!("model.source={model:?}"),
+                format!("data.train=[{data:?}]"),
+                "task=\"jsonl\"".to_string(),
+            ];
+            sets.extend(extra.iter().map(|s| s.to_string()));
+            RunConfig::resolve(&Overrides {
+                algo: Some(algo),
+                sets,
+                ..Default::default()
+            })
+            .unwrap()
+        };
+        let grpo = resolve("grpo", &[]);
+        assert_eq!((grpo.optim.lr, grpo.update.micro_batch_size), (1e-6, 4));
+        // The user's value wins.
+        assert_eq!(resolve("grpo", &["optim.lr=3e-6"]).optim.lr, 3e-6);
+        // DisCO keeps its own run default (4 optimizer steps per batch) with a real model.
+        assert_eq!(resolve("disco", &[]).update.mini_batches, 4);
+    }
 
     #[test]
     fn the_failing_objective_key_is_named() {

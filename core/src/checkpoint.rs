@@ -23,7 +23,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         "{}.tmp",
         path.extension().and_then(|e| e.to_str()).unwrap_or("")
     ));
-    fs_err::write(&tmp, bytes).map_err(|e| Error::io("write", &tmp, e))?;
+    let mut file = fs_err::File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| Error::io("write", &tmp, e))?;
+    drop(file);
     fs_err::rename(&tmp, path).map_err(|e| Error::io("rename into", path, e))
 }
 
@@ -79,6 +83,17 @@ pub fn save_safetensors(path: &Path, tensors: &NamedTensors, metadata: &Metadata
             .convert::<f32>()
             .try_into_vec::<f32>()
             .expect("a float tensor converts to f32");
+        if values.len() != t.shape.iter().product::<usize>() {
+            return Err(Error::Shape {
+                what: "checkpoint tensor",
+                expected: format!(
+                    "{} values for shape {:?}",
+                    t.shape.iter().product::<usize>(),
+                    t.shape
+                ),
+                got: format!("{}", values.len()),
+            });
+        }
         let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
         out.write_all(&bytes).map_err(io)?;
     }
@@ -177,10 +192,20 @@ pub fn write_dir_atomic(final_dir: &Path, fill: impl FnOnce(&Path) -> Result<()>
     }
     fs_err::create_dir_all(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
     fill(&tmp)?;
+    // An older folder of the same name is moved aside, not deleted, until the new one is in
+    // place: a crash in between leaves one of the two complete.
+    let old = final_dir.with_extension("old");
     if final_dir.exists() {
-        fs_err::remove_dir_all(final_dir).map_err(|e| Error::io("remove", final_dir, e))?;
+        if old.exists() {
+            fs_err::remove_dir_all(&old).map_err(|e| Error::io("remove", &old, e))?;
+        }
+        fs_err::rename(final_dir, &old).map_err(|e| Error::io("rename", final_dir, e))?;
     }
-    fs_err::rename(&tmp, final_dir).map_err(|e| Error::io("rename into", final_dir, e))
+    fs_err::rename(&tmp, final_dir).map_err(|e| Error::io("rename into", final_dir, e))?;
+    if old.exists() {
+        fs_err::remove_dir_all(&old).map_err(|e| Error::io("remove", &old, e))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -227,6 +252,53 @@ mod tests {
             header.metadata().as_ref().unwrap()["format"],
             "pt",
             "transformers reads the file"
+        );
+        fs_err::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_tensor_whose_shape_disagrees_with_its_values_is_refused() {
+        let device = Device::flex();
+        let mut t = NamedTensors::new();
+        t.insert(
+            "w".into(),
+            NamedTensor {
+                shape: vec![2, 2],
+                value: Tensor::from_data(TensorData::new(vec![1.0f32; 3], [3]), &device),
+            },
+        );
+        let dir = std::env::temp_dir().join(format!("zoo-ckpt-shape-{}", std::process::id()));
+        fs_err::create_dir_all(&dir).unwrap();
+        let path = dir.join("m.safetensors");
+        let err = save_safetensors(&path, &t, &Metadata::new()).unwrap_err();
+        assert!(err.to_string().contains("shape mismatch"), "{err}");
+        assert!(!path.exists(), "nothing half-written under the final name");
+        fs_err::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn rewriting_a_checkpoint_folder_replaces_it_whole() {
+        let dir = std::env::temp_dir().join(format!("zoo-ckpt-dir-{}", std::process::id()));
+        let _ = fs_err::remove_dir_all(&dir);
+        let target = dir.join("step-000001");
+        for content in ["first", "second"] {
+            write_dir_atomic(&target, |tmp| {
+                write_atomic(&tmp.join("f.txt"), content.as_bytes())
+            })
+            .unwrap();
+        }
+        assert_eq!(
+            fs_err::read_to_string(target.join("f.txt")).unwrap(),
+            "second"
+        );
+        let names: Vec<String> = fs_err::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            vec!["step-000001"],
+            "no temporary or old folder left"
         );
         fs_err::remove_dir_all(&dir).unwrap();
     }

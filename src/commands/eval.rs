@@ -79,6 +79,15 @@ pub fn run(args: &EvalArgs) -> Result<EvalOutput> {
     if args.samples == 0 {
         bail!("`--samples` must be at least 1");
     }
+    if !(args.temperature >= 0.0 && args.temperature.is_finite()) {
+        bail!(
+            "`--temperature` must be 0 (greedy) or positive, got {}",
+            args.temperature
+        );
+    }
+    if args.max_new_tokens == Some(0) {
+        bail!("`--max-new-tokens` must be at least 1");
+    }
     let device = args
         .device
         .parse::<zoo_core::device::DeviceSpec>()?

@@ -337,7 +337,11 @@ impl Policy for LlmPolicy {
             } else {
                 // Inverse-CDF sampling on the device: the count of cumulative probabilities
                 // below u·total is the sampled id.
-                let u: Vec<f32> = alive.iter().map(|&r| streams[r].random::<f32>()).collect();
+                // u > 0, so that a leading token of probability 0 (cdf 0) is never chosen.
+                let u: Vec<f32> = alive
+                    .iter()
+                    .map(|&r| streams[r].random::<f32>().max(f32::EPSILON))
+                    .collect();
                 let u = Tensor::<2>::from_data(TensorData::new(u, [m, 1]), &device);
                 let cdf = logprobs.clone().exp().cumsum(1);
                 let total = cdf.clone().slice([0..m, vocab - 1..vocab]);

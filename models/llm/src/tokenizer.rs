@@ -705,6 +705,12 @@ impl zoo_core::policy::Tokenizer for HfTokenizer {
             ids.extend(self.bos);
         }
         ids.extend(self.encode_text(prompt)?);
+        if ids.is_empty() {
+            // A policy needs at least one context token to predict the first response token.
+            return Err(Error::Config(format!(
+                "the prompt {prompt:?} encodes to no token without a chat template\nhint: give a non-empty prompt, or use the chat template (drop `raw`)"
+            )));
+        }
         Ok(ids)
     }
 }
@@ -991,6 +997,12 @@ mod tests {
         assert_eq!(
             tok.encode_prompt(prompt).unwrap(),
             tok.encode_text(prompt).unwrap()
+        );
+        // Nothing to condition on: an error, not an empty context.
+        let err = tok.encode_prompt("").unwrap_err().to_string();
+        assert!(
+            err.contains("encodes to no token") && err.contains("hint:"),
+            "{err}"
         );
     }
 
