@@ -24,7 +24,7 @@ fn train(cache: &Path, algo: &str, out: &Path, extra: &[&str]) {
 }
 
 /// Metrics by step without the wall-clock ones.
-fn metrics(out: &Path) -> Vec<serde_json::Value> {
+pub fn metrics(out: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(out.join("metrics.jsonl"))
         .unwrap()
         .lines()
