@@ -68,6 +68,10 @@ pub struct UpdateConfig {
     pub mini_batches: usize,
     /// The most responses in one forward/backward pass; changes memory, never the gradient.
     pub micro_batch_size: usize,
+    /// Optimizer steps in a row that may be skipped for a non-finite loss or gradient (more
+    /// likely in low precision) before the run stops; a skipped step changes no weight and no
+    /// optimizer state, and is counted in `actor/skipped_updates`.
+    pub max_nonfinite_skips: usize,
 }
 
 impl Default for UpdateConfig {
@@ -77,6 +81,7 @@ impl Default for UpdateConfig {
             epochs: 1,
             mini_batches: 1,
             micro_batch_size: 64,
+            max_nonfinite_skips: 3,
         }
     }
 }
@@ -153,6 +158,8 @@ pub struct Trainer<'a> {
     needs: Needs,
     task: &'a dyn Task,
     optimizer: AdamW,
+    /// Optimizer steps skipped in a row for a non-finite loss or gradient.
+    nonfinite_streak: usize,
 }
 
 /// The groups of one step after sampling (and dynamic sampling's filter).
@@ -223,6 +230,7 @@ impl<'a> Trainer<'a> {
             needs,
             task,
             optimizer,
+            nonfinite_streak: 0,
         })
     }
 
@@ -603,12 +611,6 @@ impl<'a> Trainer<'a> {
             self.config.update.micro_batch_size,
             self.config.rollout.temperature,
         )?;
-        if !gradient.loss.is_finite() {
-            return Err(Error::NonFinite {
-                what: "loss".into(),
-                step,
-            });
-        }
         let optimizer_step = self.optimizer.steps_taken() as usize;
         let total_optimizer_steps =
             self.total_steps * self.config.update.epochs * self.config.update.mini_batches;
@@ -616,9 +618,37 @@ impl<'a> Trainer<'a> {
             .config
             .optim
             .lr_at(optimizer_step, total_optimizer_steps);
-        let (params, report) =
+        let stepped = if gradient.loss.is_finite() {
+            // The optimizer checks the gradient norm before it changes any state.
             self.optimizer
-                .step(&self.policy.parameters(), &gradient.grads, lr)?;
+                .step(&self.policy.parameters(), &gradient.grads, lr)
+        } else {
+            Err(Error::NonFinite {
+                what: "loss".into(),
+                step,
+            })
+        };
+        let (params, report) = match stepped {
+            Ok(done) => done,
+            Err(Error::NonFinite { what, .. }) => {
+                // Skip this optimizer step: no weight and no optimizer moment changes.
+                self.nonfinite_streak += 1;
+                totals.skipped += 1;
+                let limit = self.config.update.max_nonfinite_skips;
+                if self.nonfinite_streak > limit {
+                    return Err(Error::NonFinite {
+                        what: format!(
+                            "{what} in {} optimizer steps in a row (`update.max_nonfinite_skips` is {limit}); the last checkpoint holds the last good weights",
+                            self.nonfinite_streak
+                        ),
+                        step,
+                    });
+                }
+                return Ok(());
+            }
+            Err(other) => return Err(other),
+        };
+        self.nonfinite_streak = 0;
         self.policy.set_parameters(&params)?;
         if let Some((rate, ema)) = &mut self.ema {
             // θ_T ← (1 − rate)·θ_T + rate·θ, after every optimizer step (SDPO `_update_teacher`).
@@ -946,6 +976,8 @@ fn add_to(sums: &mut Vec<(&'static str, f64)>, name: &'static str, value: f64) {
 
 #[derive(Default)]
 struct UpdateTotals {
+    /// Optimizer steps skipped for a non-finite loss or gradient.
+    skipped: usize,
     loss: f64,
     grad_norm: f64,
     lr: f64,
@@ -966,6 +998,7 @@ impl UpdateTotals {
 
     fn report(&self, metrics: &mut Metrics) {
         let updates = self.updates.max(1) as f64;
+        metrics.insert("actor/skipped_updates".into(), self.skipped as f64);
         metrics.insert("actor/pg_loss".into(), self.loss / updates);
         metrics.insert("actor/grad_norm".into(), self.grad_norm / updates);
         metrics.insert("actor/lr".into(), self.lr);

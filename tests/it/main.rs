@@ -8,6 +8,7 @@ mod objectives;
 mod reproducibility;
 mod resume;
 mod rl;
+mod skips;
 #[cfg(feature = "tch")]
 mod tch;
 mod verify;
