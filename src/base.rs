@@ -148,6 +148,17 @@ pub fn load_or_train(
     Ok((policy, Origin::Trained(path)))
 }
 
+/// Loads the real language model at `path` (`--model`: a Hugging Face folder or a `.gguf`
+/// file) on `device`.
+pub fn load_llm(
+    path: &Path,
+    device: &Device,
+    chat: zoo_llm::tokenizer::ChatOptions,
+) -> Result<zoo_llm::LlmPolicy> {
+    zoo_llm::source::load(path, device, chat)
+        .with_context(|| format!("cannot load the model `{}`", path.display()))
+}
+
 /// The policy a run starts from: the real language model of `model` when it names one,
 /// otherwise the tiny decoder's base policy for `task` ([`load_or_train`]). Returns the
 /// policy and a line saying where it came from.
@@ -161,9 +172,8 @@ pub fn load_policy(
     if model.is_llm() {
         let path = Path::new(&model.source);
         let start = Instant::now();
-        let policy = zoo_llm::source::load(path, device, model.chat.clone())
-            .with_context(|| format!("cannot load the model `{}`", path.display()))?
-            .with_chunk_positions(model.chunk_positions);
+        let policy =
+            load_llm(path, device, model.chat.clone())?.with_chunk_positions(model.chunk_positions);
         let line = format!(
             "loaded `{}`: {} ({:.1}M parameters) in {:.1}s",
             path.display(),

@@ -102,8 +102,7 @@ pub fn run(args: &EvalArgs) -> Result<EvalOutput> {
     }
     let (policy, file): (Box<dyn zoo_core::Policy>, PathBuf) = match &args.model {
         Some(model) => {
-            let policy = zoo_llm::source::load(model, &device, Default::default())
-                .with_context(|| format!("cannot load the model `{}`", model.display()))?;
+            let policy = crate::base::load_llm(model, &device, Default::default())?;
             (Box::new(policy), model.clone())
         }
         None => {

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use serde_json::json;
 use zoo_core::burn::tensor::Device;
 use zoo_core::policy::check_context;
@@ -16,8 +16,7 @@ use crate::cli::GenerateArgs;
 /// Loads `--model` on `--device` for a command that only runs the model.
 pub fn load_model(model: &Path, device: &str, chat: ChatOptions) -> Result<LlmPolicy> {
     let device: Device = device.parse::<zoo_core::device::DeviceSpec>()?.device()?;
-    zoo_llm::source::load(model, &device, chat)
-        .with_context(|| format!("cannot load the model `{}`", model.display()))
+    crate::base::load_llm(model, &device, chat)
 }
 
 /// Runs `zoo generate`.

@@ -4,7 +4,7 @@
 //! Each line is scored alone (no padding beside other rows), so the output for a line never
 //! depends on the rest of the file.
 
-use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::io::{BufRead, BufReader, BufWriter, Write};
 
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
@@ -84,14 +84,7 @@ pub fn run(args: &ScoreArgs) -> Result<()> {
         bail!("`--temperature` must be positive, got {}", args.temperature);
     }
     let policy = load_model(&args.model, &args.device, ChatOptions::default())?;
-    let input: Box<dyn Read> = if args.input.as_os_str() == "-" {
-        Box::new(std::io::stdin())
-    } else {
-        Box::new(
-            fs_err::File::open(&args.input)
-                .with_context(|| format!("cannot read `{}`", args.input.display()))?,
-        )
-    };
+    let input = crate::commands::open_input(&args.input)?;
     let mut out = BufWriter::new(std::io::stdout().lock());
     let raw = |text: &str| -> Result<Vec<u32>> { Ok(policy.tokenizer().encode(text)?) };
     for (n, line) in BufReader::new(input).lines().enumerate() {

@@ -1,7 +1,7 @@
 //! `zoo verify`: verdicts for a JSONL file of `{verifier, answer, response}` lines.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::io::{BufRead, BufReader, BufWriter, Write};
 
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
@@ -54,14 +54,7 @@ pub fn verify_line(line: &str, cache: &mut HashMap<String, Box<dyn Verifier>>) -
 
 /// Runs `zoo verify`.
 pub fn run(args: &VerifyArgs) -> Result<()> {
-    let reader: Box<dyn Read> = if args.input.as_os_str() == "-" {
-        Box::new(std::io::stdin())
-    } else {
-        Box::new(
-            fs_err::File::open(&args.input)
-                .with_context(|| format!("cannot read `{}`", args.input.display()))?,
-        )
-    };
+    let reader = crate::commands::open_input(&args.input)?;
     let writer: Box<dyn Write> = match &args.output {
         Some(path) => Box::new(
             fs_err::File::create(path)

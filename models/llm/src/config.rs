@@ -131,15 +131,17 @@ fn get_bool(c: &Value, key: &str) -> Result<Option<bool>, ConfigError> {
     }
 }
 
-/// Token ids given as an int or a list of ints (`eos_token_id`).
-pub fn token_ids(v: Option<&Value>) -> Vec<u32> {
-    match v {
-        Some(Value::Number(n)) => n.as_u64().map(|n| vec![n as u32]).unwrap_or_default(),
-        Some(Value::Array(items)) => items
-            .iter()
-            .filter_map(|i| i.as_u64().map(|n| n as u32))
-            .collect(),
-        _ => Vec::new(),
+/// Token ids given as an int or a list of ints (`eos_token_id`); absent or null is none.
+pub fn token_ids(value: Option<&Value>) -> Result<Vec<u32>, ConfigError> {
+    let one = |v: &Value| {
+        v.as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| format!("`{v}` is not a token id"))
+    };
+    match value {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(list)) => list.iter().map(one).collect(),
+        Some(v) => Ok(vec![one(v)?]),
     }
 }
 
@@ -301,7 +303,8 @@ impl LlmConfig {
                 .and_then(Value::as_str)
                 .map(str::to_string),
             bos_token_id: get_usize(c, "bos_token_id")?.map(|n| n as u32),
-            eos_token_ids: token_ids(c.get("eos_token_id")),
+            eos_token_ids: token_ids(c.get("eos_token_id"))
+                .map_err(|e| format!("`eos_token_id`: {e}"))?,
         })
     }
 

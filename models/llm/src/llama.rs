@@ -8,12 +8,12 @@
 //! Positions are given per token, so left-padded rows of different lengths share one batch: each
 //! row's first real token has position 0, as transformers' `generate` computes them.
 
+use zoo_core::Result;
 use zoo_core::burn;
 use zoo_core::burn::module::{Module, Param};
 use zoo_core::burn::prelude::*;
 use zoo_core::burn::tensor::TensorData;
 use zoo_core::burn::tensor::activation::{silu, softmax};
-use zoo_core::{Error, Result};
 
 use crate::config::{Family, LlmConfig};
 use crate::weights::WeightSource;
@@ -358,20 +358,6 @@ impl CausalLm {
             lm_head,
             config: config.clone(),
         })
-    }
-
-    /// Builds the model from a checkpoint, after checking its names and shapes both ways.
-    pub fn from_source(
-        config: &LlmConfig,
-        source: &dyn WeightSource,
-        device: &Device,
-    ) -> Result<Self> {
-        check_names(config, source).map_err(|e| {
-            Error::Config(format!(
-                "the weights do not match the config ({e})\nhint: the folder's config.json and weights must come from the same checkpoint"
-            ))
-        })?;
-        Self::build(config, device, &mut |name, _| source.tensor_f32(name))
     }
 
     /// The architecture.

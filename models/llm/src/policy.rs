@@ -120,6 +120,12 @@ impl Layout {
     }
 }
 
+/// `indices` as a `[len]` index tensor (for `select`).
+fn index_tensor(indices: &[usize], device: &Device) -> Tensor<1, Int> {
+    let values: Vec<i64> = indices.iter().map(|&i| i as i64).collect();
+    Tensor::from_data(TensorData::new(values, [indices.len()]), device)
+}
+
 /// `[rows, 1, 1, cols]`: 0 at valid keys, [`BLOCKED`] elsewhere.
 fn key_bias(valid: &[bool], rows: usize, cols: usize, device: &Device) -> Tensor<4> {
     let keys: Vec<f32> = valid
@@ -306,15 +312,10 @@ impl Policy for LlmPolicy {
         let d = config.hidden_size;
         let last = hidden.slice([0..unique.len(), cols - 1..cols, 0..d]);
         let mut logits = model.head(last).reshape([unique.len(), vocab]);
-        // Expand to one row per prompt row.
-        let expand = Tensor::<1, Int>::from_data(
-            TensorData::new(
-                row_to_unique.iter().map(|&u| u as i64).collect::<Vec<_>>(),
-                [n],
-            ),
-            &device,
-        );
-        if unique.len() != n || row_to_unique.iter().enumerate().any(|(i, &u)| i != u) {
+        // Expand to one row per prompt row. Distinct prompts are numbered in order of first
+        // appearance: as many as rows means the identity.
+        if unique.len() != n {
+            let expand = index_tensor(&row_to_unique, &device);
             cache.select_rows(expand.clone());
             logits = logits.select(0, expand);
         }
@@ -378,13 +379,7 @@ impl Policy for LlmPolicy {
             }
             let next: Vec<i64> = keep.iter().map(|&slot| ids_host[slot]).collect();
             if keep.len() < m {
-                let index = Tensor::<1, Int>::from_data(
-                    TensorData::new(
-                        keep.iter().map(|&s| s as i64).collect::<Vec<_>>(),
-                        [keep.len()],
-                    ),
-                    &device,
-                );
+                let index = index_tensor(&keep, &device);
                 cache.select_rows(index);
                 alive = keep.iter().map(|&s| alive[s]).collect();
                 valid = keep.iter().map(|&s| valid[s].clone()).collect();
@@ -445,17 +440,10 @@ impl Policy for LlmPolicy {
     }
 
     fn write_model_files(&self, dir: &Path) -> Result<()> {
-        let config = self.model.config();
-        let write_json = |name: &str, value: &serde_json::Value| {
-            let text = serde_json::to_string_pretty(value).expect("JSON serializes");
-            zoo_core::checkpoint::write_atomic(&dir.join(name), text.as_bytes())
-        };
-        write_json("config.json", &config.to_hf())?;
-        let mut generation = serde_json::json!({ "eos_token_id": self.tokenizer.stop_tokens() });
-        if let Some(bos) = config.bos_token_id {
-            generation["bos_token_id"] = bos.into();
-        }
-        write_json("generation_config.json", &generation)?;
+        let config =
+            serde_json::to_string_pretty(&self.model.config().to_hf()).expect("JSON serializes");
+        zoo_core::checkpoint::write_atomic(&dir.join("config.json"), config.as_bytes())?;
+        // tokenizer.json, tokenizer_config.json and generation_config.json (the stop tokens).
         self.tokenizer.save_to_dir(dir)
     }
 }

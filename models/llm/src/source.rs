@@ -16,7 +16,7 @@ use crate::weights::{SafetensorsDir, WeightSource};
 /// `device` (autodiff is enabled here), with `chat` options for its chat template.
 pub fn load(path: &Path, device: &Device, chat: ChatOptions) -> Result<LlmPolicy> {
     let device = device.clone().autodiff();
-    let (config, model, mut tokenizer) = if path.is_dir() {
+    let (model, mut tokenizer) = if path.is_dir() {
         let config_path = path.join("config.json");
         if !config_path.exists() {
             return Err(Error::BadFile {
@@ -32,26 +32,22 @@ pub fn load(path: &Path, device: &Device, chat: ChatOptions) -> Result<LlmPolicy
             reason: format!("not JSON ({e})"),
             hint: "download the file again".into(),
         })?;
-        let config = LlmConfig::from_hf(&json).map_err(|reason| Error::BadFile {
-            path: config_path.clone(),
-            reason: format!("unsupported model: {reason}"),
-            hint: "zoo loads LlamaForCausalLM (SmolLM2, Llama-3.x), Qwen2ForCausalLM and Qwen3ForCausalLM (docs/models.md)".into(),
-        })?;
+        let config = supported(&json, &config_path)?;
         let weights = SafetensorsDir::open(path)?;
         let model = build(&config, &weights, path, &device)?;
-        let tokenizer = HfTokenizer::from_dir(path, &json, config.vocab_size)?;
-        (config, model, tokenizer)
+        (
+            model,
+            HfTokenizer::from_dir(path, &json, config.vocab_size)?,
+        )
     } else if path.is_file() {
         let gguf = Gguf::open(path)?;
         let json = gguf.hf_config()?;
-        let config = LlmConfig::from_hf(&json).map_err(|reason| Error::BadFile {
-            path: path.to_path_buf(),
-            reason: format!("unsupported model: {reason}"),
-            hint: "zoo loads llama, qwen2 and qwen3 GGUF files (docs/models.md)".into(),
-        })?;
+        let config = supported(&json, path)?;
         let model = build(&config, &gguf, path, &device)?;
-        let tokenizer = HfTokenizer::from_gguf(&gguf.tokenizer()?, config.vocab_size)?;
-        (config, model, tokenizer)
+        (
+            model,
+            HfTokenizer::from_gguf(&gguf.tokenizer()?, config.vocab_size)?,
+        )
     } else {
         return Err(Error::BadFile {
             path: path.to_path_buf(),
@@ -59,9 +55,18 @@ pub fn load(path: &Path, device: &Device, chat: ChatOptions) -> Result<LlmPolicy
             hint: "pass a Hugging Face model folder or a `.gguf` file (`scripts/fetch-smollm2.sh` fetches SmolLM2-135M-Instruct)".into(),
         });
     };
-    let _ = config;
     tokenizer.set_chat_options(chat);
     Ok(LlmPolicy::new(model, tokenizer, &device))
+}
+
+/// The architecture of `json` (a `config.json`, or its equivalent read from the GGUF file at
+/// `path`), or the error naming the unsupported key.
+fn supported(json: &serde_json::Value, path: &Path) -> Result<LlmConfig> {
+    LlmConfig::from_hf(json).map_err(|reason| Error::BadFile {
+        path: path.to_path_buf(),
+        reason: format!("unsupported model: {reason}"),
+        hint: "zoo loads LlamaForCausalLM (SmolLM2, Llama-3.x), Qwen2ForCausalLM and Qwen3ForCausalLM (docs/models.md)".into(),
+    })
 }
 
 fn build(

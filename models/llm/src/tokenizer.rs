@@ -27,6 +27,7 @@ use tokenizers::{AddedToken, Tokenizer as Engine};
 use zoo_core::checkpoint::write_atomic;
 use zoo_core::{Error, Result};
 
+use crate::config::token_ids;
 use crate::gguf::GgufTokenizer;
 use chat::ChatTemplate;
 
@@ -742,20 +743,6 @@ fn config_template(config: &Map<String, Json>, origin: &Origin<'_>) -> Result<Op
             "`chat_template` is neither a string nor a list of {name, template}".to_string(),
             "use the tokenizer_config.json of the model's repository",
         )),
-    }
-}
-
-/// `eos_token_id` and the like: absent/null, an id, or a list of ids.
-fn token_ids(value: Option<&Json>) -> std::result::Result<Vec<u32>, String> {
-    let one = |v: &Json| {
-        v.as_u64()
-            .and_then(|n| u32::try_from(n).ok())
-            .ok_or_else(|| format!("`{v}` is not a token id"))
-    };
-    match value {
-        None | Some(Json::Null) => Ok(Vec::new()),
-        Some(Json::Array(list)) => list.iter().map(one).collect(),
-        Some(v) => Ok(vec![one(v)?]),
     }
 }
 
