@@ -11,8 +11,9 @@ cd "$(dirname "$0")/.."
 ZOO_SMOLLM2_GGUF=$(scripts/fetch-smollm2.sh)
 ZOO_QWEN3_TOKENIZER_DIR=$(scripts/fetch-qwen3-tokenizer.sh)
 export ZOO_SMOLLM2_GGUF ZOO_QWEN3_TOKENIZER_DIR
-cargo test -p zoo-llm --lib -- --ignored
-cargo test --test integration -- --ignored llm::
+# The same targets and features as `cargo test --workspace` (a `-p` or `--test` selection
+# resolves features differently and rebuilds Burn), filtered to the tests that need the files.
+cargo test --workspace --lib --tests -- --ignored smollm2 qwen3_tokenizer
 
 # A checkpoint of an LLM run is a Hugging Face folder: transformers (in the LibTorch
 # environment, set up once and shared with scripts/test-tch.sh) loads it and agrees with
