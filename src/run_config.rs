@@ -116,6 +116,9 @@ pub struct RunConfig {
     pub optim: OptimConfig,
     /// Checkpoint every this many steps (0: only at the end).
     pub checkpoint_every: usize,
+    /// Keep the newest this many checkpoints under `--out` (0: keep all).
+    #[serde(default)]
+    pub checkpoint_keep: usize,
     /// Held-out evaluation.
     pub eval: EvalConfig,
     /// The policy: the tiny decoder (default) or a real language model (`--model`).
@@ -161,6 +164,7 @@ fn defaults(algo: &str, llm: bool) -> Result<toml::Value> {
         toml::Value::try_from(OptimConfig::default())?,
     );
     table.insert("checkpoint_every".into(), 10.into());
+    table.insert("checkpoint_keep".into(), 0.into());
     table.insert("eval".into(), toml::Value::try_from(EvalConfig::default())?);
     table.insert(
         "model".into(),
@@ -338,6 +342,7 @@ impl RunConfig {
             update: self.update.clone(),
             optim: self.optim.clone(),
             checkpoint_every: self.checkpoint_every,
+            checkpoint_keep: self.checkpoint_keep,
         }
     }
 

@@ -163,24 +163,47 @@ pub fn step_dir(dir: &Path, step: usize) -> PathBuf {
     dir.join(format!("step-{step:06}"))
 }
 
-/// The newest complete checkpoint under `dir`: `(step, folder)`.
-pub fn latest(dir: &Path) -> Result<Option<(usize, PathBuf)>> {
+/// The complete checkpoints under `dir`, `(step, folder)`, oldest first.
+fn step_dirs(dir: &Path) -> Result<Vec<(usize, PathBuf)>> {
+    let mut steps = Vec::new();
     if !dir.exists() {
-        return Ok(None);
+        return Ok(steps);
     }
-    let mut best = None;
     for entry in fs_err::read_dir(dir).map_err(|e| Error::io("read", dir, e))? {
         let entry = entry.map_err(|e| Error::io("read", dir, e))?;
         let name = entry.file_name().to_string_lossy().to_string();
+        // `step-000010.tmp` (being written) and `.old` (being replaced) do not parse.
         if let Some(step) = name
             .strip_prefix("step-")
             .and_then(|s| s.parse::<usize>().ok())
-            && best.as_ref().is_none_or(|(b, _)| step > *b)
         {
-            best = Some((step, entry.path()));
+            steps.push((step, entry.path()));
         }
     }
-    Ok(best)
+    steps.sort();
+    Ok(steps)
+}
+
+/// The newest complete checkpoint under `dir`: `(step, folder)`.
+pub fn latest(dir: &Path) -> Result<Option<(usize, PathBuf)>> {
+    Ok(step_dirs(dir)?.pop())
+}
+
+/// Removes every complete checkpoint under `dir` but the newest `keep` (0: keeps them all);
+/// returns the folders removed. The newest is written before older ones go, so a crash never
+/// leaves fewer than `keep`.
+pub fn prune(dir: &Path, keep: usize) -> Result<Vec<PathBuf>> {
+    if keep == 0 {
+        return Ok(Vec::new());
+    }
+    let steps = step_dirs(dir)?;
+    let old = steps.len().saturating_sub(keep);
+    let mut removed = Vec::new();
+    for (_, folder) in steps.into_iter().take(old) {
+        fs_err::remove_dir_all(&folder).map_err(|e| Error::io("remove", &folder, e))?;
+        removed.push(folder);
+    }
+    Ok(removed)
 }
 
 /// Writes the folder `final_dir` atomically: `fill` writes into a temporary sibling that is
@@ -211,6 +234,23 @@ pub fn write_dir_atomic(final_dir: &Path, fill: impl FnOnce(&Path) -> Result<()>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prune_keeps_the_newest_checkpoints_only() {
+        let dir = std::env::temp_dir().join(format!("zoo-prune-{}", std::process::id()));
+        for step in [2, 10, 4, 8] {
+            fs_err::create_dir_all(step_dir(&dir, step)).unwrap();
+        }
+        // A temporary folder of a checkpoint being written is not a checkpoint.
+        fs_err::create_dir_all(step_dir(&dir, 12).with_extension("tmp")).unwrap();
+        assert!(prune(&dir, 0).unwrap().is_empty());
+        let removed = prune(&dir, 2).unwrap();
+        assert_eq!(removed, vec![step_dir(&dir, 2), step_dir(&dir, 4)]);
+        assert!(step_dir(&dir, 8).exists() && step_dir(&dir, 10).exists());
+        assert!(step_dir(&dir, 12).with_extension("tmp").exists());
+        assert_eq!(latest(&dir).unwrap().unwrap().0, 10);
+        fs_err::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn safetensors_round_trip_is_exact() {

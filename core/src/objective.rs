@@ -6,13 +6,20 @@
 //! 2. [`Objective::keep_group`] per sampled group, when dynamic sampling is declared;
 //! 3. [`Objective::credit`] once per rollout batch, on plain host numbers: per-token
 //!    advantages (and optionally a loss mask);
-//! 4. [`Objective::loss`] once per micro-batch, on tensors: *unreduced* per-token loss terms.
+//! 4. [`Objective::token_divergence`], for a distillation objective, on chunks of positions:
+//!    the per-token divergence between the student's and the teacher's distributions;
+//! 5. [`Objective::loss`] once per micro-batch, on `[rows, tokens]` tensors: *unreduced*
+//!    per-token loss terms.
 //!
 //! The trainer reduces those terms with [`Objective::aggregation`] over the whole mini-batch
 //! (see [`crate::aggregation`]); an objective never divides by a token count itself. The one
 //! exception is a term over groups that cannot be cut into micro-batches (DisCO's
 //! log-mean-exp): an objective that declares [`Needs::whole_mini_batch`] sees a whole
 //! mini-batch per call and may return [`LossTerms::scalar`].
+//!
+//! The loss stage never sees a `[rows, tokens, vocabulary]` tensor: the trainer takes the
+//! gradient of the loss with respect to its `[rows, tokens]` inputs and carries it through the
+//! policy's output head chunk by chunk (see [`crate::trainer::update`]).
 
 use std::fmt::Debug;
 
@@ -20,7 +27,7 @@ use burn::prelude::*;
 
 use crate::Result;
 use crate::aggregation::Aggregation;
-use crate::batch::{LogitArray, TokenMatrix};
+use crate::batch::TokenMatrix;
 
 /// Which weights score a teacher pass.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -75,8 +82,9 @@ pub struct TeacherPass {
     pub context: TeacherContext,
     /// Which weights score it.
     pub weights: TeacherWeights,
-    /// Keep the raw logits over the vocabulary for the loss stage ([`LossInput::teacher_logits`])
-    /// besides the sampled-token log-probs. At most one pass may ask for them.
+    /// This pass is the distillation teacher: its distribution over the vocabulary meets the
+    /// student's in [`Objective::token_divergence`], computed per micro-batch on the device.
+    /// At most one pass may ask for it.
     pub logits: bool,
 }
 
@@ -107,12 +115,16 @@ pub struct Needs {
     /// Teacher passes, run without an autodiff graph after verification; their outputs reach
     /// [`CreditInput::teachers`] in this order.
     pub teachers: Vec<TeacherPass>,
-    /// The student's raw logits over the vocabulary in the loss stage ([`LossInput::logits`]).
+    /// The loss reads a per-token divergence between the student's and the distillation
+    /// teacher's distributions ([`LossInput::divergence`], from
+    /// [`Objective::token_divergence`]); needs a teacher pass with [`TeacherPass::logits`].
     pub student_logits: bool,
     /// Drop groups and sample more prompts (DAPO).
     pub dynamic_sampling: Option<DynamicSampling>,
     /// Each [`Objective::loss`] call sees a whole mini-batch (terms over groups that do not
-    /// decompose into micro-batches); `update.micro_batch_size` is then not used.
+    /// decompose into micro-batches). The trainer still back-propagates through the policy in
+    /// micro-batches: it scores the mini-batch without a graph first, so the loss's gradient
+    /// with respect to the log-probs is exact before any micro-batch runs.
     pub whole_mini_batch: bool,
 }
 
@@ -140,8 +152,6 @@ pub struct TeacherScores {
     /// Per response: whether its context holds the asked-for hint (false when a group had no
     /// wrong answer or no successful group-mate).
     pub has_hint: Vec<bool>,
-    /// Raw logits `[n, t, v]` when the pass declared [`TeacherPass::logits`].
-    pub logits: Option<LogitArray>,
 }
 
 /// The host-side inputs of the credit stage for one rollout batch of `n` responses.
@@ -190,11 +200,9 @@ pub struct LossInput {
     pub advantages: Tensor<2>,
     /// Loss mask `[b, t]` (0/1): the response mask, or the credit stage's mask.
     pub mask: Tensor<2>,
-    /// The student's raw logits `[b, t, v]` (temperature 1), differentiable; iff
-    /// [`Needs::student_logits`]. `logprobs` is computed from them.
-    pub logits: Option<Tensor<3>>,
-    /// The raw logits `[b, t, v]` of the teacher pass that declared [`TeacherPass::logits`].
-    pub teacher_logits: Option<Tensor<3>>,
+    /// The per-token divergence `[b, t]` of [`Objective::token_divergence`], differentiable;
+    /// iff [`Needs::student_logits`].
+    pub divergence: Option<Tensor<2>>,
     /// Verifier score per response, `[b]`.
     pub rewards: Vec<f32>,
     /// Group id per response, `[b]`.
@@ -250,6 +258,14 @@ pub trait Objective: Send + Sync {
 
     /// The credit stage: per-token advantages from rewards and constant log-probs.
     fn credit(&self, input: &CreditInput<'_>) -> Result<Credit>;
+
+    /// With [`Needs::student_logits`]: the divergence at each position between the student's
+    /// raw logits `[b, c, v]` (temperature 1, differentiable) and the distillation teacher's
+    /// `[b, c, v]` (constant), as `[b, c]`. The trainer calls it on chunks of positions, so it
+    /// must treat positions independently. Default: `None` (no distillation term).
+    fn token_divergence(&self, _student: Tensor<3>, _teacher: Tensor<3>) -> Option<Tensor<2>> {
+        None
+    }
 
     /// The loss stage: unreduced per-token loss terms for one micro-batch.
     fn loss(&self, input: LossInput) -> LossTerms;

@@ -45,8 +45,9 @@ impl ModuleVisitor for Collect<'_> {
             None => tensor.detach(),
             Some(grads) => match tensor.grad(grads) {
                 Some(grad) => grad,
-                // A parameter the loss does not reach has a zero gradient.
-                None => Tensor::zeros(tensor.dims(), &tensor.device().inner()),
+                // A parameter the loss does not reach is left out: its gradient is zero, and a
+                // chunk of the output head reaches only the head.
+                None => return,
             },
         };
         let numel = shape.iter().product::<usize>();
@@ -71,7 +72,8 @@ pub fn parameters<M: Module>(module: &M) -> NamedTensors {
     visitor.out
 }
 
-/// The gradients of `module`'s parameters by path (zeros where the loss did not reach).
+/// The gradients of `module`'s parameters by path; parameters the loss did not reach are left
+/// out.
 pub fn gradients<M: Module>(module: &M, grads: &Gradients) -> NamedTensors {
     let mut visitor = Collect {
         path: Path::default(),
@@ -146,4 +148,34 @@ pub fn replace_parameters<M: Module>(
         Some(e) => Err(e),
         None => Ok(module),
     }
+}
+
+/// Adds `more` into `total` by name (a name missing from `total` is inserted).
+pub fn accumulate(total: &mut NamedTensors, more: NamedTensors) {
+    for (name, g) in more {
+        match total.get_mut(&name) {
+            Some(t) => t.value = t.value.clone().add(g.value),
+            None => {
+                total.insert(name, g);
+            }
+        }
+    }
+}
+
+/// `grads` with a zero entry for every parameter of `like` it lacks (a parameter the loss did
+/// not reach).
+pub fn fill_zeros(mut grads: NamedTensors, like: &NamedTensors) -> NamedTensors {
+    for (name, p) in like {
+        if !grads.contains_key(name) {
+            let zeros = Tensor::zeros([p.value.dims()[0]], &p.value.device().inner());
+            grads.insert(
+                name.clone(),
+                NamedTensor {
+                    shape: p.shape.clone(),
+                    value: zeros,
+                },
+            );
+        }
+    }
+    grads
 }

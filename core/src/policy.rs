@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use burn::prelude::*;
-use burn::tensor::TensorData;
+use burn::tensor::{Gradients, TensorData};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
@@ -118,8 +118,42 @@ pub trait Policy: Send {
         rng: &mut ChaCha8Rng,
     ) -> Vec<Sample>;
 
-    /// Back-propagates `loss` (a one-element tensor) and returns each parameter's gradient.
-    fn backward(&self, loss: Tensor<1>) -> NamedTensors;
+    /// The inputs of the output head at every response position, `[n, t, d]`: with
+    /// [`Policy::head`] they give [`Policy::token_logits`], `head(response_hidden(..))`.
+    /// The trainer runs the head over chunks of positions so that no `[n, t, v]` tensor is
+    /// alive at once. Default: the logits themselves (`d = v`, an identity head), which is exact
+    /// and saves nothing; a model with a large vocabulary returns its final hidden states.
+    fn response_hidden(
+        &self,
+        contexts: &[Vec<u32>],
+        responses: &[Vec<u32>],
+        grad: bool,
+    ) -> Tensor<3> {
+        self.token_logits(contexts, responses, grad)
+    }
+
+    /// The output head: raw logits `[b, c, v]` of hidden states `[b, c, d]` from
+    /// [`Policy::response_hidden`]. With `grad` the head's parameters join the autodiff graph
+    /// (the input may be an autodiff leaf); without it no graph is recorded. Default: identity.
+    fn head(&self, hidden: Tensor<3>, grad: bool) -> Tensor<3> {
+        if grad { hidden } else { hidden.inner() }
+    }
+
+    /// Positions (`rows × columns`) the trainer passes to [`Policy::head`] at once. Default:
+    /// unbounded (a small vocabulary needs no chunks).
+    fn head_chunk_positions(&self) -> usize {
+        usize::MAX
+    }
+
+    /// The gradients in `grads` of the parameters the backward pass reached, by name;
+    /// parameters it did not reach are left out (their gradient is zero).
+    fn gradients(&self, grads: &Gradients) -> NamedTensors;
+
+    /// Back-propagates `loss` (a one-element tensor) and returns each parameter's gradient
+    /// (parameters the loss does not reach are left out).
+    fn backward(&self, loss: Tensor<1>) -> NamedTensors {
+        self.gradients(&loss.backward())
+    }
 
     /// The current parameter values (no autodiff graph).
     fn parameters(&self) -> NamedTensors;

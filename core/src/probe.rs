@@ -187,11 +187,9 @@ pub fn probe(
             },
             _ => ("teacher_logprobs", batch.teacher_logprobs.as_ref()),
         };
-        let logits = if pass.logits {
-            Some(required(batch.teacher_logits.as_ref(), "teacher_logits", algo)?.clone())
-        } else {
-            None
-        };
+        if pass.logits {
+            required(batch.teacher_logits.as_ref(), "teacher_logits", algo)?;
+        }
         let logprobs = match (given, pass.logits) {
             (Some(m), _) => m.clone(),
             (None, true) => zeros.clone(),
@@ -200,7 +198,6 @@ pub fn probe(
         teachers.push(TeacherScores {
             logprobs,
             has_hint: vec![true; n],
-            logits,
         });
     }
     let correct: Vec<bool> = batch.rewards.iter().map(|&r| r >= 1.0).collect();
@@ -228,17 +225,26 @@ pub fn probe(
         logprob_leaf
     };
     let mask_tensor = loss_mask.to_tensor(device);
+    // The divergence as the trainer computes it, here over all positions at once.
+    let divergence = match (&student, &batch.teacher_logits) {
+        (Some(student), Some(teacher)) => Some(
+            objective
+                .token_divergence(student.clone(), teacher.to_tensor(device))
+                .ok_or_else(|| {
+                    Error::Input(format!(
+                        "`{algo}` declares student logits but computes no divergence from them"
+                    ))
+                })?,
+        ),
+        _ => None,
+    };
     let terms = objective.loss(LossInput {
         logprobs: logprob_leaf.clone(),
         old_logprobs: old_logprobs.to_tensor(device),
         ref_logprobs: ref_logprobs.map(|m| m.to_tensor(device)),
         advantages: credit.advantages.to_tensor(device),
         mask: mask_tensor.clone(),
-        logits: student.clone(),
-        teacher_logits: teachers
-            .iter()
-            .find_map(|p| p.logits.as_ref())
-            .map(|l| l.to_tensor(device)),
+        divergence,
         rewards: batch.rewards.clone(),
         group_ids: batch.group_ids.clone(),
     });

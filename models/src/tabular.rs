@@ -15,7 +15,7 @@ use rand_chacha::ChaCha8Rng;
 use zoo_core::burn;
 use zoo_core::burn::module::{Module, Param};
 use zoo_core::burn::prelude::*;
-use zoo_core::burn::tensor::TensorData;
+use zoo_core::burn::tensor::{Gradients, TensorData};
 use zoo_core::params;
 use zoo_core::policy::{NamedTensors, Sample, Tokenizer};
 use zoo_core::{Error, Policy, Result, SamplingConfig};
@@ -269,9 +269,8 @@ impl Policy for TabularPolicy {
             .collect()
     }
 
-    fn backward(&self, loss: Tensor<1>) -> NamedTensors {
-        let grads = loss.backward();
-        params::gradients(&self.table, &grads)
+    fn gradients(&self, grads: &Gradients) -> NamedTensors {
+        params::gradients(&self.table, grads)
     }
 
     fn parameters(&self) -> NamedTensors {

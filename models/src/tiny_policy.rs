@@ -6,7 +6,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use zoo_core::burn::module::Module;
 use zoo_core::burn::prelude::*;
-use zoo_core::burn::tensor::TensorData;
+use zoo_core::burn::tensor::{Gradients, TensorData};
 use zoo_core::checkpoint::{self, Metadata};
 use zoo_core::params;
 use zoo_core::policy::{NamedTensors, Sample, Tokenizer};
@@ -306,9 +306,8 @@ impl Policy for TinyPolicy {
         out
     }
 
-    fn backward(&self, loss: Tensor<1>) -> NamedTensors {
-        let grads = loss.backward();
-        params::gradients(&self.model, &grads)
+    fn gradients(&self, grads: &Gradients) -> NamedTensors {
+        params::gradients(&self.model, grads)
     }
 
     fn parameters(&self) -> NamedTensors {

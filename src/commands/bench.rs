@@ -18,7 +18,7 @@ use zoo_core::device::DeviceSpec;
 use zoo_core::objective::BuildContext;
 use zoo_core::optim::{AdamW, OptimConfig};
 use zoo_core::policy::Tokenizer;
-use zoo_core::trainer::{UpdateBatch, mini_batch_gradient};
+use zoo_core::trainer::{MicroBatching, UpdateBatch, mini_batch_gradient};
 use zoo_core::{Policy, SamplingConfig, TokenMatrix, registry, rng};
 use zoo_models::{CharTokenizer, TinyDecoderConfig, TinyPolicy};
 
@@ -162,13 +162,24 @@ pub fn measure(
             old_logprobs: &old,
             ref_logprobs: None,
             advantages: &advantages,
-            teacher_logits: None,
+            teacher: None,
             rewards: &rewards,
             group_ids: &group_ids,
         };
         let rows: Vec<usize> = (0..batch).collect();
         let start = Instant::now();
-        let gradient = mini_batch_gradient(&policy, objective.as_ref(), &update, &rows, 32, 1.0)?;
+        let gradient = mini_batch_gradient(
+            &policy,
+            objective.as_ref(),
+            &update,
+            &rows,
+            MicroBatching {
+                max_rows: 32,
+                max_tokens: 0,
+            },
+            1.0,
+            false,
+        )?;
         let (params, _) = optimizer.step(&policy.parameters(), &gradient.grads, 1e-4)?;
         policy.set_parameters(&params)?;
         // Wait for the update to finish (backends may run asynchronously).

@@ -129,7 +129,7 @@ impl FixedBatch {
             old_logprobs: &self.old,
             ref_logprobs: None,
             advantages: &self.advantages,
-            teacher_logits: None,
+            teacher: None,
             rewards: &[0.0; 8],
             group_ids: &[0, 0, 1, 1, 2, 2, 3, 3],
         }

@@ -70,6 +70,7 @@ fn trainer(task: &Arms, nan_calls: std::ops::Range<usize>, max_skips: usize) -> 
             ..OptimConfig::default()
         },
         checkpoint_every: 1,
+        checkpoint_keep: 0,
     };
     let policy = TabularPolicy::shared(task.rows(), task.vocab(), &Device::flex()).unwrap();
     Trainer::new(config, 0, 6, Box::new(policy), Box::new(objective), task).unwrap()

@@ -9,7 +9,7 @@
 use zoo::zoo_core::burn::prelude::*;
 use zoo::zoo_core::device::DeviceSpec;
 use zoo::zoo_core::objective::BuildContext;
-use zoo::zoo_core::trainer::mini_batch_gradient;
+use zoo::zoo_core::trainer::{MicroBatching, mini_batch_gradient};
 use zoo::zoo_core::{ObjectiveConfig, rng};
 use zoo::zoo_models::{TinyDecoderConfig, TinyPolicy};
 use zoo_grpo::GrpoConfig;
@@ -34,7 +34,19 @@ fn grpo_step(device: &Device) -> (f64, Vec<(String, Vec<f32>)>) {
         })
         .unwrap();
     let rows: Vec<usize> = (0..8).collect();
-    let step = mini_batch_gradient(&policy, objective.as_ref(), &batch, &rows, 4, 1.0).unwrap();
+    let step = mini_batch_gradient(
+        &policy,
+        objective.as_ref(),
+        &batch,
+        &rows,
+        MicroBatching {
+            max_rows: 4,
+            max_tokens: 0,
+        },
+        1.0,
+        false,
+    )
+    .unwrap();
     let mut grads: Vec<(String, Vec<f32>)> = step
         .grads
         .iter()

@@ -311,7 +311,6 @@ mod tests {
         TeacherScores {
             logprobs,
             has_hint: vec![true; n],
-            logits: None,
         }
     }
 

@@ -435,8 +435,7 @@ mod tests {
             ref_logprobs: None,
             advantages: tensor(advantages, b, t),
             mask: tensor(mask, b, t),
-            logits: None,
-            teacher_logits: None,
+            divergence: None,
             rewards: vec![0.0; b],
             group_ids: vec![0; b],
         });

@@ -202,14 +202,10 @@ impl Objective for Opsd {
     // Loss stage
     // -----------------------------------------------------------------------------------------
 
-    /// Shapes: `logits` and `teacher_logits` `[b, t, v]`; returns `D` `[b, t]`.
-    fn loss(&self, input: LossInput) -> LossTerms {
+    /// Shapes: `student` and `teacher` raw logits `[b, c, v]`; returns `D` `[b, c]`.
+    fn token_divergence(&self, student: Tensor<3>, teacher: Tensor<3>) -> Option<Tensor<2>> {
         let c = &self.config;
-        let student = input.logits.expect("OPSD declares student_logits");
-        let teacher = input
-            .teacher_logits
-            .expect("OPSD declares a teacher pass with logits")
-            .detach();
+        let teacher = teacher.detach();
         let vocab = student.dims()[2];
         let (student, teacher) = match c.topk.filter(|&k| k > 0 && k < vocab) {
             // Both restricted to the teacher's top-k indices, renormalized over them.
@@ -224,7 +220,14 @@ impl Objective for Opsd {
         };
         let student = log_softmax(student.div_scalar(c.temperature), 2);
         let teacher = log_softmax(teacher.div_scalar(c.temperature), 2);
-        let divergence = generalized_jsd(student, teacher, c.jsd_beta);
+        Some(generalized_jsd(student, teacher, c.jsd_beta))
+    }
+
+    /// Shapes: `divergence` `[b, t]`; returns `D` `[b, t]`.
+    fn loss(&self, input: LossInput) -> LossTerms {
+        let divergence = input
+            .divergence
+            .expect("OPSD declares student_logits: the trainer passes the divergence");
         LossTerms {
             per_token: divergence.clone(),
             scalar: None,

@@ -300,7 +300,6 @@ mod tests {
                 teachers: &[TeacherScores {
                     logprobs: m(teacher),
                     has_hint: vec![true; n],
-                    logits: None,
                 }],
             })
             .unwrap()

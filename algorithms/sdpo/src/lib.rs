@@ -196,15 +196,11 @@ impl Objective for Sdpo {
     // Loss stage
     // -----------------------------------------------------------------------------------------
 
-    /// Shapes: `logits`, `teacher_logits` `[b, t, v]`, `logprobs`, `old_logprobs` `[b, t]`;
-    /// returns the weighted divergence `[b, t]`.
-    fn loss(&self, input: LossInput) -> LossTerms {
+    /// Shapes: `student` and `teacher` raw logits `[b, c, v]`; returns the divergence `[b, c]`
+    /// over the student's top-k tokens (+ the tail bucket) or the full vocabulary.
+    fn token_divergence(&self, student: Tensor<3>, teacher: Tensor<3>) -> Option<Tensor<2>> {
         let c = &self.config;
-        let student = input.logits.expect("SDPO declares student_logits");
-        let teacher = input
-            .teacher_logits
-            .expect("SDPO declares a teacher pass with logits")
-            .detach();
+        let teacher = teacher.detach();
         let student = log_softmax(student.div_scalar(c.temperature), 2);
         let teacher = log_softmax(teacher.div_scalar(c.temperature), 2);
         let vocab = student.dims()[2];
@@ -219,7 +215,16 @@ impl Objective for Sdpo {
             }
             None => (student, teacher),
         };
-        let divergence = generalized_jsd(student, teacher, c.jsd_beta);
+        Some(generalized_jsd(student, teacher, c.jsd_beta))
+    }
+
+    /// Shapes: `divergence`, `logprobs`, `old_logprobs` `[b, t]`; returns the weighted
+    /// divergence `[b, t]`.
+    fn loss(&self, input: LossInput) -> LossTerms {
+        let c = &self.config;
+        let divergence = input
+            .divergence
+            .expect("SDPO declares student_logits: the trainer passes the divergence");
         let per_token = match c.is_clip.filter(|&clip| clip > 0.0) {
             Some(clip) => {
                 let weight = input
@@ -391,7 +396,6 @@ mod tests {
                 teachers: &[TeacherScores {
                     logprobs: TokenMatrix::zeros(4, 2),
                     has_hint: vec![false, false, true, true],
-                    logits: None,
                 }],
             })
             .unwrap();

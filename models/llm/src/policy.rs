@@ -16,8 +16,8 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use zoo_core::burn::module::Module;
 use zoo_core::burn::prelude::*;
-use zoo_core::burn::tensor::TensorData;
 use zoo_core::burn::tensor::activation::log_softmax;
+use zoo_core::burn::tensor::{Gradients, TensorData};
 use zoo_core::checkpoint::Metadata;
 use zoo_core::policy::{NamedTensors, Sample, Tokenizer, response_targets};
 use zoo_core::{Policy, Result, SamplingConfig, params};
@@ -177,7 +177,7 @@ impl LlmPolicy {
 
     /// Hidden states `[n, t, d]` at the positions that predict each response token, and the
     /// model and device they were computed with.
-    fn response_hidden(
+    fn hidden_with_model(
         &self,
         contexts: &[Vec<u32>],
         responses: &[Vec<u32>],
@@ -219,7 +219,7 @@ impl Policy for LlmPolicy {
     }
 
     fn token_logits(&self, contexts: &[Vec<u32>], responses: &[Vec<u32>], grad: bool) -> Tensor<3> {
-        let (hidden, model, _) = self.response_hidden(contexts, responses, grad);
+        let (hidden, model, _) = self.hidden_with_model(contexts, responses, grad);
         let [n, t, _] = hidden.dims();
         if t == 0 {
             return Tensor::zeros([n, 0, model.config().vocab_size], &hidden.device());
@@ -234,7 +234,7 @@ impl Policy for LlmPolicy {
         temperature: f32,
         grad: bool,
     ) -> Tensor<2> {
-        let (hidden, model, device) = self.response_hidden(contexts, responses, grad);
+        let (hidden, model, device) = self.hidden_with_model(contexts, responses, grad);
         let [n, t, d] = hidden.dims();
         if t == 0 {
             return Tensor::zeros([n, 0], &device);
@@ -405,9 +405,31 @@ impl Policy for LlmPolicy {
         out
     }
 
-    fn backward(&self, loss: Tensor<1>) -> NamedTensors {
-        let grads = loss.backward();
-        params::gradients(&self.model, &grads)
+    fn response_hidden(
+        &self,
+        contexts: &[Vec<u32>],
+        responses: &[Vec<u32>],
+        grad: bool,
+    ) -> Tensor<3> {
+        self.hidden_with_model(contexts, responses, grad).0
+    }
+
+    fn head(&self, hidden: Tensor<3>, grad: bool) -> Tensor<3> {
+        let (model, _) = self.model_for(grad);
+        let hidden = if grad { hidden } else { hidden.inner() };
+        let [n, t, _] = hidden.dims();
+        if t == 0 {
+            return Tensor::zeros([n, 0, model.config().vocab_size], &hidden.device());
+        }
+        model.head(hidden)
+    }
+
+    fn head_chunk_positions(&self) -> usize {
+        self.chunk_positions
+    }
+
+    fn gradients(&self, grads: &Gradients) -> NamedTensors {
+        params::gradients(&self.model, grads)
     }
 
     fn parameters(&self) -> NamedTensors {

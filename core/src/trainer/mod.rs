@@ -1,0 +1,516 @@
+//! The shared RL trainer. Algorithm-blind: it knows objectives only through [`Objective`].
+//!
+//! One step:
+//! 1. draw `prompts_per_step` training problems and sample `group_size` responses to each,
+//!    recording behaviour log-probs; score every response with the task's verifier; with
+//!    dynamic sampling, drop the groups the objective rejects and sample more prompts;
+//! 2. run the declared extra passes without an autodiff graph, in micro-batches: `ℓ^old`
+//!    (recomputed, as verl does), `ℓ^ref` from the frozen initial policy, and each teacher
+//!    pass (a hinted context scored by the current, frozen initial or EMA weights);
+//! 3. credit: the objective turns rewards and teacher scores into per-token advantages;
+//! 4. update: `epochs` passes over `mini_batches` mini-batches (whole groups), each cut into
+//!    micro-batches by a row count and a token budget; gradients are summed over the
+//!    micro-batches with aggregation coefficients computed over the whole mini-batch, clipped,
+//!    and applied by AdamW ([`update`] computes a mini-batch's gradient, [`optimize`] applies
+//!    it);
+//! 5. metrics, and a checkpoint every `checkpoint_every` steps ([`checkpoints`]).
+//!
+//! Stage by stage: [`rollout`] (sampling, verification, teacher contexts), this file (the step's
+//! order and its scoring passes), [`update`], [`optimize`], [`checkpoints`].
+
+pub mod checkpoints;
+pub mod optimize;
+pub mod rollout;
+pub mod update;
+
+use std::path::Path;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::metrics::{Metrics, mean_std};
+use crate::objective::{CreditInput, Needs, Objective, TeacherScores, TeacherWeights};
+use crate::optim::{AdamW, OptimConfig};
+use crate::policy::{Policy, SamplingConfig};
+use crate::task::Task;
+use crate::{Error, Result};
+
+use optimize::UpdateTotals;
+use rollout::Collected;
+use update::score_rows;
+pub use update::{
+    DistillTeacher, MicroBatching, MiniBatchGradient, UpdateBatch, mini_batch_gradient,
+};
+
+/// Rollout settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RolloutConfig {
+    /// Prompts per step.
+    pub prompts_per_step: usize,
+    /// Responses per prompt (`G`).
+    pub group_size: usize,
+    /// Sampling temperature; log-probs are scored at the same temperature.
+    pub temperature: f32,
+    /// Response length cap in tokens; 0 means the task's own cap.
+    pub max_new_tokens: usize,
+}
+
+impl Default for RolloutConfig {
+    /// The CPU world's RL defaults: 32 prompts × G = 8 at temperature 1.
+    fn default() -> Self {
+        Self {
+            prompts_per_step: 32,
+            group_size: 8,
+            temperature: 1.0,
+            max_new_tokens: 0,
+        }
+    }
+}
+
+/// Update settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpdateConfig {
+    /// Passes over the rollout batch (PPO epochs).
+    pub epochs: usize,
+    /// Optimizer steps per pass: the batch is cut into this many mini-batches of whole groups.
+    pub mini_batches: usize,
+    /// The most responses in one forward/backward pass; changes memory, never the gradient.
+    pub micro_batch_size: usize,
+    /// The most padded tokens (rows × longest context + response) in one forward/backward
+    /// pass, rows sorted by length (verl's `ppo_max_token_len_per_gpu`); 0: rows only. Changes
+    /// memory, never the gradient. Scoring passes use the same micro-batches.
+    pub micro_batch_tokens: usize,
+    /// Optimizer steps in a row that may be skipped for a non-finite loss or gradient (more
+    /// likely in low precision) before the run stops; a skipped step changes no weight and no
+    /// optimizer state, and is counted in `actor/skipped_updates`.
+    pub max_nonfinite_skips: usize,
+}
+
+impl Default for UpdateConfig {
+    /// One on-policy update per rollout batch.
+    fn default() -> Self {
+        Self {
+            epochs: 1,
+            mini_batches: 1,
+            micro_batch_size: 64,
+            micro_batch_tokens: 0,
+            max_nonfinite_skips: 3,
+        }
+    }
+}
+
+/// Everything the trainer needs besides the policy, the task and the objective.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainerConfig {
+    /// Rollout settings.
+    pub rollout: RolloutConfig,
+    /// Update settings.
+    pub update: UpdateConfig,
+    /// Optimizer settings.
+    pub optim: OptimConfig,
+    /// Write a checkpoint every this many steps (0: only at the end).
+    pub checkpoint_every: usize,
+    /// Keep the newest this many checkpoints, removing older ones (0: keep all).
+    pub checkpoint_keep: usize,
+}
+
+impl TrainerConfig {
+    /// Checks ranges; the message names the key.
+    pub fn validate(&self) -> Result<()> {
+        let r = &self.rollout;
+        let u = &self.update;
+        if r.prompts_per_step == 0 || r.group_size == 0 {
+            return Err(Error::Config(
+                "`rollout.prompts_per_step` and `rollout.group_size` must be positive".into(),
+            ));
+        }
+        if !(r.temperature > 0.0 && r.temperature.is_finite()) {
+            return Err(Error::Config(
+                "`rollout.temperature` must be positive for RL (log-probs are scored at it)".into(),
+            ));
+        }
+        if u.epochs == 0 || u.mini_batches == 0 || u.micro_batch_size == 0 {
+            return Err(Error::Config(
+                "`update.epochs`, `update.mini_batches` and `update.micro_batch_size` must be positive"
+                    .into(),
+            ));
+        }
+        if u.mini_batches > r.prompts_per_step {
+            return Err(Error::Config(format!(
+                "`update.mini_batches` ({}) exceeds `rollout.prompts_per_step` ({}): a mini-batch holds whole groups",
+                u.mini_batches, r.prompts_per_step
+            )));
+        }
+        self.optim.validate()
+    }
+}
+
+/// The trainer's resumable state, saved as `trainer_state.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainerState {
+    /// The last completed step.
+    pub step: usize,
+    /// Optimizer steps taken.
+    pub optimizer_steps: u64,
+    /// The run's seed.
+    pub seed: u64,
+    /// The objective's name.
+    pub algo: String,
+}
+
+/// The RL trainer.
+pub struct Trainer<'a> {
+    config: TrainerConfig,
+    seed: u64,
+    total_steps: usize,
+    policy: Box<dyn Policy>,
+    /// The frozen initial policy: the reference of a KL term, OPSD's fixed teacher.
+    initial: Option<Box<dyn Policy>>,
+    /// The EMA teacher and its rate (SDPO).
+    ema: Option<(f32, Box<dyn Policy>)>,
+    objective: Box<dyn Objective>,
+    needs: Needs,
+    task: &'a dyn Task,
+    optimizer: AdamW,
+    /// Optimizer steps skipped in a row for a non-finite loss or gradient.
+    nonfinite_streak: usize,
+}
+
+impl<'a> Trainer<'a> {
+    /// A trainer starting from `policy`. Snapshots of it become the frozen initial policy and
+    /// the EMA teacher when the objective's [`Needs`] ask for them.
+    pub fn new(
+        config: TrainerConfig,
+        seed: u64,
+        total_steps: usize,
+        policy: Box<dyn Policy>,
+        objective: Box<dyn Objective>,
+        task: &'a dyn Task,
+    ) -> Result<Self> {
+        config.validate()?;
+        let needs = objective.needs();
+        let name = objective.name().to_string();
+        let distill_passes = needs.teachers.iter().filter(|t| t.logits).count();
+        if distill_passes > 1 {
+            return Err(Error::Config(format!(
+                "objective `{name}` asks for teacher logits from more than one pass; the trainer passes one"
+            )));
+        }
+        if needs.student_logits != (distill_passes == 1) {
+            return Err(Error::Config(format!(
+                "objective `{name}`: a distillation divergence (`student_logits`) needs exactly one teacher pass with `logits`, and such a pass is read only by it"
+            )));
+        }
+        let mut ema_rate = None;
+        for pass in &needs.teachers {
+            if let TeacherWeights::Ema { rate } = pass.weights {
+                if !(rate > 0.0 && rate <= 1.0) {
+                    return Err(Error::Config(format!(
+                        "objective `{name}`: the EMA teacher rate must lie in (0, 1], got {rate}"
+                    )));
+                }
+                if ema_rate.is_some_and(|r| r != rate) {
+                    return Err(Error::Config(format!(
+                        "objective `{name}` declares two EMA teachers with different rates"
+                    )));
+                }
+                ema_rate = Some(rate);
+            }
+        }
+        if let Some(d) = needs.dynamic_sampling
+            && d.max_rounds == 0
+        {
+            return Err(Error::Config(format!(
+                "objective `{name}`: dynamic sampling needs at least one generation round"
+            )));
+        }
+        let wants_initial = needs.reference_logprobs
+            || needs
+                .teachers
+                .iter()
+                .any(|t| t.weights == TeacherWeights::Initial);
+        let initial = wants_initial.then(|| policy.snapshot());
+        let ema = ema_rate.map(|rate| (rate, policy.snapshot()));
+        let optimizer = AdamW::new(config.optim.clone());
+        Ok(Self {
+            config,
+            seed,
+            total_steps,
+            policy,
+            initial,
+            ema,
+            objective,
+            needs,
+            task,
+            optimizer,
+            nonfinite_streak: 0,
+        })
+    }
+
+    /// The policy being trained.
+    pub fn policy(&self) -> &dyn Policy {
+        self.policy.as_ref()
+    }
+
+    /// How the update and the scoring passes cut micro-batches.
+    pub fn micro_batching(&self) -> MicroBatching {
+        MicroBatching {
+            max_rows: self.config.update.micro_batch_size,
+            max_tokens: self.config.update.micro_batch_tokens,
+        }
+    }
+
+    /// The weights that score a teacher pass.
+    pub(super) fn scorer(&self, weights: TeacherWeights) -> &dyn Policy {
+        match weights {
+            TeacherWeights::Current => self.policy.as_ref(),
+            TeacherWeights::Initial => self.initial.as_deref().expect("snapshot taken in new"),
+            TeacherWeights::Ema { .. } => {
+                self.ema.as_ref().expect("snapshot taken in new").1.as_ref()
+            }
+        }
+    }
+
+    /// The sampling settings of the rollouts.
+    pub fn sampling(&self) -> SamplingConfig {
+        SamplingConfig {
+            temperature: self.config.rollout.temperature,
+            max_new_tokens: match self.config.rollout.max_new_tokens {
+                0 => self.task.max_new_tokens(),
+                n => n,
+            },
+        }
+    }
+
+    /// Runs steps `first..=last`, calling `on_step` after each with its metrics, and writes
+    /// checkpoints under `checkpoint_dir` if given.
+    pub fn run(
+        &mut self,
+        first: usize,
+        last: usize,
+        checkpoint_dir: Option<&Path>,
+        on_step: &mut dyn FnMut(usize, &Metrics) -> Result<()>,
+    ) -> Result<()> {
+        for step in first..=last {
+            let metrics = self.step(step)?;
+            on_step(step, &metrics)?;
+            let every = self.config.checkpoint_every;
+            let due = step == last || (every > 0 && step % every == 0);
+            if let (Some(dir), true) = (checkpoint_dir, due) {
+                self.save_checkpoint(dir, step)?;
+                crate::checkpoint::prune(dir, self.config.checkpoint_keep)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One training step (`step` starts at 1).
+    pub fn step(&mut self, step: usize) -> Result<Metrics> {
+        let mut metrics = Metrics::new();
+        let rollout_start = Instant::now();
+        let Collected {
+            problems,
+            batch,
+            verdicts,
+        } = self.collect(step, &mut metrics)?;
+        let rewards: Vec<f32> = verdicts.iter().map(|v| v.score).collect();
+        let correct: Vec<bool> = verdicts.iter().map(|v| v.correct).collect();
+        metrics.insert(
+            "timing/rollout".into(),
+            rollout_start.elapsed().as_secs_f64(),
+        );
+        if batch.rollouts.is_empty() {
+            // Dynamic sampling kept no group and the objective asked to go on: nothing to learn.
+            metrics.insert("timing/update".into(), 0.0);
+            return Ok(metrics);
+        }
+
+        let scoring_start = Instant::now();
+        let contexts: Vec<Vec<u32>> = batch
+            .rollouts
+            .iter()
+            .map(|r| batch.prompts[r.problem].clone())
+            .collect();
+        let responses: Vec<Vec<u32>> = batch.rollouts.iter().map(|r| r.tokens.clone()).collect();
+        let temperature = self.config.rollout.temperature;
+        let mask = batch.mask();
+        let micro = self.micro_batching();
+        let tokens: usize = responses.iter().map(Vec::len).sum();
+        let mut scored_tokens = tokens;
+        let old_logprobs = score_rows(
+            self.policy.as_ref(),
+            &contexts,
+            &responses,
+            temperature,
+            micro,
+        );
+        let ref_logprobs = match (&self.initial, self.needs.reference_logprobs) {
+            (Some(initial), true) => {
+                scored_tokens += tokens;
+                Some(score_rows(
+                    initial.as_ref(),
+                    &contexts,
+                    &responses,
+                    temperature,
+                    micro,
+                ))
+            }
+            _ => None,
+        };
+        // How far the sampler's log-probs are from teacher forcing (verl reports the same as
+        // `training/rollout_probs_diff_*`): a large gap means sampling and scoring disagree.
+        let mut diff_max = 0f64;
+        let mut diff_sum = 0f64;
+        for (i, r) in batch.rollouts.iter().enumerate() {
+            for (t, &behaviour) in r.behaviour_logprobs.iter().enumerate() {
+                let diff = (behaviour as f64 - old_logprobs.get(i, t) as f64).abs();
+                diff_max = diff_max.max(diff);
+                diff_sum += diff;
+            }
+        }
+        let token_count = mask.data.iter().map(|&m| m as f64).sum::<f64>().max(1.0);
+        metrics.insert("rollout/logprob_diff_max".into(), diff_max);
+        metrics.insert("rollout/logprob_diff_mean".into(), diff_sum / token_count);
+
+        let teacher_start = Instant::now();
+        let mut teachers = Vec::with_capacity(self.needs.teachers.len());
+        // The distillation teacher's contexts: its distribution is computed per micro-batch in
+        // the update, on the device.
+        let mut distill_contexts: Option<Vec<Vec<u32>>> = None;
+        for pass in &self.needs.teachers {
+            let (teacher_contexts, has_hint) =
+                self.teacher_contexts(pass.context, &problems, &batch, &verdicts)?;
+            let logprobs = score_rows(
+                self.scorer(pass.weights),
+                &teacher_contexts,
+                &responses,
+                temperature,
+                micro,
+            );
+            scored_tokens += tokens;
+            teachers.push(TeacherScores { logprobs, has_hint });
+            if pass.logits {
+                distill_contexts = Some(teacher_contexts);
+            }
+        }
+        if !teachers.is_empty() {
+            metrics.insert(
+                "timing/teacher".into(),
+                teacher_start.elapsed().as_secs_f64(),
+            );
+        }
+        let scoring_seconds = scoring_start.elapsed().as_secs_f64();
+        metrics.insert("timing/scoring".into(), scoring_seconds);
+
+        let group_ids = batch.group_ids();
+        let credit = self.objective.credit(&CreditInput {
+            step,
+            rewards: &rewards,
+            correct: &correct,
+            group_ids: &group_ids,
+            mask: &mask,
+            old_logprobs: &old_logprobs,
+            ref_logprobs: ref_logprobs.as_ref(),
+            teachers: &teachers,
+        })?;
+        for (key, value) in &credit.metrics {
+            metrics.insert(key.clone(), *value);
+        }
+
+        let update_start = Instant::now();
+        let update = UpdateBatch {
+            contexts: &contexts,
+            responses: &responses,
+            mask: credit.mask.as_ref().unwrap_or(&mask),
+            old_logprobs: &old_logprobs,
+            ref_logprobs: ref_logprobs.as_ref(),
+            advantages: &credit.advantages,
+            teacher: None,
+            rewards: &rewards,
+            group_ids: &group_ids,
+        };
+        let groups = batch.prompts.len();
+        let group_size = self.config.rollout.group_size;
+        let mut totals = UpdateTotals::default();
+        // Until an optimizer step changes the weights, the current log-probs are `ℓ^old`.
+        let mut fresh = true;
+        for _ in 0..self.config.update.epochs {
+            for chunk in split_even(groups, self.config.update.mini_batches) {
+                if chunk.is_empty() {
+                    continue;
+                }
+                let rows: Vec<usize> = (chunk.start * group_size..chunk.end * group_size).collect();
+                let stepped = self.update_mini_batch(
+                    step,
+                    &update,
+                    distill_contexts.as_deref(),
+                    &rows,
+                    fresh,
+                    &mut totals,
+                )?;
+                fresh &= !stepped;
+            }
+        }
+        let update_seconds = update_start.elapsed().as_secs_f64();
+        metrics.insert("timing/update".into(), update_seconds);
+
+        let (reward_mean, reward_std) = mean_std(rewards.iter().map(|&r| r as f64));
+        let (length_mean, _) = mean_std(responses.iter().map(|r| r.len() as f64));
+        let clipped = batch.rollouts.iter().filter(|r| !r.finished).count();
+        metrics.insert("reward/mean".into(), reward_mean);
+        metrics.insert("reward/std".into(), reward_std);
+        metrics.insert("response_length/mean".into(), length_mean);
+        metrics.insert(
+            "response_length/clip_ratio".into(),
+            clipped as f64 / responses.len() as f64,
+        );
+        totals.report(&mut metrics);
+        let rollout_seconds = metrics["timing/rollout"];
+        let per_second = |tokens: usize, seconds: f64| tokens as f64 / seconds.max(1e-9);
+        let seconds = rollout_seconds + scoring_seconds + update_seconds;
+        metrics.insert("perf/throughput".into(), per_second(tokens, seconds));
+        metrics.insert(
+            "perf/tokens_per_s/rollout".into(),
+            per_second(tokens, rollout_seconds),
+        );
+        metrics.insert(
+            "perf/tokens_per_s/scoring".into(),
+            per_second(scored_tokens, scoring_seconds),
+        );
+        metrics.insert(
+            "perf/tokens_per_s/update".into(),
+            per_second(totals.trained_tokens, update_seconds),
+        );
+        Ok(metrics)
+    }
+}
+
+/// `n` items cut into `parts` contiguous ranges whose sizes differ by at most one.
+pub fn split_even(n: usize, parts: usize) -> Vec<std::ops::Range<usize>> {
+    let base = n / parts;
+    let extra = n % parts;
+    let mut start = 0;
+    (0..parts)
+        .map(|i| {
+            let len = base + usize::from(i < extra);
+            let range = start..start + len;
+            start += len;
+            range
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_even_covers_everything_once() {
+        let parts = split_even(10, 3);
+        assert_eq!(parts, vec![0..4, 4..7, 7..10]);
+        assert_eq!(split_even(4, 4).len(), 4);
+    }
+}

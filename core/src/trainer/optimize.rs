@@ -1,0 +1,155 @@
+//! The optimizer side of an update: one AdamW step per mini-batch gradient, the EMA teacher,
+//! skipped steps for non-finite values, and the step's update metrics.
+
+use crate::metrics::Metrics;
+use crate::{Error, Result};
+
+use super::Trainer;
+use super::update::{DistillTeacher, UpdateBatch, add_to, mini_batch_gradient};
+
+impl Trainer<'_> {
+    /// The gradient of the mini-batch `rows`, then one AdamW step (and the EMA teacher's
+    /// update), or a skipped step for a non-finite loss or gradient. Returns whether the
+    /// weights changed. `fresh`: no optimizer step since `ℓ^old` was scored.
+    pub(super) fn update_mini_batch(
+        &mut self,
+        step: usize,
+        batch: &UpdateBatch<'_>,
+        distill_contexts: Option<&[Vec<u32>]>,
+        rows: &[usize],
+        fresh: bool,
+        totals: &mut UpdateTotals,
+    ) -> Result<bool> {
+        // The distillation teacher's weights as they are now: an EMA teacher moves after every
+        // optimizer step.
+        let distill = self.needs.teachers.iter().find(|t| t.logits);
+        let teacher = distill
+            .zip(distill_contexts)
+            .map(|(pass, contexts)| DistillTeacher {
+                policy: self.scorer(pass.weights),
+                contexts,
+            });
+        let gradient = mini_batch_gradient(
+            self.policy.as_ref(),
+            self.objective.as_ref(),
+            &UpdateBatch { teacher, ..*batch },
+            rows,
+            self.micro_batching(),
+            self.config.rollout.temperature,
+            fresh,
+        )?;
+        totals.entropy += gradient.entropy_sum;
+        totals.response_tokens += gradient.response_tokens;
+        totals.trained_tokens += gradient.trained_tokens;
+        let optimizer_step = self.optimizer.steps_taken() as usize;
+        let total_optimizer_steps =
+            self.total_steps * self.config.update.epochs * self.config.update.mini_batches;
+        let lr = self
+            .config
+            .optim
+            .lr_at(optimizer_step, total_optimizer_steps);
+        let stepped = if gradient.loss.is_finite() {
+            // The optimizer checks the gradient norm before it changes any state.
+            self.optimizer
+                .step(&self.policy.parameters(), &gradient.grads, lr)
+        } else {
+            Err(Error::NonFinite {
+                what: "loss".into(),
+                step,
+            })
+        };
+        let (params, report) = match stepped {
+            Ok(done) => done,
+            Err(Error::NonFinite { what, .. }) => {
+                // Skip this optimizer step: no weight and no optimizer moment changes.
+                self.nonfinite_streak += 1;
+                totals.skipped += 1;
+                let limit = self.config.update.max_nonfinite_skips;
+                if self.nonfinite_streak > limit {
+                    return Err(Error::NonFinite {
+                        what: format!(
+                            "{what} in {} optimizer steps in a row (`update.max_nonfinite_skips` is {limit}); the last checkpoint holds the last good weights",
+                            self.nonfinite_streak
+                        ),
+                        step,
+                    });
+                }
+                return Ok(false);
+            }
+            Err(other) => return Err(other),
+        };
+        self.nonfinite_streak = 0;
+        self.policy.set_parameters(&params)?;
+        if let Some((rate, ema)) = &mut self.ema {
+            // θ_T ← (1 − rate)·θ_T + rate·θ, after every optimizer step (SDPO `_update_teacher`).
+            let mut mixed = ema.parameters();
+            for (name, value) in mixed.iter_mut() {
+                let current = params[name].value.clone();
+                value.value = value
+                    .value
+                    .clone()
+                    .mul_scalar(1.0 - *rate)
+                    .add(current.mul_scalar(*rate));
+            }
+            ema.set_parameters(&mixed)?;
+        }
+        totals.loss += gradient.loss;
+        totals.grad_norm += report.grad_norm;
+        totals.lr = report.lr;
+        totals.updates += 1;
+        totals.tokens += gradient.tokens;
+        for (name, sum) in gradient.token_metric_sums {
+            totals.add_token_metric(name, sum);
+        }
+        for (name, value) in gradient.metrics {
+            totals.add_metric(name, value);
+        }
+        Ok(true)
+    }
+}
+
+/// What the optimizer steps of one training step add up, for its metrics.
+#[derive(Default)]
+pub(super) struct UpdateTotals {
+    /// Optimizer steps skipped for a non-finite loss or gradient.
+    skipped: usize,
+    /// `Σ` entropy over response tokens, and their count.
+    entropy: f64,
+    response_tokens: f64,
+    /// Response tokens through forward and backward passes.
+    pub(super) trained_tokens: usize,
+    loss: f64,
+    grad_norm: f64,
+    lr: f64,
+    updates: usize,
+    tokens: f64,
+    token_metrics: Vec<(&'static str, f64)>,
+    metrics: Vec<(&'static str, f64)>,
+}
+
+impl UpdateTotals {
+    fn add_token_metric(&mut self, name: &'static str, sum: f64) {
+        add_to(&mut self.token_metrics, name, sum);
+    }
+
+    fn add_metric(&mut self, name: &'static str, value: f64) {
+        add_to(&mut self.metrics, name, value);
+    }
+
+    pub(super) fn report(&self, metrics: &mut Metrics) {
+        let updates = self.updates.max(1) as f64;
+        metrics.insert("actor/skipped_updates".into(), self.skipped as f64);
+        metrics.insert("actor/pg_loss".into(), self.loss / updates);
+        metrics.insert("actor/grad_norm".into(), self.grad_norm / updates);
+        metrics.insert("actor/lr".into(), self.lr);
+        if self.response_tokens > 0.0 {
+            metrics.insert("actor/entropy".into(), self.entropy / self.response_tokens);
+        }
+        for (name, sum) in &self.token_metrics {
+            metrics.insert(name.to_string(), sum / self.tokens.max(1.0));
+        }
+        for (name, sum) in &self.metrics {
+            metrics.insert(name.to_string(), sum / updates);
+        }
+    }
+}
