@@ -152,6 +152,9 @@ pub struct TeacherScores {
     /// Per response: whether its context holds the asked-for hint (false when a group had no
     /// wrong answer or no successful group-mate).
     pub has_hint: Vec<bool>,
+    /// The pass was not run this step ([`Objective::teachers_needed`] said so): `logprobs` are
+    /// zeros.
+    pub skipped: bool,
 }
 
 /// The host-side inputs of the credit stage for one rollout batch of `n` responses.
@@ -250,6 +253,14 @@ pub trait Objective: Send + Sync {
     /// With [`Needs::dynamic_sampling`]: whether a sampled group (its rewards and correctness
     /// bits) is kept. Default: every group.
     fn keep_group(&self, _rewards: &[f32], _correct: &[bool]) -> bool {
+        true
+    }
+
+    /// Whether the credit stage of training step `step` reads the teacher passes' log-probs.
+    /// `false` skips those passes (their cost is a forward pass each): CEPO and RLSD once their
+    /// λ has decayed to 0, as their references do. A distillation pass
+    /// ([`TeacherPass::logits`]) always runs. Default: always needed.
+    fn teachers_needed(&self, _step: usize) -> bool {
         true
     }
 

@@ -457,7 +457,10 @@ fn train_with_a_real_model_writes_checkpoints_that_are_model_folders() {
         "{config}"
     );
 
-    let output = crate::run(&dir, &args);
+    // λ decays to 0 after one step: step 2 skips both teacher passes.
+    let mut cepo = args.clone();
+    cepo.extend(["--set", "objective.decay_steps=1"]);
+    let output = crate::run(&dir, &cepo);
     assert!(output.status.success());
     let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
     assert_eq!(metrics.lines().count(), 2);
@@ -465,6 +468,15 @@ fn train_with_a_real_model_writes_checkpoints_that_are_model_folders() {
         metrics.contains("cepo/"),
         "CEPO's teacher passes ran through the chat template"
     );
+    let skipped: Vec<f64> = metrics
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["teacher/skipped_passes"]
+                .as_f64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(skipped, [0.0, 2.0]);
     let step = out.join("checkpoints/step-000002");
     for file in [
         "config.json",

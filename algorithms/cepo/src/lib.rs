@@ -191,6 +191,12 @@ impl Objective for Cepo {
         }
     }
 
+    /// The teachers matter only while λ > 0; the reference skips them after that.
+    fn teachers_needed(&self, step: usize) -> bool {
+        let c = &self.config;
+        cepo_lambda(c.lambda, c.decay_steps, c.lambda_schedule, step) != 0.0
+    }
+
     fn aggregation(&self) -> Aggregation {
         self.aggregation
     }
@@ -311,6 +317,7 @@ mod tests {
         TeacherScores {
             logprobs,
             has_hint: vec![true; n],
+            skipped: false,
         }
     }
 
@@ -540,6 +547,41 @@ mod tests {
         assert_relative_eq!(out.grad[2], -adv[2] * ratios[2] / 4.0, max_relative = 1e-5);
         assert_eq!(out.grad[3], 0.0);
         assert!(adv[0] != a0(), "the weighting is active");
+    }
+
+    #[test]
+    fn teacher_passes_are_skipped_exactly_when_lambda_is_zero_and_change_nothing() {
+        let cepo = CepoConfig {
+            decay_steps: 3,
+            ..CepoConfig::default()
+        }
+        .build(&context())
+        .unwrap();
+        let needed: Vec<bool> = (1..=5).map(|s| cepo.teachers_needed(s)).collect();
+        assert_eq!(needed, [true, true, true, false, false]);
+        assert!(constant(LAMBDA).teachers_needed(100));
+        // At λ = 0 the skipped passes' zeros give the advantages the real teachers give.
+        let credit = |pos: &[f32], neg: &[f32], skipped| {
+            let score = |data: &[f32]| TeacherScores {
+                skipped,
+                ..scores(m(2, data))
+            };
+            cepo.credit(&CreditInput {
+                step: 4,
+                rewards: &[1.0, 0.0],
+                correct: &[true, false],
+                group_ids: &[0, 0],
+                mask: &m(2, &[1.0; 4]),
+                old_logprobs: &m(2, &[-1.0; 4]),
+                ref_logprobs: None,
+                teachers: &[score(pos), score(neg)],
+            })
+            .unwrap()
+            .advantages
+        };
+        let real = credit(&[-0.2, -3.0, -1.5, -0.1], &[-2.0, -0.3, -0.9, -4.0], false);
+        assert_eq!(real, credit(&[0.0; 4], &[0.0; 4], true));
+        assert_eq!(real.data, [a0(), a0(), -a0(), -a0()]);
     }
 
     #[test]

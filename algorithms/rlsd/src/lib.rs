@@ -218,6 +218,12 @@ impl Objective for Rlsd {
         }
     }
 
+    /// The teacher matters only while λ > 0.
+    fn teachers_needed(&self, step: usize) -> bool {
+        let c = &self.config;
+        rlsd_lambda(c.lambda, c.decay_steps, c.lambda_schedule, step) != 0.0
+    }
+
     fn aggregation(&self) -> Aggregation {
         self.aggregation
     }
@@ -300,6 +306,7 @@ mod tests {
                 teachers: &[TeacherScores {
                     logprobs: m(teacher),
                     has_hint: vec![true; n],
+                    skipped: false,
                 }],
             })
             .unwrap()

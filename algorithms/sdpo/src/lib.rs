@@ -396,6 +396,7 @@ mod tests {
                 teachers: &[TeacherScores {
                     logprobs: TokenMatrix::zeros(4, 2),
                     has_hint: vec![false, false, true, true],
+                    skipped: false,
                 }],
             })
             .unwrap();

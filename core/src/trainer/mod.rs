@@ -28,6 +28,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use crate::batch::TokenMatrix;
 use crate::metrics::{Metrics, mean_std};
 use crate::objective::{CreditInput, Needs, Objective, TeacherScores, TeacherWeights};
 use crate::optim::{AdamW, OptimConfig};
@@ -380,18 +381,30 @@ impl<'a> Trainer<'a> {
         // The distillation teacher's contexts: its distribution is computed per micro-batch in
         // the update, on the device.
         let mut distill_contexts: Option<Vec<Vec<u32>>> = None;
+        let teachers_needed = self.objective.teachers_needed(step);
+        let mut skipped_passes = 0;
         for pass in &self.needs.teachers {
             let (teacher_contexts, has_hint) =
                 self.teacher_contexts(pass.context, &problems, &batch, &verdicts)?;
-            let logprobs = score_rows(
-                self.scorer(pass.weights),
-                &teacher_contexts,
-                &responses,
-                temperature,
-                micro,
-            );
-            scored_tokens += tokens;
-            teachers.push(TeacherScores { logprobs, has_hint });
+            let skipped = !teachers_needed && !pass.logits;
+            let logprobs = if skipped {
+                skipped_passes += 1;
+                TokenMatrix::zeros(mask.rows, mask.cols)
+            } else {
+                scored_tokens += tokens;
+                score_rows(
+                    self.scorer(pass.weights),
+                    &teacher_contexts,
+                    &responses,
+                    temperature,
+                    micro,
+                )
+            };
+            teachers.push(TeacherScores {
+                logprobs,
+                has_hint,
+                skipped,
+            });
             if pass.logits {
                 distill_contexts = Some(teacher_contexts);
             }
@@ -401,6 +414,7 @@ impl<'a> Trainer<'a> {
                 "timing/teacher".into(),
                 teacher_start.elapsed().as_secs_f64(),
             );
+            metrics.insert("teacher/skipped_passes".into(), skipped_passes as f64);
         }
         let scoring_seconds = scoring_start.elapsed().as_secs_f64();
         metrics.insert("timing/scoring".into(), scoring_seconds);
