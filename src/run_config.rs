@@ -71,7 +71,8 @@ temperature = 1.0
 group_size = 8
 max_new_tokens = 0
 [update]
-micro_batch_size = 4
+micro_batch_size = 64
+micro_batch_tokens = 4096
 "#;
 
 /// Held-out evaluation settings.

@@ -85,6 +85,53 @@ fn default_out(config: &RunConfig, algo: &str) -> PathBuf {
     PathBuf::from("runs").join(format!("{algo}-{}-s{}-{stamp}", config.task, config.seed))
 }
 
+/// The longest prompt the memory estimate assumes, in tokens (chat template included).
+pub const ASSUMED_PROMPT_TOKENS: usize = 256;
+
+/// The memory estimate of a real-model run as TOML comments (the printed config still reads
+/// back unchanged); `None` for the tiny decoder, whose run fits in a few hundred MB.
+fn memory_estimate(config: &RunConfig) -> Result<Option<String>> {
+    use zoo_core::objective::TeacherWeights;
+    use zoo_llm::memory::{RunShape, estimate, human};
+    if !config.model.is_llm() {
+        return Ok(None);
+    }
+    let model = zoo_llm::shapes::config_of(&config.model.source)?;
+    let task = config.task()?;
+    let needs = config.build_objective(task.as_ref())?.needs();
+    let initial = needs.reference_logprobs
+        || needs
+            .teachers
+            .iter()
+            .any(|t| t.weights == TeacherWeights::Initial);
+    let ema = needs
+        .teachers
+        .iter()
+        .any(|t| matches!(t.weights, TeacherWeights::Ema { .. }));
+    let shape = RunShape {
+        rows: config.rollout.prompts_per_step * config.rollout.group_size,
+        prompt_tokens: ASSUMED_PROMPT_TOKENS,
+        max_new_tokens: config.max_new_tokens(task.as_ref()),
+        micro_batch_rows: config.update.micro_batch_size,
+        micro_batch_tokens: config.update.micro_batch_tokens,
+        head_chunk_positions: config.model.chunk_positions,
+        snapshots: usize::from(initial) + usize::from(ema),
+    };
+    let memory = estimate(&model, &shape);
+    let mut out = format!(
+        "\n# Memory estimate ({} parameters, f32; prompts of up to {} tokens assumed):\n",
+        model.num_params(),
+        ASSUMED_PROMPT_TOKENS
+    );
+    for (item, bytes) in memory.rows() {
+        out.push_str(&format!("#   {item:<30} {:>12}\n", human(bytes)));
+    }
+    out.push_str(
+        "#   (rollout and update do not overlap: peak = resident + the larger of the two)\n",
+    );
+    Ok(Some(out))
+}
+
 /// Runs `zoo train`; `None` for `--dry-run`.
 pub fn run(args: &TrainArgs) -> Result<Option<TrainReport>> {
     let started = Instant::now();
@@ -107,6 +154,9 @@ pub fn run(args: &TrainArgs) -> Result<Option<TrainReport>> {
     })?;
     if args.dry_run {
         print!("{}", config.to_toml());
+        if let Some(estimate) = memory_estimate(&config)? {
+            print!("{estimate}");
+        }
         return Ok(None);
     }
     let progress = Progress::new(args.quiet);

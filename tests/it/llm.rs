@@ -452,6 +452,14 @@ fn train_with_a_real_model_writes_checkpoints_that_are_model_folders() {
     let config = String::from_utf8(output.stdout).unwrap();
     assert!(config.contains("lr = 0.000001"), "{config}");
     assert!(config.contains("micro_batch_size = 2"), "{config}");
+    assert!(config.contains("micro_batch_tokens = 4096"), "{config}");
+    // The memory estimate follows as comments: the printed file still reads back as TOML.
+    assert!(
+        config.contains("# Memory estimate (115264 parameters"),
+        "{config}"
+    );
+    assert!(config.contains("#   peak"), "{config}");
+    assert!(toml::from_str::<toml::Table>(&config).is_ok());
     assert!(
         config.contains(&format!("source = {model_arg:?}")),
         "{config}"

@@ -14,12 +14,16 @@
 //! | [`llama`] | the decoder (HF names, `[out, in]` weights), KV cache, chunked head |
 //! | [`policy`] | [`LlmPolicy`]: sampling on the device, chunked scoring, training |
 //! | [`source`] | `--model DIR_OR_GGUF` to a policy |
+//! | [`shapes`] | named shapes of published models, random-weight policies for benchmarks |
+//! | [`memory`] | the memory estimate of a run (`zoo train --dry-run`, `zoo bench`) |
 #![warn(missing_docs)]
 
 pub mod config;
 pub mod gguf;
 pub mod llama;
+pub mod memory;
 pub mod policy;
+pub mod shapes;
 pub mod source;
 pub mod tokenizer;
 pub mod weights;

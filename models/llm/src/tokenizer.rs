@@ -768,6 +768,11 @@ fn write_json(path: &Path, value: &Json) -> Result<()> {
     write_atomic(path, text.as_bytes())
 }
 
+/// The 256 one-byte tokens of a byte-level BPE vocabulary, in byte order.
+pub fn byte_level_alphabet() -> Vec<String> {
+    byte_alphabet().into_iter().map(String::from).collect()
+}
+
 /// GPT-2's byte-to-character map (`bytes_to_unicode`): printable bytes stand for themselves,
 /// the others for U+0100 onwards. Indexed by byte.
 fn byte_alphabet() -> Vec<char> {

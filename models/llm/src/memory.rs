@@ -1,0 +1,179 @@
+//! The memory a training run of a real model needs, estimated from its shape and settings
+//! (f32 everywhere, as zoo computes), for `zoo train --dry-run` and `zoo bench`.
+//!
+//! The rollout's KV cache and the update's activations are never alive together, so the peak
+//! is the resident state (parameters, optimizer moments, snapshots) plus the larger of the two
+//! phases. Activations count what the autodiff graph keeps per token and per layer of one
+//! micro-batch (decomposed attention keeps about three `[heads, L, L]` tensors per row and
+//! layer); the output head adds one chunk of positions over the vocabulary.
+
+use crate::config::LlmConfig;
+
+/// The settings of a run that size its memory.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RunShape {
+    /// Responses per step (prompts × group size).
+    pub rows: usize,
+    /// The longest prompt, in tokens (chat template included).
+    pub prompt_tokens: usize,
+    /// The response length cap.
+    pub max_new_tokens: usize,
+    /// The most responses in one micro-batch.
+    pub micro_batch_rows: usize,
+    /// The most padded tokens in one micro-batch; 0: rows only.
+    pub micro_batch_tokens: usize,
+    /// Positions of the output head computed at once.
+    pub head_chunk_positions: usize,
+    /// Frozen copies of the weights the objective keeps (the initial policy, an EMA teacher).
+    pub snapshots: usize,
+}
+
+/// Bytes, by item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct MemoryEstimate {
+    /// The trained weights.
+    pub parameters: u64,
+    /// One micro-batch's gradients and their running sum.
+    pub gradients: u64,
+    /// AdamW's two moments.
+    pub optimizer: u64,
+    /// Frozen copies (initial policy, EMA teacher).
+    pub snapshots: u64,
+    /// The rollout's KV cache over every row at full length.
+    pub kv_cache: u64,
+    /// What the graph keeps for one micro-batch.
+    pub activations: u64,
+    /// One chunk of the output head: logits, log-softmax and their gradients.
+    pub head_chunk: u64,
+}
+
+impl MemoryEstimate {
+    /// Parameters, optimizer state and snapshots: resident for the whole run.
+    pub fn resident(&self) -> u64 {
+        self.parameters + self.optimizer + self.snapshots
+    }
+
+    /// The estimated peak: the resident state plus the larger of rollout and update.
+    pub fn peak(&self) -> u64 {
+        self.resident().saturating_add(
+            self.kv_cache
+                .max(self.gradients + self.activations + self.head_chunk),
+        )
+    }
+
+    /// `(item, bytes)` rows for printing.
+    pub fn rows(&self) -> Vec<(&'static str, u64)> {
+        vec![
+            ("parameters (f32)", self.parameters),
+            ("optimizer state (AdamW m, v)", self.optimizer),
+            ("snapshots (initial / EMA)", self.snapshots),
+            ("KV cache (rollout)", self.kv_cache),
+            ("gradients (update)", self.gradients),
+            ("activations per micro-batch", self.activations),
+            ("output head chunk", self.head_chunk),
+            ("peak", self.peak()),
+        ]
+    }
+}
+
+/// The estimate for `config` under `shape`.
+pub fn estimate(config: &LlmConfig, shape: &RunShape) -> MemoryEstimate {
+    const F32: u64 = 4;
+    let p = config.num_params() as u64;
+    let d = config.hidden_size as u64;
+    let q = (config.num_attention_heads * config.head_dim) as u64;
+    let kv = (config.num_key_value_heads * config.head_dim) as u64;
+    let inner = config.intermediate_size as u64;
+    let layers = config.num_hidden_layers as u64;
+    let heads = config.num_attention_heads as u64;
+    let length = (shape.prompt_tokens + shape.max_new_tokens).max(1) as u64;
+    // One micro-batch: its rows and tokens.
+    let mut rows = shape.micro_batch_rows.min(shape.rows).max(1) as u64;
+    if shape.micro_batch_tokens > 0 {
+        rows = rows.min((shape.micro_batch_tokens as u64 / length).max(1));
+    }
+    let tokens = rows * length;
+    // Per token and layer: norms, q/k/v with their rotations, attention output, projections,
+    // residual, and the SwiGLU gate, up, activation and product.
+    let per_token_layer = 5 * d + 3 * q + 4 * kv + 4 * inner;
+    let attention_per_row_layer = 3 * heads * length * length;
+    let positions = (shape.head_chunk_positions as u64).min(tokens);
+    MemoryEstimate {
+        parameters: p * F32,
+        gradients: 2 * p * F32,
+        optimizer: 2 * p * F32,
+        snapshots: shape.snapshots as u64 * p * F32,
+        kv_cache: shape.rows as u64 * length * layers * 2 * kv * F32,
+        activations: layers * (tokens * per_token_layer + rows * attention_per_row_layer) * F32
+            + 2 * tokens * d * F32,
+        head_chunk: 4 * positions * config.vocab_size as u64 * F32,
+    }
+}
+
+/// `bytes` as GiB (or MiB below one GiB), for people.
+pub fn human(bytes: u64) -> String {
+    const MIB: f64 = 1024.0 * 1024.0;
+    if bytes as f64 >= 1024.0 * MIB {
+        format!("{:.2} GiB", bytes as f64 / (1024.0 * MIB))
+    } else {
+        format!("{:.1} MiB", bytes as f64 / MIB)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn qwen() -> LlmConfig {
+        crate::shapes::config_of("qwen2.5-0.5b").unwrap()
+    }
+
+    fn shape() -> RunShape {
+        RunShape {
+            rows: 512,
+            prompt_tokens: 200,
+            max_new_tokens: 1024,
+            micro_batch_rows: 64,
+            micro_batch_tokens: 8192,
+            head_chunk_positions: 1024,
+            snapshots: 0,
+        }
+    }
+
+    #[test]
+    fn qwen_sizes_match_the_design_notes() {
+        // llm-design.md §4: 1.98 GB of f32 parameters, 15.4 GB of f32 KV cache at 512 × 1224.
+        let m = estimate(&qwen(), &shape());
+        assert_eq!(m.parameters, 494_032_768 * 4);
+        assert_eq!(m.optimizer, 2 * m.parameters);
+        assert!(
+            (m.kv_cache as f64 / 1e9 - 15.4).abs() < 0.05,
+            "{}",
+            m.kv_cache
+        );
+        // One chunk of 1024 positions over 151,936 ids, four f32 copies: 2.5 GB.
+        assert_eq!(m.head_chunk, 4 * 1024 * 151_936 * 4);
+    }
+
+    #[test]
+    fn the_token_budget_bounds_the_activations_and_the_vocabulary_only_the_head_chunk() {
+        let small = estimate(&qwen(), &shape());
+        let large = estimate(
+            &qwen(),
+            &RunShape {
+                micro_batch_tokens: 4 * 8192,
+                ..shape()
+            },
+        );
+        assert!(large.activations > 3 * small.activations);
+        let mut wide = qwen();
+        wide.vocab_size *= 2;
+        let wide = estimate(&wide, &shape());
+        assert_eq!(wide.activations, small.activations);
+        assert_eq!(wide.head_chunk, 2 * small.head_chunk);
+        assert_eq!(
+            small.peak(),
+            small.resident() + small.gradients + small.activations + small.head_chunk
+        );
+    }
+}
