@@ -55,7 +55,8 @@ pub enum Command {
     /// List the algorithms, tasks, verifiers and devices of this build.
     List,
     /// Tokens per second of sampling and of a training step on the CPU default model, for
-    /// every device of this build, with the ratio between devices.
+    /// every device of this build, with the ratio between devices; with `--model`, one
+    /// training step of a real model's shape stage by stage, with MFU and peak memory.
     #[command(after_help = BENCH_EXAMPLES)]
     Bench(BenchArgs),
 }
@@ -128,24 +129,59 @@ Examples:
 /// `zoo bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Comma-separated devices [default: every device this build and machine have].
+    /// Comma-separated devices [default: every device this build and machine have; `flex`
+    /// with `--model`].
     #[arg(long)]
     pub devices: Option<String>,
-    /// Prompts per round.
+    /// Prompts per round (the default model).
     #[arg(long, default_value_t = 64)]
     pub batch: usize,
-    /// Timed rounds (after one warm-up); the median is reported.
+    /// Timed rounds (after one warm-up); the median is reported (the default model).
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,
     /// Print JSON instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// A real model's shape with random weights: `smollm2-135m`, `qwen2.5-0.5b`,
+    /// `qwen2.5-1.5b`, `qwen3-0.6b`, `llama3.2-1b`, a config.json, a model folder or a .gguf
+    /// file (only its config is read).
+    #[arg(long, value_name = "SHAPE_OR_SOURCE")]
+    pub model: Option<String>,
+    /// With `--model`: the objective whose gradient the update computes.
+    #[arg(long, default_value = "grpo")]
+    pub algo: String,
+    /// With `--model`: prompts in the step.
+    #[arg(long, default_value_t = 8)]
+    pub prompts: usize,
+    /// With `--model`: responses per prompt.
+    #[arg(long, default_value_t = 4)]
+    pub group_size: usize,
+    /// With `--model`: tokens per prompt.
+    #[arg(long, default_value_t = 64)]
+    pub prompt_tokens: usize,
+    /// With `--model`: tokens per response (random weights rarely stop early).
+    #[arg(long, default_value_t = 256)]
+    pub max_new_tokens: usize,
+    /// With `--model`: the micro-batch token budget (`update.micro_batch_tokens`; 0: one
+    /// micro-batch).
+    #[arg(long, default_value_t = 4096)]
+    pub micro_batch_tokens: usize,
+    /// With `--model`: positions of the output head computed at once.
+    #[arg(long, default_value_t = 1024)]
+    pub chunk_positions: usize,
+    /// With `--model`: the device's peak TFLOP/s, for MFU (e.g. 989 for H100/H200 dense
+    /// BF16, 495 TF32, 67 FP32).
+    #[arg(long)]
+    pub peak_tflops: Option<f64>,
 }
 
 const BENCH_EXAMPLES: &str = "Examples:
   zoo bench                              # flex (and tch-cpu, tch-cuda:N with feature `tch`)
   zoo bench --devices flex,tch-cpu --rounds 5
-  zoo bench --devices tch-cuda:0 --batch 256 --json";
+  zoo bench --devices tch-cuda:0 --batch 256 --json
+  zoo bench --model smollm2-135m --devices tch-cpu --algo sdpo
+  zoo bench --model qwen2.5-0.5b --devices tch-cuda:0 --prompts 64 --group-size 8 \\
+            --max-new-tokens 1024 --micro-batch-tokens 16384 --peak-tflops 67";
 
 /// `zoo new-algo`.
 #[derive(Debug, Args)]

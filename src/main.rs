@@ -29,7 +29,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Plugins(PluginsCommand::List) => commands::list::plugins(),
         Command::Plugins(PluginsCommand::Inspect { path }) => commands::list::inspect(&path),
         Command::List => commands::list::run(),
-        Command::Bench(args) => commands::bench::run(&args),
+        Command::Bench(args) => match &args.model {
+            Some(shape) => commands::bench_model::run(&args, shape),
+            None => commands::bench::run(&args),
+        },
     }
 }
 

@@ -120,6 +120,9 @@ pub struct RunConfig {
     /// Keep the newest this many checkpoints under `--out` (0: keep all).
     #[serde(default)]
     pub checkpoint_keep: usize,
+    /// The device's peak TFLOP/s, for `perf/mfu` (0: MFU not reported; `perf/tflops` is).
+    #[serde(default)]
+    pub peak_tflops: f64,
     /// Held-out evaluation.
     pub eval: EvalConfig,
     /// The policy: the tiny decoder (default) or a real language model (`--model`).
@@ -166,6 +169,7 @@ fn defaults(algo: &str, llm: bool) -> Result<toml::Value> {
     );
     table.insert("checkpoint_every".into(), 10.into());
     table.insert("checkpoint_keep".into(), 0.into());
+    table.insert("peak_tflops".into(), 0.0.into());
     table.insert("eval".into(), toml::Value::try_from(EvalConfig::default())?);
     table.insert(
         "model".into(),
@@ -324,6 +328,12 @@ impl RunConfig {
                 self.model.source
             );
         }
+        if !(self.peak_tflops >= 0.0 && self.peak_tflops.is_finite()) {
+            bail!(
+                "`peak_tflops` must be a finite number ≥ 0 (0: no `perf/mfu`), got {}",
+                self.peak_tflops
+            );
+        }
         if self.model.chunk_positions == 0 {
             bail!("`model.chunk_positions` must be at least 1");
         }
@@ -344,6 +354,7 @@ impl RunConfig {
             optim: self.optim.clone(),
             checkpoint_every: self.checkpoint_every,
             checkpoint_keep: self.checkpoint_keep,
+            peak_tflops: self.peak_tflops,
         }
     }
 

@@ -170,6 +170,12 @@ pub trait Policy: Send {
     /// A frozen copy (for a reference or teacher policy).
     fn snapshot(&self) -> Box<dyn Policy>;
 
+    /// Forward FLOPs of one token read after `context` tokens, for `perf/mfu`; `None` when not
+    /// known (the tiny models).
+    fn flops_per_token(&self, _context: usize) -> Option<f64> {
+        None
+    }
+
     /// The longest context + response the model reads (`max_position_embeddings`), if bounded.
     fn max_context(&self) -> Option<usize> {
         None

@@ -2,6 +2,7 @@
 
 pub mod bandit;
 pub mod bench;
+pub mod bench_model;
 pub mod eval;
 pub mod generate;
 pub mod list;

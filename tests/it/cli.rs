@@ -323,3 +323,63 @@ fn bench_reports_tokens_per_second_per_device() {
         assert!(rate > 0.0 && rate.is_finite(), "{key} = {rate}");
     }
 }
+
+#[test]
+fn bench_of_a_model_shape_reports_every_stage_and_the_memory_estimate() {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/llm/qwen2");
+    let output = crate::run(
+        &std::env::temp_dir(),
+        &[
+            "bench",
+            "--model",
+            fixture.to_str().unwrap(),
+            "--algo",
+            "sdpo",
+            "--prompts",
+            "2",
+            "--group-size",
+            "2",
+            "--prompt-tokens",
+            "5",
+            "--max-new-tokens",
+            "6",
+            "--chunk-positions",
+            "4",
+            "--peak-tflops",
+            "1",
+            "--json",
+        ],
+    );
+    assert!(output.status.success());
+    let rows: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let row = &rows.as_array().unwrap()[0];
+    assert_eq!(row["parameters"], 115264);
+    assert_eq!(row["algo"], "sdpo");
+    for stage in ["rollout", "scoring", "update"] {
+        let s = &row[stage];
+        let rate = s["tokens_per_s"].as_f64().unwrap();
+        assert!(rate > 0.0 && rate.is_finite(), "{stage}: {rate}");
+        // MFU is TFLOP/s over the given peak of 1 TFLOP/s.
+        assert_eq!(s["mfu"].as_f64().unwrap(), s["tflops"].as_f64().unwrap());
+        if row["memory_source"] == "peak RSS" {
+            assert!(s["peak_memory"].as_u64().unwrap() > 0);
+        }
+    }
+    // The estimate counts SDPO's EMA snapshot.
+    let estimate = &row["estimate"];
+    assert_eq!(estimate["snapshots"], estimate["parameters"]);
+    assert_eq!(
+        row["state_estimate"].as_u64().unwrap(),
+        estimate["parameters"].as_u64().unwrap()
+            + estimate["optimizer"].as_u64().unwrap()
+            + estimate["kv_cache"].as_u64().unwrap()
+    );
+    // A shape that is neither a preset nor a file is refused with the list.
+    let output = crate::run(&std::env::temp_dir(), &["bench", "--model", "qwen9"]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("qwen2.5-0.5b") && stderr.contains("smollm2-135m"),
+        "{stderr}"
+    );
+}

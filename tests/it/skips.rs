@@ -71,6 +71,7 @@ fn trainer(task: &Arms, nan_calls: std::ops::Range<usize>, max_skips: usize) -> 
         },
         checkpoint_every: 1,
         checkpoint_keep: 0,
+        peak_tflops: 0.0,
     };
     let policy = TabularPolicy::shared(task.rows(), task.vocab(), &Device::flex()).unwrap();
     Trainer::new(config, 0, 6, Box::new(policy), Box::new(objective), task).unwrap()

@@ -38,9 +38,8 @@ use crate::{Error, Result};
 
 use optimize::UpdateTotals;
 use rollout::Collected;
-use update::score_rows;
 pub use update::{
-    DistillTeacher, MicroBatching, MiniBatchGradient, UpdateBatch, mini_batch_gradient,
+    DistillTeacher, MicroBatching, MiniBatchGradient, UpdateBatch, mini_batch_gradient, score_rows,
 };
 
 /// Rollout settings.
@@ -116,6 +115,8 @@ pub struct TrainerConfig {
     pub checkpoint_every: usize,
     /// Keep the newest this many checkpoints, removing older ones (0: keep all).
     pub checkpoint_keep: usize,
+    /// The device's peak TFLOP/s for `perf/mfu` (0: not reported).
+    pub peak_tflops: f64,
 }
 
 impl TrainerConfig {
@@ -470,6 +471,18 @@ impl<'a> Trainer<'a> {
         }
         let update_seconds = update_start.elapsed().as_secs_f64();
         metrics.insert("timing/update".into(), update_seconds);
+        let scoring_passes = 1
+            + usize::from(ref_logprobs.is_some())
+            + teachers.iter().filter(|t| !t.skipped).count();
+        let passes = 1 + scoring_passes + 3 * self.config.update.epochs;
+        if let Some(flops) = model_flops(self.policy.as_ref(), &contexts, &responses, passes) {
+            let seconds = metrics["timing/rollout"] + scoring_seconds + update_seconds;
+            let tflops = flops / seconds.max(1e-9) / 1e12;
+            metrics.insert("perf/tflops".into(), tflops);
+            if self.config.peak_tflops > 0.0 {
+                metrics.insert("perf/mfu".into(), tflops / self.config.peak_tflops);
+            }
+        }
 
         let (reward_mean, reward_std) = mean_std(rewards.iter().map(|&r| r as f64));
         let (length_mean, _) = mean_std(responses.iter().map(|r| r.len() as f64));
@@ -500,6 +513,27 @@ impl<'a> Trainer<'a> {
         );
         Ok(metrics)
     }
+}
+
+/// The model FLOPs of `passes` forward passes over every response token (a training pass counts
+/// as three), or `None` when the policy does not know its FLOPs.
+fn model_flops(
+    policy: &dyn Policy,
+    contexts: &[Vec<u32>],
+    responses: &[Vec<u32>],
+    passes: usize,
+) -> Option<f64> {
+    let mut total = 0.0;
+    for (context, response) in contexts.iter().zip(responses) {
+        let n = response.len();
+        if n == 0 {
+            continue;
+        }
+        // FLOPs grow linearly with the context: the middle token's are the mean.
+        let middle = context.len() + (n - 1) / 2;
+        total += n as f64 * policy.flops_per_token(middle)?;
+    }
+    Some(total * passes as f64)
 }
 
 /// `n` items cut into `parts` contiguous ranges whose sizes differ by at most one.

@@ -564,7 +564,7 @@ fn backpropagate(
 
 /// Teacher-forced log-probs `[n, t]` of all responses without an autodiff graph, in
 /// micro-batches cut as `micro` says.
-pub(super) fn score_rows(
+pub fn score_rows(
     policy: &dyn Policy,
     contexts: &[Vec<u32>],
     responses: &[Vec<u32>],

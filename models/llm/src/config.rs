@@ -399,6 +399,21 @@ impl LlmConfig {
             .collect()
     }
 
+    /// Forward FLOPs of one token read after `context` earlier tokens: two per weight of every
+    /// matrix product (the head included, the embedding lookup not) plus the attention's
+    /// `QKᵀ` and `PV` over the context. A training token costs three times this.
+    pub fn flops_per_token(&self, context: usize) -> f64 {
+        let embedding = if self.tie_word_embeddings {
+            0
+        } else {
+            self.vocab_size * self.hidden_size
+        };
+        let matrices = (self.num_params() - embedding) as f64;
+        let attention =
+            4.0 * (self.num_hidden_layers * self.num_attention_heads * self.head_dim) as f64;
+        2.0 * matrices + attention * context as f64
+    }
+
     /// Number of parameters.
     pub fn num_params(&self) -> usize {
         let d = self.hidden_size;

@@ -428,6 +428,10 @@ impl Policy for LlmPolicy {
         self.chunk_positions
     }
 
+    fn flops_per_token(&self, context: usize) -> Option<f64> {
+        Some(self.model.config().flops_per_token(context))
+    }
+
     fn gradients(&self, grads: &Gradients) -> NamedTensors {
         params::gradients(&self.model, grads)
     }
