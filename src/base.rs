@@ -172,13 +172,18 @@ pub fn load_policy(
     if model.is_llm() {
         let path = Path::new(&model.source);
         let start = Instant::now();
-        let policy =
-            load_llm(path, device, model.chat.clone())?.with_chunk_positions(model.chunk_positions);
+        let policy = load_llm(path, device, model.chat.clone())?
+            .with_chunk_positions(model.chunk_positions)
+            .with_compute(model.dtype.compute());
         let line = format!(
-            "loaded `{}`: {} ({:.1}M parameters) in {:.1}s",
+            "loaded `{}`: {} ({:.1}M parameters, {} compute) in {:.1}s",
             path.display(),
             policy.config().family.architecture(),
             policy.num_params() as f64 / 1e6,
+            match model.dtype {
+                crate::run_config::ModelDtype::F32 => "f32",
+                crate::run_config::ModelDtype::Bf16 => "bf16",
+            },
             start.elapsed().as_secs_f64()
         );
         return Ok((Box::new(policy), line));

@@ -112,6 +112,9 @@ pub struct ScoreArgs {
     /// Compute device: `flex`, `tch-cpu`, `tch-cuda:N`.
     #[arg(long, default_value = "flex")]
     pub device: String,
+    /// The compute dtype (bf16: f32 weights, bf16 activations, f32 log-softmax).
+    #[arg(long, value_enum, default_value = "f32")]
+    pub dtype: crate::run_config::ModelDtype,
 }
 
 const SCORE_HELP: &str = "Input: one JSON object per line, either
@@ -169,6 +172,13 @@ pub struct BenchArgs {
     /// With `--model`: positions of the output head computed at once.
     #[arg(long, default_value_t = 1024)]
     pub chunk_positions: usize,
+    /// Instead of a benchmark: check each device's fused attention against the decomposed one
+    /// zoo's decoder uses (mask convention, causal alignment with a KV cache).
+    #[arg(long)]
+    pub check_attention: bool,
+    /// With `--model`: the compute dtype (bf16: f32 master weights, bf16 activations).
+    #[arg(long, value_enum, default_value = "f32")]
+    pub dtype: crate::run_config::ModelDtype,
     /// With `--model`: the device's peak TFLOP/s, for MFU (e.g. 989 for H100/H200 dense
     /// BF16, 495 TF32, 67 FP32).
     #[arg(long)]

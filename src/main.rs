@@ -29,6 +29,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Plugins(PluginsCommand::List) => commands::list::plugins(),
         Command::Plugins(PluginsCommand::Inspect { path }) => commands::list::inspect(&path),
         Command::List => commands::list::run(),
+        Command::Bench(args) if args.check_attention => {
+            commands::bench_model::check_attention(&args)
+        }
         Command::Bench(args) => match &args.model {
             Some(shape) => commands::bench_model::run(&args, shape),
             None => commands::bench::run(&args),
@@ -38,6 +41,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn main() -> ExitCode {
     zoo::link_all();
+    // Before LibTorch reads it (its first CUDA matrix product), and before any thread starts.
+    zoo::zoo_core::device::allow_tf32_from_env();
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

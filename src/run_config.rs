@@ -37,8 +37,33 @@ pub struct ModelConfig {
     pub source: String,
     /// How prompts are put into the model's chat template.
     pub chat: ChatOptions,
-    /// Positions of the output head computed at once when scoring (rows × columns).
+    /// Positions of the output head computed at once (rows × columns), when scoring and in
+    /// the update.
     pub chunk_positions: usize,
+    /// The compute dtype: `f32`, or `bf16` (f32 master weights and optimizer state, bf16
+    /// activations, f32 log-softmax and losses).
+    pub dtype: ModelDtype,
+}
+
+/// `model.dtype`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelDtype {
+    /// Everything f32.
+    #[default]
+    F32,
+    /// bf16 compute with f32 master weights.
+    Bf16,
+}
+
+impl ModelDtype {
+    /// The model's compute setting.
+    pub fn compute(self) -> zoo_llm::llama::Compute {
+        match self {
+            ModelDtype::F32 => zoo_llm::llama::Compute::F32,
+            ModelDtype::Bf16 => zoo_llm::llama::Compute::Bf16,
+        }
+    }
 }
 
 impl Default for ModelConfig {
@@ -47,6 +72,7 @@ impl Default for ModelConfig {
             source: String::new(),
             chat: ChatOptions::default(),
             chunk_positions: zoo_llm::policy::DEFAULT_CHUNK_POSITIONS,
+            dtype: ModelDtype::F32,
         }
     }
 }
@@ -337,6 +363,11 @@ impl RunConfig {
         if self.model.chunk_positions == 0 {
             bail!("`model.chunk_positions` must be at least 1");
         }
+        if self.model.dtype == ModelDtype::Bf16 && !self.model.is_llm() {
+            bail!(
+                "`model.dtype = \"bf16\"` is for real models; the tiny decoder computes in f32\nhint: add `--model DIR_OR_GGUF`, or drop the setting"
+            );
+        }
         let task = self.task()?;
         self.device_spec()?.device()?;
         self.build_objective(task.as_ref())?;
@@ -419,7 +450,11 @@ mod tests {
             .unwrap()
         };
         let grpo = resolve("grpo", &[]);
-        assert_eq!((grpo.optim.lr, grpo.update.micro_batch_size), (1e-6, 4));
+        assert_eq!(grpo.optim.lr, 1e-6);
+        assert_eq!(
+            (grpo.update.micro_batch_size, grpo.update.micro_batch_tokens),
+            (64, 4096)
+        );
         // The user's value wins.
         assert_eq!(resolve("grpo", &["optim.lr=3e-6"]).optim.lr, 3e-6);
         // DisCO keeps its own run default (4 optimizer steps per batch) with a real model.

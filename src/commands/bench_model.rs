@@ -56,6 +56,10 @@ pub struct ModelBench {
     pub device: String,
     /// The objective whose gradient the update computes.
     pub algo: String,
+    /// The compute dtype.
+    pub dtype: crate::run_config::ModelDtype,
+    /// Whether f32 matrix products may use TF32 (CUDA only).
+    pub tf32: bool,
     /// Prompts, responses per prompt, prompt tokens, response tokens.
     pub prompts: usize,
     /// Responses per prompt.
@@ -82,6 +86,45 @@ pub struct ModelBench {
     pub estimate: MemoryEstimate,
     /// Parameters + optimizer state + KV cache, the yardstick for peak RSS.
     pub state_estimate: u64,
+}
+
+/// Runs `zoo bench --check-attention`: each device's fused attention against the decomposed
+/// formula; fails when a case disagrees (the decoder does not use the fused kernel, so a
+/// disagreement is a finding, not a wrong result).
+pub fn check_attention(args: &BenchArgs) -> Result<()> {
+    let devices: Vec<DeviceSpec> = match &args.devices {
+        Some(list) => list
+            .split(',')
+            .map(|d| d.trim().parse::<DeviceSpec>())
+            .collect::<Result<_, _>>()?,
+        None => DeviceSpec::available(),
+    };
+    let mut all = Vec::new();
+    let mut failed = 0;
+    for spec in &devices {
+        let cases = zoo_llm::attention_check::check(&spec.device()?);
+        failed += cases.iter().filter(|c| !c.ok).count();
+        if !args.json {
+            for c in &cases {
+                println!(
+                    "{spec:<12} {:<44} max |diff| {:>9.2e} {}",
+                    c.case,
+                    c.max_abs_diff,
+                    if c.ok { "ok" } else { "DIFFERS" }
+                );
+            }
+        }
+        all.push(serde_json::json!({"device": spec.to_string(), "cases": cases}));
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&all)?);
+    }
+    if failed > 0 {
+        bail!(
+            "{failed} attention case(s) differ from the decomposed formula; zoo's decoder does not use the fused kernel"
+        );
+    }
+    Ok(())
 }
 
 /// Runs `zoo bench --model`.
@@ -119,9 +162,10 @@ pub fn run(args: &BenchArgs, shape: &str) -> Result<()> {
 
 fn print_table(r: &ModelBench) {
     println!(
-        "{} ({} parameters) on {}, {}: {} prompts x {} x {} tokens, prompts of {} tokens, micro-batches of {} tokens, head chunks of {} positions",
+        "{} ({} parameters, {:?}) on {}, {}: {} prompts x {} x {} tokens, prompts of {} tokens, micro-batches of {} tokens, head chunks of {} positions",
         r.model,
         r.parameters,
+        r.dtype,
         r.device,
         r.algo,
         r.prompts,
@@ -151,7 +195,18 @@ fn print_table(r: &ModelBench) {
             s.peak_memory.map_or("-".into(), human)
         );
     }
-    println!("step: {:.2} s", r.step_seconds);
+    println!(
+        "step: {:.2} s{}",
+        r.step_seconds,
+        if r.device.starts_with("tch-cuda") {
+            format!(
+                " (TF32 for f32 matrix products: {})",
+                if r.tf32 { "on" } else { "off" }
+            )
+        } else {
+            String::new()
+        }
+    );
     println!("memory estimate (as `zoo train --dry-run`):");
     for (item, bytes) in r.estimate.rows() {
         println!("  {item:<30} {:>12}", human(bytes));
@@ -177,7 +232,8 @@ fn measure(args: &BenchArgs, shape: &str, spec: &DeviceSpec) -> Result<ModelBenc
     let memory = MemoryProbe::new(spec);
     let policy = random_policy(&config, 0, &device)
         .with_context(|| format!("building `{shape}` on `{spec}`"))?
-        .with_chunk_positions(args.chunk_positions);
+        .with_chunk_positions(args.chunk_positions)
+        .with_compute(args.dtype.compute());
     let mut policy: Box<dyn Policy> = Box::new(policy);
     let objective = (registry::algorithm(&args.algo)?.default_config)().build(&BuildContext {
         max_new_tokens: args.max_new_tokens,
@@ -349,6 +405,7 @@ fn measure(args: &BenchArgs, shape: &str, spec: &DeviceSpec) -> Result<ModelBenc
             micro_batch_tokens: args.micro_batch_tokens,
             head_chunk_positions: args.chunk_positions,
             snapshots,
+            bf16: args.dtype == crate::run_config::ModelDtype::Bf16,
         },
     );
     Ok(ModelBench {
@@ -356,6 +413,8 @@ fn measure(args: &BenchArgs, shape: &str, spec: &DeviceSpec) -> Result<ModelBenc
         parameters: config.num_params(),
         device: spec.to_string(),
         algo: args.algo.clone(),
+        dtype: args.dtype,
+        tf32: zoo_core::device::tf32_on(),
         prompts: args.prompts,
         group_size: args.group_size,
         prompt_tokens: args.prompt_tokens,

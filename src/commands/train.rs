@@ -116,11 +116,13 @@ fn memory_estimate(config: &RunConfig) -> Result<Option<String>> {
         micro_batch_tokens: config.update.micro_batch_tokens,
         head_chunk_positions: config.model.chunk_positions,
         snapshots: usize::from(initial) + usize::from(ema),
+        bf16: config.model.dtype == crate::run_config::ModelDtype::Bf16,
     };
     let memory = estimate(&model, &shape);
     let mut out = format!(
-        "\n# Memory estimate ({} parameters, f32; prompts of up to {} tokens assumed):\n",
+        "\n# Memory estimate ({} parameters, {} compute; prompts of up to {} tokens assumed):\n",
         model.num_params(),
+        if shape.bf16 { "bf16" } else { "f32" },
         ASSUMED_PROMPT_TOKENS
     );
     for (item, bytes) in memory.rows() {
@@ -181,6 +183,19 @@ pub fn run(args: &TrainArgs) -> Result<Option<TrainReport>> {
         config.device,
         out.display()
     ));
+    if matches!(
+        config.device_spec()?,
+        zoo_core::device::DeviceSpec::TchCuda(_)
+    ) {
+        progress.line(&format!(
+            "f32 matrix products use TF32 on CUDA: {} (`ZOO_TF32=0` turns it off)",
+            if zoo_core::device::tf32_on() {
+                "on"
+            } else {
+                "off"
+            }
+        ));
+    }
     let (policy, origin) = base::load_policy(
         &config.model,
         task.as_ref(),

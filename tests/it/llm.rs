@@ -455,7 +455,7 @@ fn train_with_a_real_model_writes_checkpoints_that_are_model_folders() {
     assert!(config.contains("micro_batch_tokens = 4096"), "{config}");
     // The memory estimate follows as comments: the printed file still reads back as TOML.
     assert!(
-        config.contains("# Memory estimate (115264 parameters"),
+        config.contains("# Memory estimate (115264 parameters, f32 compute"),
         "{config}"
     );
     assert!(config.contains("#   peak"), "{config}");
@@ -773,5 +773,170 @@ fn a_resumed_real_model_run_matches_the_uninterrupted_run() {
         weights(&whole) == weights(&split),
         "the same final weights, bit for bit"
     );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// bf16 compute with f32 master weights (`model.dtype = "bf16"`): activations and the KV cache
+/// in bf16, logits, log-probs and gradients in f32, values within bf16's precision of f32's.
+pub fn check_bf16_compute(device: &Device) {
+    use zoo::zoo_core::burn::tensor::DType;
+    use zoo::zoo_llm::llama::Compute;
+    for name in ["qwen2", "llama-tied-llama3", "qwen3"] {
+        let (f32_policy, _) = load_on(name, device);
+        let (policy, _) = load_on(name, device);
+        let policy = policy.with_compute(Compute::Bf16);
+        let contexts = vec![vec![5u32, 6, 7, 8], vec![9u32]];
+        let responses = vec![vec![10u32, 11, 12, 13, 14], vec![15u32, 16]];
+        let hidden = policy.response_hidden(&contexts, &responses, false);
+        assert_eq!(hidden.dtype(), DType::BF16, "{name}: activations in bf16");
+        let logits = policy.head(hidden, false);
+        assert_eq!(logits.dtype(), DType::F32, "{name}: logits in f32");
+        let want = f32_policy.token_logprobs(&contexts, &responses, 1.0, false);
+        let got = policy.token_logprobs(&contexts, &responses, 1.0, false);
+        assert_eq!(got.dtype(), DType::F32);
+        let (want, got) = (
+            want.into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .unwrap(),
+            got.into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .unwrap(),
+        );
+        let worst = want
+            .iter()
+            .zip(&got)
+            .map(|(a, b)| (a - b).abs() / a.abs().max(1.0))
+            .fold(0f32, f32::max);
+        // bf16 keeps 8 significant bits (relative steps of 2^-8 ≈ 4e-3): the log-probs move by
+        // about that, not by 1e-6 (f32 computing) nor by 1e-1 (a wrong op).
+        eprintln!("{name}: bf16 vs f32 log-probs, worst relative difference {worst:.2e}");
+        assert!(worst > 1e-5 && worst < 5e-2, "{name}: worst {worst}");
+        // Gradients reach the f32 master weights in f32, within bf16's precision of f32's.
+        let logprobs = policy.token_logprobs(&contexts, &responses, 1.0, true);
+        let grads = policy.backward(logprobs.sum());
+        let reference = f32_policy.backward(
+            f32_policy
+                .token_logprobs(&contexts, &responses, 1.0, true)
+                .sum(),
+        );
+        let (mut diff, mut norm) = (0f64, 0f64);
+        for (param, g) in &grads {
+            assert_eq!(g.value.dtype(), DType::F32, "{name}: {param}");
+            let a = g.value.clone().into_data().try_into_vec::<f32>().unwrap();
+            let b = reference[param]
+                .value
+                .clone()
+                .into_data()
+                .try_into_vec::<f32>()
+                .unwrap();
+            for (x, y) in a.iter().zip(&b) {
+                diff += ((x - y) as f64).powi(2);
+                norm += (*y as f64).powi(2);
+            }
+        }
+        let relative = (diff / norm).sqrt();
+        eprintln!("{name}: bf16 vs f32 gradient, relative L2 difference {relative:.2e}");
+        assert!(relative < 0.05, "{name}: {relative}");
+        let params = policy.parameters();
+        assert!(params.values().all(|p| p.value.dtype() == DType::F32));
+        // Sampling runs with a bf16 cache and gives f32 log-probs of the f32 head.
+        let samples = policy.sample(
+            &contexts,
+            &SamplingConfig {
+                temperature: 1.0,
+                max_new_tokens: 4,
+            },
+            &mut rng::stream(3, 0, "bf16"),
+        );
+        assert!(
+            samples
+                .iter()
+                .all(|s| s.logprobs.iter().all(|l| l.is_finite() && *l <= 0.0))
+        );
+    }
+}
+
+#[test]
+fn bf16_compute_keeps_f32_weights_logits_and_gradients_on_flex() {
+    check_bf16_compute(&Device::flex());
+}
+
+#[test]
+fn a_bf16_run_trains_and_the_tiny_model_refuses_bf16() {
+    let dir = scratch("bf16");
+    let model = fixture_dir("qwen2");
+    let train = format!(
+        "data.train=[{:?}]",
+        data_root().join("add-easy-train.jsonl")
+    );
+    let heldout = format!("data.eval=[{:?}]", data_root().join("add-easy-eval.jsonl"));
+    let out = dir.join("run");
+    let output = crate::run(
+        &dir,
+        &[
+            "train",
+            "--quiet",
+            "--algo",
+            "sdpo",
+            "--task",
+            "jsonl",
+            "--steps",
+            "2",
+            "--set",
+            &train,
+            "--set",
+            &heldout,
+            "--set",
+            "data.max_new_tokens=8",
+            "--set",
+            "rollout.prompts_per_step=2",
+            "--set",
+            "rollout.group_size=2",
+            "--set",
+            "eval.problems=2",
+            "--set",
+            "model.dtype=\"bf16\"",
+            "--model",
+            model.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert!(output.status.success());
+    let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    for line in metrics.lines() {
+        let m: Value = serde_json::from_str(line).unwrap();
+        assert!(m["actor/pg_loss"].as_f64().unwrap().is_finite());
+        assert_eq!(m["actor/skipped_updates"], 0.0);
+    }
+    // The checkpoint holds f32 weights, as the optimizer keeps them.
+    let trained = zoo::zoo_llm::source::load(
+        &out.join("checkpoints/step-000002"),
+        &Device::flex(),
+        ChatOptions::default(),
+    )
+    .unwrap();
+    assert!(
+        trained
+            .parameters()
+            .values()
+            .all(|p| p.value.dtype() == zoo::zoo_core::burn::tensor::DType::F32)
+    );
+    let output = crate::run(
+        &dir,
+        &[
+            "train",
+            "--algo",
+            "grpo",
+            "--dry-run",
+            "--set",
+            "model.dtype=\"bf16\"",
+        ],
+    );
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("tiny decoder computes in f32"), "{stderr}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

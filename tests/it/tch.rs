@@ -194,3 +194,8 @@ fn real_model_fixtures_match_transformers_on_tch_cpu() {
         }
     }
 }
+
+#[test]
+fn bf16_compute_keeps_f32_weights_logits_and_gradients_on_tch_cpu() {
+    crate::llm::check_bf16_compute(&DeviceSpec::TchCpu.device().unwrap());
+}

@@ -7,6 +7,7 @@
 //!
 //! | module | what |
 //! |---|---|
+//! | [`attention_check`] | a backend's fused attention against the hand-written one (mask conventions) |
 //! | [`config`] | `config.json` (transformers 4.x and 5.x keys), unsupported settings refused by key |
 //! | [`weights`] | safetensors reading (memory-mapped, bf16/f16/f32 to f32), names checked both ways |
 //! | [`gguf`] | GGUF v3 reading: metadata, dequantization, llama.cpp names to HF names |
@@ -18,6 +19,7 @@
 //! | [`memory`] | the memory estimate of a run (`zoo train --dry-run`, `zoo bench`) |
 #![warn(missing_docs)]
 
+pub mod attention_check;
 pub mod config;
 pub mod gguf;
 pub mod llama;

@@ -7,13 +7,18 @@
 //! (`[out, in]`), so a checkpoint is read and written with no renaming or transposition.
 //! Positions are given per token, so left-padded rows of different lengths share one batch: each
 //! row's first real token has position 0, as transformers' `generate` computes them.
+//!
+//! Mixed precision ([`CausalLm::with_bf16`]): the parameters stay f32 (the optimizer's master
+//! weights) and are cast to bf16 where they are used (the cast is differentiable, so gradients
+//! come back f32); activations are bf16, RMSNorm and the attention softmax compute in f32 and
+//! cast back, as transformers' bf16 models do, and the head's logits are f32.
 
 use zoo_core::Result;
 use zoo_core::burn;
 use zoo_core::burn::module::{Module, Param};
 use zoo_core::burn::prelude::*;
-use zoo_core::burn::tensor::TensorData;
 use zoo_core::burn::tensor::activation::{silu, softmax};
+use zoo_core::burn::tensor::{FloatDType, TensorData};
 
 use crate::config::{Family, LlmConfig};
 use crate::weights::WeightSource;
@@ -25,16 +30,41 @@ pub struct Linear {
     bias: Option<Param<Tensor<1>>>,
 }
 
+/// The dtype activations are computed in: f32, or bf16 with f32 parameters cast on use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compute {
+    /// Everything f32.
+    #[default]
+    F32,
+    /// bf16 activations and matrix products.
+    Bf16,
+}
+
+impl Compute {
+    /// `x` in the compute dtype.
+    fn cast<const D: usize>(self, x: Tensor<D>) -> Tensor<D> {
+        match self {
+            Compute::F32 => x,
+            Compute::Bf16 => x.cast(FloatDType::BF16),
+        }
+    }
+}
+
+/// `x` in f32 (a no-op for f32).
+fn f32<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    x.cast(FloatDType::F32)
+}
+
 impl Linear {
     /// `x` `[b, s, in]` → `[b, s, out]`, as one `[b·s, in] × [in, out]` product (a batched
-    /// product would read the weight once per row).
-    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+    /// product would read the weight once per row), in the dtype `compute`.
+    fn forward(&self, x: Tensor<3>, compute: Compute) -> Tensor<3> {
         let [b, s, d] = x.dims();
-        let weight = self.weight.val(); // [out, in]
+        let weight = compute.cast(self.weight.val()); // [out, in]
         let out = weight.dims()[0];
         let y = x.reshape([b * s, d]).matmul(weight.transpose());
         let y = match &self.bias {
-            Some(bias) => y.add(bias.val().unsqueeze()),
+            Some(bias) => y.add(compute.cast(bias.val()).unsqueeze()),
             None => y,
         };
         y.reshape([b, s, out])
@@ -48,10 +78,14 @@ pub struct RmsNorm {
 }
 
 impl RmsNorm {
-    /// `x / sqrt(mean(x²) + eps) · weight` over the last dim of `x` `[.., d]`.
-    fn forward<const D: usize>(&self, x: Tensor<D>, eps: f64) -> Tensor<D> {
+    /// `x / sqrt(mean(x²) + eps) · weight` over the last dim of `x` `[.., d]`: normalized in
+    /// f32, scaled in the dtype `compute` (transformers' `LlamaRMSNorm`).
+    fn forward<const D: usize>(&self, x: Tensor<D>, eps: f64, compute: Compute) -> Tensor<D> {
+        let x = f32(x);
         let rms = x.clone().square().mean_dim(D - 1).add_scalar(eps).sqrt();
-        x.div(rms).mul(self.weight.val().unsqueeze())
+        compute
+            .cast(x.div(rms))
+            .mul(compute.cast(self.weight.val()).unsqueeze())
     }
 }
 
@@ -105,6 +139,8 @@ pub struct CausalLm {
     lm_head: Option<Linear>,
     #[module(skip)]
     config: LlmConfig,
+    #[module(skip)]
+    compute: Compute,
 }
 
 /// Keys and values of every layer, preallocated to a capacity and written in place:
@@ -119,11 +155,13 @@ pub struct KvCache {
 }
 
 impl KvCache {
-    /// An empty cache for `rows` rows of up to `capacity` columns.
-    pub fn new(config: &LlmConfig, rows: usize, capacity: usize, device: &Device) -> Self {
+    /// An empty cache of `model`'s compute dtype for `rows` rows of up to `capacity` columns.
+    pub fn new(model: &CausalLm, rows: usize, capacity: usize, device: &Device) -> Self {
+        let config = &model.config;
         let shape = [rows, config.num_key_value_heads, capacity, config.head_dim];
+        let zeros = || model.compute.cast(Tensor::<4>::zeros(shape, device));
         let layers = (0..config.num_hidden_layers)
-            .map(|_| Some((Tensor::zeros(shape, device), Tensor::zeros(shape, device))))
+            .map(|_| Some((zeros(), zeros())))
             .collect();
         Self {
             layers,
@@ -357,7 +395,19 @@ impl CausalLm {
             model,
             lm_head,
             config: config.clone(),
+            compute: Compute::F32,
         })
+    }
+
+    /// The model computing in `compute` (its parameters stay f32).
+    pub fn with_compute(mut self, compute: Compute) -> Self {
+        self.compute = compute;
+        self
+    }
+
+    /// The dtype activations are computed in.
+    pub fn compute(&self) -> Compute {
+        self.compute
     }
 
     /// The architecture.
@@ -383,30 +433,36 @@ impl CausalLm {
         let d = c.hidden_size;
         let (heads, kv, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim);
         let groups = heads / kv;
+        let cx = self.compute;
         let (cos, sin) = rotary_tables(&c.inv_freq(), positions);
+        let (cos, sin) = (cx.cast(cos), cx.cast(sin));
         // [b, 1, 1, s, s_k]: broadcast over key/value heads and query groups.
         let s_k = bias.dims()[3];
         let bias = bias.reshape([b, 1, 1, s, s_k]);
-        let mut x = self
-            .model
-            .embed_tokens
-            .weight
-            .val()
-            .select(0, tokens.reshape([b * s]))
-            .reshape([b, s, d]);
+        let mut x = cx.cast(
+            self.model
+                .embed_tokens
+                .weight
+                .val()
+                .select(0, tokens.reshape([b * s]))
+                .reshape([b, s, d]),
+        );
         for (index, layer) in self.model.layers.iter().enumerate() {
             let attn = &layer.self_attn;
-            let h = layer.input_layernorm.forward(x.clone(), c.rms_norm_eps);
-            let mut q = attn.q_proj.forward(h.clone()).reshape([b, s, heads, hd]);
-            let mut k = attn.k_proj.forward(h.clone()).reshape([b, s, kv, hd]);
+            let h = layer.input_layernorm.forward(x.clone(), c.rms_norm_eps, cx);
+            let mut q = attn
+                .q_proj
+                .forward(h.clone(), cx)
+                .reshape([b, s, heads, hd]);
+            let mut k = attn.k_proj.forward(h.clone(), cx).reshape([b, s, kv, hd]);
             let v = attn
                 .v_proj
-                .forward(h)
+                .forward(h, cx)
                 .reshape([b, s, kv, hd])
                 .swap_dims(1, 2);
             if let (Some(qn), Some(kn)) = (&attn.q_norm, &attn.k_norm) {
-                q = qn.forward(q, c.rms_norm_eps);
-                k = kn.forward(k, c.rms_norm_eps);
+                q = qn.forward(q, c.rms_norm_eps, cx);
+                k = kn.forward(k, c.rms_norm_eps, cx);
             }
             let q = rotate_half(q.swap_dims(1, 2), &cos, &sin); // [b, heads, s, hd]
             let k = rotate_half(k.swap_dims(1, 2), &cos, &sin); // [b, kv, s, hd]
@@ -434,45 +490,49 @@ impl CausalLm {
             // Grouped-query attention without repeating keys: the query heads of one
             // key/value head are stacked along the row axis. [b, kv, groups·s, hd]
             let q = q.reshape([b, kv, groups * s, hd]);
-            let scores = q
-                .matmul(k.swap_dims(2, 3))
-                .div_scalar((hd as f64).sqrt())
+            // Scores in the compute dtype, softmax in f32 (transformers' eager attention).
+            let scores = f32(q.matmul(k.swap_dims(2, 3)).div_scalar((hd as f64).sqrt()))
                 .reshape([b, kv, groups, s, s_k])
                 .add(bias.clone());
-            let probs = softmax(scores, 4).reshape([b, kv, groups * s, s_k]);
+            let probs = cx
+                .cast(softmax(scores, 4))
+                .reshape([b, kv, groups * s, s_k]);
             let attended = probs
                 .matmul(v) // [b, kv, groups·s, hd]
                 .reshape([b, heads, s, hd])
                 .swap_dims(1, 2)
                 .reshape([b, s, heads * hd]);
-            x = x.add(attn.o_proj.forward(attended));
+            x = x.add(attn.o_proj.forward(attended, cx));
             let h = layer
                 .post_attention_layernorm
-                .forward(x.clone(), c.rms_norm_eps);
-            let gated =
-                silu(layer.mlp.gate_proj.forward(h.clone())).mul(layer.mlp.up_proj.forward(h));
-            x = x.add(layer.mlp.down_proj.forward(gated));
+                .forward(x.clone(), c.rms_norm_eps, cx);
+            let gated = silu(layer.mlp.gate_proj.forward(h.clone(), cx))
+                .mul(layer.mlp.up_proj.forward(h, cx));
+            x = x.add(layer.mlp.down_proj.forward(gated, cx));
         }
         if let Some(cache) = cache {
             cache.len += s;
         }
-        self.model.norm.forward(x, c.rms_norm_eps)
+        self.model.norm.forward(x, c.rms_norm_eps, cx)
     }
 
-    /// The head: logits `[b, s, vocab]` of hidden states `[b, s, d]`.
+    /// The head: f32 logits `[b, s, vocab]` of hidden states `[b, s, d]` (computed in the
+    /// compute dtype).
     pub fn head(&self, hidden: Tensor<3>) -> Tensor<3> {
-        match &self.lm_head {
-            Some(head) => head.forward(hidden),
+        let cx = self.compute;
+        let logits = match &self.lm_head {
+            Some(head) => head.forward(hidden, cx),
             None => {
                 let [b, s, d] = hidden.dims();
-                let weight = self.model.embed_tokens.weight.val(); // [vocab, d]
+                let weight = cx.cast(self.model.embed_tokens.weight.val()); // [vocab, d]
                 let vocab = weight.dims()[0];
                 hidden
                     .reshape([b * s, d])
                     .matmul(weight.transpose())
                     .reshape([b, s, vocab])
             }
-        }
+        };
+        f32(logits)
     }
 }
 

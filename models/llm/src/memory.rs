@@ -26,6 +26,9 @@ pub struct RunShape {
     pub head_chunk_positions: usize,
     /// Frozen copies of the weights the objective keeps (the initial policy, an EMA teacher).
     pub snapshots: usize,
+    /// bf16 compute: activations and the KV cache take 2 bytes a value (the attention softmax,
+    /// the logits and every weight, gradient and moment stay f32).
+    pub bf16: bool,
 }
 
 /// Bytes, by item.
@@ -79,6 +82,7 @@ impl MemoryEstimate {
 /// The estimate for `config` under `shape`.
 pub fn estimate(config: &LlmConfig, shape: &RunShape) -> MemoryEstimate {
     const F32: u64 = 4;
+    let act: u64 = if shape.bf16 { 2 } else { 4 };
     let p = config.num_params() as u64;
     let d = config.hidden_size as u64;
     let q = (config.num_attention_heads * config.head_dim) as u64;
@@ -103,9 +107,10 @@ pub fn estimate(config: &LlmConfig, shape: &RunShape) -> MemoryEstimate {
         gradients: 2 * p * F32,
         optimizer: 2 * p * F32,
         snapshots: shape.snapshots as u64 * p * F32,
-        kv_cache: shape.rows as u64 * length * layers * 2 * kv * F32,
-        activations: layers * (tokens * per_token_layer + rows * attention_per_row_layer) * F32
-            + 2 * tokens * d * F32,
+        kv_cache: shape.rows as u64 * length * layers * 2 * kv * act,
+        activations: layers
+            * (tokens * per_token_layer * act + rows * attention_per_row_layer * F32)
+            + 2 * tokens * d * act,
         head_chunk: 4 * positions * config.vocab_size as u64 * F32,
     }
 }
@@ -137,6 +142,7 @@ mod tests {
             micro_batch_tokens: 8192,
             head_chunk_positions: 1024,
             snapshots: 0,
+            bf16: false,
         }
     }
 
@@ -171,6 +177,16 @@ mod tests {
         let wide = estimate(&wide, &shape());
         assert_eq!(wide.activations, small.activations);
         assert_eq!(wide.head_chunk, 2 * small.head_chunk);
+        let bf16 = estimate(
+            &qwen(),
+            &RunShape {
+                bf16: true,
+                ..shape()
+            },
+        );
+        assert_eq!(2 * bf16.kv_cache, small.kv_cache);
+        assert!(bf16.activations < small.activations);
+        assert_eq!(bf16.parameters, small.parameters);
         assert_eq!(
             small.peak(),
             small.resident() + small.gradients + small.activations + small.head_chunk

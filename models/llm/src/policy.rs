@@ -23,7 +23,7 @@ use zoo_core::policy::{NamedTensors, Sample, Tokenizer, response_targets};
 use zoo_core::{Policy, Result, SamplingConfig, params};
 
 use crate::config::LlmConfig;
-use crate::llama::{CausalLm, KvCache};
+use crate::llama::{CausalLm, Compute, KvCache};
 use crate::tokenizer::HfTokenizer;
 
 /// Additive attention bias of a blocked key: far below any score, finite so that a row with
@@ -149,6 +149,12 @@ impl LlmPolicy {
     /// Positions of the output head computed at once when scoring (`rows × columns`).
     pub fn with_chunk_positions(mut self, positions: usize) -> Self {
         self.chunk_positions = positions.max(1);
+        self
+    }
+
+    /// The policy computing in `compute` (f32, or bf16 with f32 master weights).
+    pub fn with_compute(mut self, compute: Compute) -> Self {
+        self.model = self.model.with_compute(compute);
         self
     }
 
@@ -298,7 +304,7 @@ impl Policy for LlmPolicy {
         let layout = Layout::new(&unique, &empty, self.tokenizer.pad());
         let cols = layout.cols;
         let mut cache = KvCache::new(
-            &config,
+            &model,
             unique.len(),
             cols + sampling.max_new_tokens,
             &device,
