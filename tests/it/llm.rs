@@ -408,6 +408,34 @@ fn data_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/data")
 }
 
+/// `zoo train --algo algo` for 2 steps of 2 prompts on the easy additions with the qwen2
+/// fixture into `out`, with `sets` added as `--set` values.
+fn train_fixture(dir: &Path, out: &Path, algo: &str, sets: &[&str]) -> std::process::Output {
+    let data = |key: &str, file: &str| format!("data.{key}=[{:?}]", data_root().join(file));
+    let mut owned = vec![
+        data("train", "add-easy-train.jsonl"),
+        data("eval", "add-easy-eval.jsonl"),
+        "data.max_new_tokens=8".into(),
+        "rollout.prompts_per_step=2".into(),
+        "eval.problems=2".into(),
+    ];
+    owned.extend(sets.iter().map(|s| s.to_string()));
+    let model = fixture_dir("qwen2");
+    let mut args = vec![
+        "train", "--quiet", "--algo", algo, "--task", "jsonl", "--steps", "2",
+    ];
+    for set in &owned {
+        args.extend(["--set", set.as_str()]);
+    }
+    args.extend([
+        "--model",
+        model.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    crate::run(dir, &args)
+}
+
 #[test]
 fn train_with_a_real_model_writes_checkpoints_that_are_model_folders() {
     let dir = scratch("train");
@@ -866,43 +894,12 @@ fn bf16_compute_keeps_f32_weights_logits_and_gradients_on_flex() {
 #[test]
 fn a_bf16_run_trains_and_the_tiny_model_refuses_bf16() {
     let dir = scratch("bf16");
-    let model = fixture_dir("qwen2");
-    let train = format!(
-        "data.train=[{:?}]",
-        data_root().join("add-easy-train.jsonl")
-    );
-    let heldout = format!("data.eval=[{:?}]", data_root().join("add-easy-eval.jsonl"));
     let out = dir.join("run");
-    let output = crate::run(
+    let output = train_fixture(
         &dir,
-        &[
-            "train",
-            "--quiet",
-            "--algo",
-            "sdpo",
-            "--task",
-            "jsonl",
-            "--steps",
-            "2",
-            "--set",
-            &train,
-            "--set",
-            &heldout,
-            "--set",
-            "data.max_new_tokens=8",
-            "--set",
-            "rollout.prompts_per_step=2",
-            "--set",
-            "rollout.group_size=2",
-            "--set",
-            "eval.problems=2",
-            "--set",
-            "model.dtype=\"bf16\"",
-            "--model",
-            model.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
+        &out,
+        "sdpo",
+        &["rollout.group_size=2", "model.dtype=\"bf16\""],
     );
     assert!(output.status.success());
     let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
