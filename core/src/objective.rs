@@ -152,9 +152,9 @@ pub struct TeacherScores {
     /// Per response: whether its context holds the asked-for hint (false when a group had no
     /// wrong answer or no successful group-mate).
     pub has_hint: Vec<bool>,
-    /// The pass was not run this step ([`Objective::teachers_needed`] said so): `logprobs` are
+    /// Per response: whether it was scored; the rows [`Objective::teacher_rows`] left out hold
     /// zeros.
-    pub skipped: bool,
+    pub scored: Vec<bool>,
 }
 
 /// The host-side inputs of the credit stage for one rollout batch of `n` responses.
@@ -256,12 +256,14 @@ pub trait Objective: Send + Sync {
         true
     }
 
-    /// Whether the credit stage of training step `step` reads the teacher passes' log-probs.
-    /// `false` skips those passes (their cost is a forward pass each): CEPO and RLSD once their
-    /// λ has decayed to 0, as their references do. A distillation pass
-    /// ([`TeacherPass::logits`]) always runs. Default: always needed.
-    fn teachers_needed(&self, _step: usize) -> bool {
-        true
+    /// Which responses' teacher log-probs the credit stage of training step `step` reads, given
+    /// each response's verifier score and group, `[n]`. The trainer scores only those rows (a
+    /// teacher pass costs a forward pass); the others hold zeros. CEPO and RLSD read none once
+    /// their λ has decayed to 0 (their references skip the passes) and none of a group whose
+    /// advantages are all 0. Distillation passes ([`TeacherPass::logits`]) are not affected.
+    /// Default: every row.
+    fn teacher_rows(&self, _step: usize, rewards: &[f32], _group_ids: &[usize]) -> Vec<bool> {
+        vec![true; rewards.len()]
     }
 
     /// How the trainer reduces [`LossTerms::per_token`].

@@ -198,7 +198,7 @@ pub fn probe(
         teachers.push(TeacherScores {
             logprobs,
             has_hint: vec![true; n],
-            skipped: false,
+            scored: vec![true; n],
         });
     }
     let correct: Vec<bool> = batch.rewards.iter().map(|&r| r >= 1.0).collect();

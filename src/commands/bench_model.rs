@@ -107,7 +107,8 @@ pub fn check_attention(args: &BenchArgs) -> Result<()> {
         if !args.json {
             for c in &cases {
                 println!(
-                    "{spec:<12} {:<44} max |diff| {:>9.2e} {}",
+                    "{:<12} {:<44} max |diff| {:>9.2e} {}",
+                    spec.to_string(),
                     c.case,
                     c.max_abs_diff,
                     if c.ok { "ok" } else { "DIFFERS" }

@@ -493,7 +493,8 @@ fn train_with_a_real_model_writes_checkpoints_that_are_model_folders() {
         "{config}"
     );
 
-    // λ decays to 0 after one step: step 2 skips both teacher passes.
+    // λ decays to 0 after one step: step 2 scores no teacher row; step 1 scores the rows
+    // whose advantage is not 0.
     let mut cepo = args.clone();
     cepo.extend(["--set", "objective.decay_steps=1"]);
     let output = crate::run(&dir, &cepo);
@@ -504,15 +505,15 @@ fn train_with_a_real_model_writes_checkpoints_that_are_model_folders() {
         metrics.contains("cepo/"),
         "CEPO's teacher passes ran through the chat template"
     );
-    let skipped: Vec<f64> = metrics
+    let steps: Vec<Value> = metrics
         .lines()
-        .map(|l| {
-            serde_json::from_str::<Value>(l).unwrap()["teacher/skipped_passes"]
-                .as_f64()
-                .unwrap()
-        })
+        .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(skipped, [0.0, 2.0]);
+    assert_eq!(
+        steps[0]["teacher/scored_frac"],
+        steps[0]["cepo/nonzero_adv_frac"]
+    );
+    assert_eq!(steps[1]["teacher/scored_frac"], 0.0);
     let step = out.join("checkpoints/step-000002");
     for file in [
         "config.json",

@@ -199,3 +199,15 @@ fn real_model_fixtures_match_transformers_on_tch_cpu() {
 fn bf16_compute_keeps_f32_weights_logits_and_gradients_on_tch_cpu() {
     crate::llm::check_bf16_compute(&DeviceSpec::TchCpu.device().unwrap());
 }
+
+/// LibTorch's fused attention (`scaled_dot_product_attention` through burn-tch) reads Burn's
+/// boolean mask inverted and aligns `is_causal` top-left when there are fewer queries than keys
+/// (../shared/llm-design.md R3), while flex agrees with the decomposed formula: the reason the
+/// decoder writes attention out. If this starts to fail, burn-tch agrees now and the decoder
+/// could call the fused kernel.
+#[test]
+fn libtorch_fused_attention_differs_in_mask_and_causal_alignment() {
+    let cases = zoo::zoo_llm::attention_check::check(&DeviceSpec::TchCpu.device().unwrap());
+    let ok: Vec<bool> = cases.iter().map(|c| c.ok).collect();
+    assert_eq!(ok, [false, true, false], "{cases:?}");
+}

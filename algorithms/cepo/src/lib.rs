@@ -191,10 +191,17 @@ impl Objective for Cepo {
         }
     }
 
-    /// The teachers matter only while λ > 0; the reference skips them after that.
-    fn teachers_needed(&self, step: usize) -> bool {
+    /// The teachers matter only while λ > 0 (the reference skips them after that), and only
+    /// for rows whose advantage is not 0 (`reweight` keeps `Â = 0` whatever they say).
+    fn teacher_rows(&self, step: usize, rewards: &[f32], group_ids: &[usize]) -> Vec<bool> {
         let c = &self.config;
-        cepo_lambda(c.lambda, c.decay_steps, c.lambda_schedule, step) != 0.0
+        if cepo_lambda(c.lambda, c.decay_steps, c.lambda_schedule, step) == 0.0 {
+            return vec![false; rewards.len()];
+        }
+        group_advantages(rewards, group_ids, c.norm_adv_by_std, c.adv_eps)
+            .iter()
+            .map(|&a| a != 0.0)
+            .collect()
     }
 
     fn aggregation(&self) -> Aggregation {
@@ -224,7 +231,8 @@ impl Objective for Cepo {
         );
         let mask = input.mask;
         let (mut delta_sum, mut tokens) = (0.0, 0.0);
-        for i in 0..mask.rows {
+        // Over the rows both teachers scored.
+        for i in (0..mask.rows).filter(|&i| positive.scored[i] && negative.scored[i]) {
             for t in 0..mask.cols {
                 if mask.get(i, t) != 0.0 {
                     let d =
@@ -317,7 +325,7 @@ mod tests {
         TeacherScores {
             logprobs,
             has_hint: vec![true; n],
-            skipped: false,
+            scored: vec![true; n],
         }
     }
 
@@ -557,13 +565,22 @@ mod tests {
         }
         .build(&context())
         .unwrap();
-        let needed: Vec<bool> = (1..=5).map(|s| cepo.teachers_needed(s)).collect();
-        assert_eq!(needed, [true, true, true, false, false]);
-        assert!(constant(LAMBDA).teachers_needed(100));
-        // At λ = 0 the skipped passes' zeros give the advantages the real teachers give.
-        let credit = |pos: &[f32], neg: &[f32], skipped| {
+        // Rewards of two groups: mixed (A ≠ 0), then uniform (A = 0).
+        let (rewards, groups) = ([1.0, 0.0, 1.0, 1.0], [0, 0, 1, 1]);
+        let rows: Vec<Vec<bool>> = (1..=5)
+            .map(|s| cepo.teacher_rows(s, &rewards, &groups))
+            .collect();
+        let mixed = vec![true, true, false, false];
+        assert_eq!(rows[..3], [mixed.clone(), mixed.clone(), mixed]);
+        assert_eq!(rows[3..], [vec![false; 4], vec![false; 4]]);
+        assert_eq!(
+            constant(LAMBDA).teacher_rows(100, &rewards, &groups),
+            [true, true, false, false]
+        );
+        // At λ = 0 the unscored rows' zeros give the advantages the real teachers give.
+        let credit = |pos: &[f32], neg: &[f32], scored: bool| {
             let score = |data: &[f32]| TeacherScores {
-                skipped,
+                scored: vec![scored; 2],
                 ..scores(m(2, data))
             };
             cepo.credit(&CreditInput {
@@ -579,8 +596,8 @@ mod tests {
             .unwrap()
             .advantages
         };
-        let real = credit(&[-0.2, -3.0, -1.5, -0.1], &[-2.0, -0.3, -0.9, -4.0], false);
-        assert_eq!(real, credit(&[0.0; 4], &[0.0; 4], true));
+        let real = credit(&[-0.2, -3.0, -1.5, -0.1], &[-2.0, -0.3, -0.9, -4.0], true);
+        assert_eq!(real, credit(&[0.0; 4], &[0.0; 4], false));
         assert_eq!(real.data, [a0(), a0(), -a0(), -a0()]);
     }
 

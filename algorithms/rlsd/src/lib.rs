@@ -218,10 +218,16 @@ impl Objective for Rlsd {
         }
     }
 
-    /// The teacher matters only while λ > 0.
-    fn teachers_needed(&self, step: usize) -> bool {
+    /// The teacher matters only while λ > 0, and only for rows whose advantage is not 0.
+    fn teacher_rows(&self, step: usize, rewards: &[f32], group_ids: &[usize]) -> Vec<bool> {
         let c = &self.config;
-        rlsd_lambda(c.lambda, c.decay_steps, c.lambda_schedule, step) != 0.0
+        if rlsd_lambda(c.lambda, c.decay_steps, c.lambda_schedule, step) == 0.0 {
+            return vec![false; rewards.len()];
+        }
+        group_advantages(rewards, group_ids, c.norm_adv_by_std, c.adv_eps)
+            .iter()
+            .map(|&a| a != 0.0)
+            .collect()
     }
 
     fn aggregation(&self) -> Aggregation {
@@ -306,7 +312,7 @@ mod tests {
                 teachers: &[TeacherScores {
                     logprobs: m(teacher),
                     has_hint: vec![true; n],
-                    skipped: false,
+                    scored: vec![true; n],
                 }],
             })
             .unwrap()

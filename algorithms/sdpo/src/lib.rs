@@ -396,7 +396,7 @@ mod tests {
                 teachers: &[TeacherScores {
                     logprobs: TokenMatrix::zeros(4, 2),
                     has_hint: vec![false, false, true, true],
-                    skipped: false,
+                    scored: vec![true; 4],
                 }],
             })
             .unwrap();

@@ -382,29 +382,41 @@ impl<'a> Trainer<'a> {
         // The distillation teacher's contexts: its distribution is computed per micro-batch in
         // the update, on the device.
         let mut distill_contexts: Option<Vec<Vec<u32>>> = None;
-        let teachers_needed = self.objective.teachers_needed(step);
-        let mut skipped_passes = 0;
+        let group_ids = batch.group_ids();
+        let wanted = self.objective.teacher_rows(step, &rewards, &group_ids);
+        let (mut rows_scored, mut rows_asked) = (0usize, 0usize);
         for pass in &self.needs.teachers {
             let (teacher_contexts, has_hint) =
                 self.teacher_contexts(pass.context, &problems, &batch, &verdicts)?;
-            let skipped = !teachers_needed && !pass.logits;
-            let logprobs = if skipped {
-                skipped_passes += 1;
-                TokenMatrix::zeros(mask.rows, mask.cols)
+            let scored = if pass.logits {
+                vec![true; responses.len()]
             } else {
-                scored_tokens += tokens;
-                score_rows(
-                    self.scorer(pass.weights),
-                    &teacher_contexts,
-                    &responses,
-                    temperature,
-                    micro,
-                )
+                wanted.clone()
             };
+            let rows: Vec<usize> = (0..responses.len()).filter(|&i| scored[i]).collect();
+            let pick = |all: &[Vec<u32>]| -> Vec<Vec<u32>> {
+                rows.iter().map(|&i| all[i].clone()).collect()
+            };
+            let part = score_rows(
+                self.scorer(pass.weights),
+                &pick(&teacher_contexts),
+                &pick(&responses),
+                temperature,
+                micro,
+            );
+            let mut logprobs = TokenMatrix::zeros(mask.rows, mask.cols);
+            for (k, &i) in rows.iter().enumerate() {
+                for t in 0..part.cols {
+                    logprobs.set(i, t, part.get(k, t));
+                }
+            }
+            scored_tokens += rows.iter().map(|&i| responses[i].len()).sum::<usize>();
+            rows_scored += rows.len();
+            rows_asked += responses.len();
             teachers.push(TeacherScores {
                 logprobs,
                 has_hint,
-                skipped,
+                scored,
             });
             if pass.logits {
                 distill_contexts = Some(teacher_contexts);
@@ -415,12 +427,14 @@ impl<'a> Trainer<'a> {
                 "timing/teacher".into(),
                 teacher_start.elapsed().as_secs_f64(),
             );
-            metrics.insert("teacher/skipped_passes".into(), skipped_passes as f64);
+            metrics.insert(
+                "teacher/scored_frac".into(),
+                rows_scored as f64 / rows_asked.max(1) as f64,
+            );
         }
         let scoring_seconds = scoring_start.elapsed().as_secs_f64();
         metrics.insert("timing/scoring".into(), scoring_seconds);
 
-        let group_ids = batch.group_ids();
         let credit = self.objective.credit(&CreditInput {
             step,
             rewards: &rewards,
@@ -471,10 +485,9 @@ impl<'a> Trainer<'a> {
         }
         let update_seconds = update_start.elapsed().as_secs_f64();
         metrics.insert("timing/update".into(), update_seconds);
-        let scoring_passes = 1
-            + usize::from(ref_logprobs.is_some())
-            + teachers.iter().filter(|t| !t.skipped).count();
-        let passes = 1 + scoring_passes + 3 * self.config.update.epochs;
+        // Teacher passes that scored only some rows count by their share of the tokens.
+        let scoring_passes = scored_tokens as f64 / tokens.max(1) as f64;
+        let passes = 1.0 + scoring_passes + 3.0 * self.config.update.epochs as f64;
         if let Some(flops) = model_flops(self.policy.as_ref(), &contexts, &responses, passes) {
             let seconds = metrics["timing/rollout"] + scoring_seconds + update_seconds;
             let tflops = flops / seconds.max(1e-9) / 1e12;
@@ -521,7 +534,7 @@ fn model_flops(
     policy: &dyn Policy,
     contexts: &[Vec<u32>],
     responses: &[Vec<u32>],
-    passes: usize,
+    passes: f64,
 ) -> Option<f64> {
     let mut total = 0.0;
     for (context, response) in contexts.iter().zip(responses) {
@@ -533,7 +546,7 @@ fn model_flops(
         let middle = context.len() + (n - 1) / 2;
         total += n as f64 * policy.flops_per_token(middle)?;
     }
-    Some(total * passes as f64)
+    Some(total * passes)
 }
 
 /// `n` items cut into `parts` contiguous ranges whose sizes differ by at most one.
