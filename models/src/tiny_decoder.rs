@@ -106,6 +106,17 @@ pub struct KvCache {
     layers: Vec<(Tensor<4>, Tensor<4>)>,
 }
 
+impl KvCache {
+    /// Keeps the rows `index` `[m]`, in that order (an index may repeat: a prompt's cache
+    /// expanded to its group).
+    pub fn select_rows(&mut self, index: Tensor<1, Int>) {
+        for (k, v) in &mut self.layers {
+            *k = k.clone().select(0, index.clone());
+            *v = v.clone().select(0, index.clone());
+        }
+    }
+}
+
 /// The decoder.
 #[derive(Module, Debug)]
 pub struct TinyDecoder {

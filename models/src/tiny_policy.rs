@@ -1,5 +1,6 @@
 //! [`TinyPolicy`]: the tiny decoder and the character tokenizer as a [`Policy`].
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use rand::Rng;
@@ -9,7 +10,7 @@ use zoo_core::burn::prelude::*;
 use zoo_core::burn::tensor::{Gradients, TensorData};
 use zoo_core::checkpoint::{self, Metadata};
 use zoo_core::params;
-use zoo_core::policy::{NamedTensors, Sample, Tokenizer};
+use zoo_core::policy::{NamedTensors, Sample, Tokenizer, sampled_logprobs};
 use zoo_core::{Error, Policy, Result, SamplingConfig};
 
 use crate::tiny_decoder::{KvCache, TinyDecoder, TinyDecoderConfig};
@@ -164,6 +165,90 @@ impl TinyPolicy {
     }
 }
 
+impl TinyPolicy {
+    /// Without a graph, when rows share contexts (a group's responses to one prompt): the
+    /// logits `[n, t, v]` at the response positions, each distinct context run once into a KV
+    /// cache that its rows then read. `None` when no context repeats.
+    fn shared_context_logits(
+        &self,
+        contexts: &[Vec<u32>],
+        responses: &[Vec<u32>],
+    ) -> Option<Tensor<3>> {
+        let mut unique: Vec<Vec<u32>> = Vec::new();
+        let mut seen: HashMap<&[u32], usize> = HashMap::new();
+        let row_to_unique: Vec<usize> = contexts
+            .iter()
+            .map(|c| {
+                *seen.entry(c.as_slice()).or_insert_with(|| {
+                    unique.push(c.clone());
+                    unique.len() - 1
+                })
+            })
+            .collect();
+        let (n, t) = (responses.len(), responses.iter().map(Vec::len).max()?);
+        if unique.len() == n || t == 0 || contexts.iter().any(Vec::is_empty) {
+            return None;
+        }
+        let model = self.inference_model();
+        let device = self.device.clone().inner();
+        let empty: Vec<Vec<u32>> = vec![Vec::new(); unique.len()];
+        let layout = Layout::new(&unique, &empty);
+        let cols = layout.cols;
+        let mut cache = KvCache::default();
+        let logits = model.forward(
+            layout.tokens(&device),
+            layout.positions(&device),
+            layout.causal_blocked(&device),
+            Some(&mut cache),
+        );
+        let vocab = logits.dims()[2];
+        let expand = Tensor::<1, Int>::from_data(
+            TensorData::new(
+                row_to_unique.iter().map(|&u| u as i64).collect::<Vec<_>>(),
+                [n],
+            ),
+            &device,
+        );
+        // The last context column predicts the first response token.
+        let first = logits
+            .slice([0..unique.len(), cols - 1..cols, 0..vocab])
+            .select(0, expand.clone());
+        if t == 1 {
+            return Some(first);
+        }
+        cache.select_rows(expand);
+        // The responses but their last token: positions continue from the context's length;
+        // keys are the context's valid columns and the earlier response tokens.
+        let s = t - 1;
+        let mut tokens = vec![CharTokenizer::PAD as i64; n * s];
+        let mut positions = vec![0i64; n * s];
+        let mut blocked = vec![false; n * s * (cols + s)];
+        for (i, response) in responses.iter().enumerate() {
+            let u = row_to_unique[i];
+            for j in 0..s {
+                tokens[i * s + j] = response
+                    .get(j)
+                    .map_or(CharTokenizer::PAD as i64, |&x| x as i64);
+                positions[i * s + j] = (unique[u].len() + j) as i64;
+                for key in 0..cols + s {
+                    blocked[(i * s + j) * (cols + s) + key] = if key < cols {
+                        !layout.valid[u * cols + key]
+                    } else {
+                        key - cols > j
+                    };
+                }
+            }
+        }
+        let rest = model.forward(
+            Tensor::from_data(TensorData::new(tokens, [n, s]), &device),
+            Tensor::from_data(TensorData::new(positions, [n, s]), &device),
+            Tensor::from_data(TensorData::new(blocked, [n, 1, s, cols + s]), &device),
+            Some(&mut cache),
+        );
+        Some(Tensor::cat(vec![first, rest], 1))
+    }
+}
+
 impl Policy for TinyPolicy {
     fn tokenizer(&self) -> &dyn Tokenizer {
         &CharTokenizer
@@ -196,6 +281,23 @@ impl Policy for TinyPolicy {
         );
         // Column c predicts the token at column c + 1: the response starts at `context_cols`.
         logits.slice([0..n, context_cols - 1..layout.cols - 1, 0..vocab])
+    }
+
+    fn token_logprobs(
+        &self,
+        contexts: &[Vec<u32>],
+        responses: &[Vec<u32>],
+        temperature: f32,
+        grad: bool,
+    ) -> Tensor<2> {
+        let logits = match (!grad)
+            .then(|| self.shared_context_logits(contexts, responses))
+            .flatten()
+        {
+            Some(logits) => logits,
+            None => self.token_logits(contexts, responses, grad),
+        };
+        sampled_logprobs(logits, responses, temperature)
     }
 
     fn sample(
@@ -405,6 +507,36 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn scoring_groups_through_one_context_pass_equals_scoring_each_row() {
+        let policy = policy();
+        let prompts: Vec<Vec<u32>> = ["12+345=", "9+9=", "1234+5678="]
+            .iter()
+            .map(|p| CharTokenizer.encode_prompt(p).unwrap())
+            .collect();
+        let order = [0, 1, 2, 0, 1, 2, 2, 0, 1];
+        let contexts: Vec<Vec<u32>> = order.iter().map(|&p| prompts[p].clone()).collect();
+        let responses: Vec<Vec<u32>> = (0..9)
+            .map(|i| {
+                (0..(i * 5) % 7)
+                    .map(|k| (3 + (i + k) % 12) as u32)
+                    .collect()
+            })
+            .collect();
+        // With a graph every row runs alone; without one each context runs once.
+        let each = policy
+            .token_logprobs(&contexts, &responses, 0.8, true)
+            .detach();
+        let shared = policy.token_logprobs(&contexts, &responses, 0.8, false);
+        let each = zoo_core::TokenMatrix::from_tensor(each);
+        let shared = zoo_core::TokenMatrix::from_tensor(shared);
+        assert_eq!((each.rows, each.cols), (shared.rows, shared.cols));
+        for (a, b) in each.data.iter().zip(&shared.data) {
+            approx::assert_abs_diff_eq!(a, b, epsilon = 1e-5);
+        }
+        assert!(each.data.iter().any(|&x| x < -0.01));
     }
 
     #[test]

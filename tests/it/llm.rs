@@ -938,3 +938,31 @@ fn a_bf16_run_trains_and_the_tiny_model_refuses_bf16() {
     assert!(stderr.contains("tiny decoder computes in f32"), "{stderr}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn scoring_groups_through_one_context_pass_equals_scoring_each_row() {
+    for name in FIXTURES {
+        let (policy, _) = load(name);
+        // Three prompts of different lengths, three responses each (one empty, one of a single
+        // token), listed out of order.
+        let prompts = [vec![5u32, 6, 7, 8, 9], vec![11u32], vec![12u32, 13, 14]];
+        let order = [0, 1, 2, 0, 1, 2, 2, 0, 1];
+        let contexts: Vec<Vec<u32>> = order.iter().map(|&p| prompts[p].clone()).collect();
+        let responses: Vec<Vec<u32>> = (0..9)
+            .map(|i| (0..(i * 5) % 7).map(|k| (20 + 3 * i + k) as u32).collect())
+            .collect();
+        // With a graph each row runs through the whole model; without one the shared contexts
+        // run once into a KV cache.
+        let each = policy
+            .token_logprobs(&contexts, &responses, 0.9, true)
+            .detach();
+        let shared = policy.token_logprobs(&contexts, &responses, 0.9, false);
+        let (each, shared) = (
+            TokenMatrix::from_tensor(each),
+            TokenMatrix::from_tensor(shared),
+        );
+        assert_eq!((each.rows, each.cols), (shared.rows, shared.cols));
+        assert_close(name, &shared.data, &each.data, 1e-5);
+        assert!(each.data.iter().any(|&x| x != 0.0));
+    }
+}

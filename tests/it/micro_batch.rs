@@ -300,6 +300,10 @@ fn token_budget_cuts_sorted_rows_within_the_budget() {
             + cut.iter().map(|&r| responses[r].len()).max().unwrap();
         assert!(cut.len() == 1 || cut.len() * width <= 40, "{cut:?}");
     }
+    // For scoring, rows sharing a context stay together, whatever their responses' lengths.
+    let shared: Vec<Vec<u32>> = [1, 2, 1, 2, 1, 2].iter().map(|&p| vec![p; 3]).collect();
+    let cuts = micro.split_by_context(&[0, 1, 2, 3, 4, 5], &shared, &responses);
+    assert_eq!(cuts, vec![vec![2, 4, 0], vec![5], vec![3, 1]]);
     // Without a budget: runs of `max_rows` in order.
     let rows_only = MicroBatching {
         max_rows: 4,

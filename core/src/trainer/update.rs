@@ -86,12 +86,48 @@ impl MicroBatching {
         contexts: &[Vec<u32>],
         responses: &[Vec<u32>],
     ) -> Vec<Vec<usize>> {
-        let max_rows = self.max_rows.max(1);
         if self.max_tokens == 0 {
-            return rows.chunks(max_rows).map(<[usize]>::to_vec).collect();
+            return rows
+                .chunks(self.max_rows.max(1))
+                .map(<[usize]>::to_vec)
+                .collect();
         }
         let mut sorted = rows.to_vec();
         sorted.sort_by_key(|&r| std::cmp::Reverse(contexts[r].len() + responses[r].len()));
+        self.pack(sorted, contexts, responses)
+    }
+
+    /// As [`MicroBatching::split`], but with a token budget rows that share a context stay
+    /// together (sorted by context, then longest response first), so that a scoring pass runs
+    /// each context once for its group.
+    pub fn split_by_context(
+        &self,
+        rows: &[usize],
+        contexts: &[Vec<u32>],
+        responses: &[Vec<u32>],
+    ) -> Vec<Vec<usize>> {
+        if self.max_tokens == 0 {
+            return self.split(rows, contexts, responses);
+        }
+        let mut sorted = rows.to_vec();
+        sorted.sort_by(|&a, &b| {
+            (contexts[b].len(), &contexts[a], responses[b].len()).cmp(&(
+                contexts[a].len(),
+                &contexts[b],
+                responses[a].len(),
+            ))
+        });
+        self.pack(sorted, contexts, responses)
+    }
+
+    /// `sorted` packed in order while the padded size stays within the budget.
+    fn pack(
+        &self,
+        sorted: Vec<usize>,
+        contexts: &[Vec<u32>],
+        responses: &[Vec<u32>],
+    ) -> Vec<Vec<usize>> {
+        let max_rows = self.max_rows.max(1);
         let mut out: Vec<Vec<usize>> = Vec::new();
         let (mut context_cols, mut response_cols) = (0, 0);
         for r in sorted {
@@ -563,7 +599,8 @@ fn backpropagate(
 }
 
 /// Teacher-forced log-probs `[n, t]` of all responses without an autodiff graph, in
-/// micro-batches cut as `micro` says.
+/// micro-batches cut as `micro` says, a group's rows together (a policy may then run their
+/// shared context once).
 pub fn score_rows(
     policy: &dyn Policy,
     contexts: &[Vec<u32>],
@@ -574,7 +611,7 @@ pub fn score_rows(
     let cols = responses.iter().map(Vec::len).max().unwrap_or(0);
     let mut out = TokenMatrix::zeros(responses.len(), cols);
     let all: Vec<usize> = (0..responses.len()).collect();
-    for rows in micro.split(&all, contexts, responses) {
+    for rows in micro.split_by_context(&all, contexts, responses) {
         let c: Vec<Vec<u32>> = rows.iter().map(|&r| contexts[r].clone()).collect();
         let r: Vec<Vec<u32>> = rows.iter().map(|&r| responses[r].clone()).collect();
         let logprobs = TokenMatrix::from_tensor(policy.token_logprobs(&c, &r, temperature, false));

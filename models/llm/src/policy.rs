@@ -215,6 +215,88 @@ impl LlmPolicy {
     }
 }
 
+impl LlmPolicy {
+    /// Without a graph, when rows share contexts (a group's responses to one prompt): the head
+    /// inputs `[n, t, d]` at the response positions, each distinct context run once into a KV
+    /// cache that its rows then read, instead of once per row. `None` when no context repeats.
+    fn shared_context_hidden(
+        &self,
+        contexts: &[Vec<u32>],
+        responses: &[Vec<u32>],
+    ) -> Option<Tensor<3>> {
+        let mut unique: Vec<Vec<u32>> = Vec::new();
+        let mut seen: HashMap<&[u32], usize> = HashMap::new();
+        let row_to_unique: Vec<usize> = contexts
+            .iter()
+            .map(|c| {
+                *seen.entry(c.as_slice()).or_insert_with(|| {
+                    unique.push(c.clone());
+                    unique.len() - 1
+                })
+            })
+            .collect();
+        let (n, t) = (responses.len(), responses.iter().map(Vec::len).max()?);
+        if unique.len() == n || t == 0 || contexts.iter().any(Vec::is_empty) {
+            return None;
+        }
+        let (model, device) = self.model_for(false);
+        let pad = self.tokenizer.pad();
+        let empty = vec![Vec::new(); unique.len()];
+        let layout = Layout::new(&unique, &empty, pad);
+        let cols = layout.cols;
+        let d = model.config().hidden_size;
+        let mut cache = KvCache::new(&model, unique.len(), cols + t - 1, &device);
+        let context_hidden = model.hidden(
+            layout.tokens(&device),
+            layout.positions(&device),
+            layout.bias(&device),
+            Some(&mut cache),
+        );
+        let expand = index_tensor(&row_to_unique, &device);
+        // The last context column predicts the first response token.
+        let first = context_hidden
+            .slice([0..unique.len(), cols - 1..cols, 0..d])
+            .select(0, expand.clone());
+        if t == 1 {
+            return Some(first);
+        }
+        cache.select_rows(expand);
+        // The responses but their last token, after each row's context: positions continue
+        // from the context's length; keys are the context's valid columns and the earlier
+        // response tokens.
+        let s = t - 1;
+        let mut tokens = vec![pad as i64; n * s];
+        let mut positions = vec![0i64; n * s];
+        let mut bias = vec![0f32; n * s * (cols + s)];
+        for (i, response) in responses.iter().enumerate() {
+            let u = row_to_unique[i];
+            let length = unique[u].len() as i64;
+            for j in 0..s {
+                tokens[i * s + j] = response.get(j).map_or(pad as i64, |&x| x as i64);
+                positions[i * s + j] = length + j as i64;
+                let row = &mut bias[(i * s + j) * (cols + s)..(i * s + j + 1) * (cols + s)];
+                for (key, b) in row.iter_mut().enumerate() {
+                    let open = if key < cols {
+                        layout.valid[u * cols + key]
+                    } else {
+                        key - cols <= j
+                    };
+                    if !open {
+                        *b = BLOCKED;
+                    }
+                }
+            }
+        }
+        let rest = model.hidden(
+            Tensor::from_data(TensorData::new(tokens, [n, s]), &device),
+            Tensor::from_data(TensorData::new(positions, [n, s]), &device),
+            Tensor::from_data(TensorData::new(bias, [n, 1, s, cols + s]), &device),
+            Some(&mut cache),
+        );
+        Some(Tensor::cat(vec![first, rest], 1))
+    }
+}
+
 impl Policy for LlmPolicy {
     fn tokenizer(&self) -> &dyn Tokenizer {
         self.tokenizer.as_ref()
@@ -240,7 +322,13 @@ impl Policy for LlmPolicy {
         temperature: f32,
         grad: bool,
     ) -> Tensor<2> {
-        let (hidden, model, device) = self.hidden_with_model(contexts, responses, grad);
+        let shared = (!grad)
+            .then(|| self.shared_context_hidden(contexts, responses))
+            .flatten();
+        let (hidden, model, device) = match shared {
+            Some(hidden) => (hidden, self.model.valid(), self.device.clone().inner()),
+            None => self.hidden_with_model(contexts, responses, grad),
+        };
         let [n, t, d] = hidden.dims();
         if t == 0 {
             return Tensor::zeros([n, 0], &device);
