@@ -188,6 +188,23 @@ pub trait Policy: Send {
     }
 }
 
+/// The distinct sequences of `rows` in order of first appearance, and for each row the index
+/// of its sequence: a group's shared prompt, run once.
+pub fn distinct(rows: &[Vec<u32>]) -> (Vec<Vec<u32>>, Vec<usize>) {
+    let mut unique: Vec<Vec<u32>> = Vec::new();
+    let mut seen: std::collections::HashMap<&[u32], usize> = std::collections::HashMap::new();
+    let index = rows
+        .iter()
+        .map(|r| {
+            *seen.entry(r.as_slice()).or_insert_with(|| {
+                unique.push(r.clone());
+                unique.len() - 1
+            })
+        })
+        .collect();
+    (unique, index)
+}
+
 /// Checks that prompts of `prompt_tokens` tokens plus `max_new_tokens` fit `policy`'s context.
 pub fn check_context(
     policy: &dyn Policy,

@@ -1,6 +1,5 @@
 //! [`TinyPolicy`]: the tiny decoder and the character tokenizer as a [`Policy`].
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use rand::Rng;
@@ -10,7 +9,7 @@ use zoo_core::burn::prelude::*;
 use zoo_core::burn::tensor::{Gradients, TensorData};
 use zoo_core::checkpoint::{self, Metadata};
 use zoo_core::params;
-use zoo_core::policy::{NamedTensors, Sample, Tokenizer, sampled_logprobs};
+use zoo_core::policy::{NamedTensors, Sample, Tokenizer, distinct, sampled_logprobs};
 use zoo_core::{Error, Policy, Result, SamplingConfig};
 
 use crate::tiny_decoder::{KvCache, TinyDecoder, TinyDecoderConfig};
@@ -174,17 +173,7 @@ impl TinyPolicy {
         contexts: &[Vec<u32>],
         responses: &[Vec<u32>],
     ) -> Option<Tensor<3>> {
-        let mut unique: Vec<Vec<u32>> = Vec::new();
-        let mut seen: HashMap<&[u32], usize> = HashMap::new();
-        let row_to_unique: Vec<usize> = contexts
-            .iter()
-            .map(|c| {
-                *seen.entry(c.as_slice()).or_insert_with(|| {
-                    unique.push(c.clone());
-                    unique.len() - 1
-                })
-            })
-            .collect();
+        let (unique, row_to_unique) = distinct(contexts);
         let (n, t) = (responses.len(), responses.iter().map(Vec::len).max()?);
         if unique.len() == n || t == 0 || contexts.iter().any(Vec::is_empty) {
             return None;

@@ -8,7 +8,6 @@
 //! - Scoring runs the head only over response positions, in chunks of positions, log-softmax
 //!   in f32: without a graph no `[rows, tokens, vocab]` tensor beyond one chunk is alive.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -19,7 +18,7 @@ use zoo_core::burn::prelude::*;
 use zoo_core::burn::tensor::activation::log_softmax;
 use zoo_core::burn::tensor::{Gradients, TensorData};
 use zoo_core::checkpoint::Metadata;
-use zoo_core::policy::{NamedTensors, Sample, Tokenizer, response_targets};
+use zoo_core::policy::{NamedTensors, Sample, Tokenizer, distinct, response_targets};
 use zoo_core::{Policy, Result, SamplingConfig, params};
 
 use crate::config::LlmConfig;
@@ -224,17 +223,7 @@ impl LlmPolicy {
         contexts: &[Vec<u32>],
         responses: &[Vec<u32>],
     ) -> Option<Tensor<3>> {
-        let mut unique: Vec<Vec<u32>> = Vec::new();
-        let mut seen: HashMap<&[u32], usize> = HashMap::new();
-        let row_to_unique: Vec<usize> = contexts
-            .iter()
-            .map(|c| {
-                *seen.entry(c.as_slice()).or_insert_with(|| {
-                    unique.push(c.clone());
-                    unique.len() - 1
-                })
-            })
-            .collect();
+        let (unique, row_to_unique) = distinct(contexts);
         let (n, t) = (responses.len(), responses.iter().map(Vec::len).max()?);
         if unique.len() == n || t == 0 || contexts.iter().any(Vec::is_empty) {
             return None;
@@ -377,17 +366,7 @@ impl Policy for LlmPolicy {
             .collect();
 
         // Prefill each distinct prompt once.
-        let mut unique: Vec<Vec<u32>> = Vec::new();
-        let mut seen: HashMap<&[u32], usize> = HashMap::new();
-        let row_to_unique: Vec<usize> = prompts
-            .iter()
-            .map(|p| {
-                *seen.entry(p.as_slice()).or_insert_with(|| {
-                    unique.push(p.clone());
-                    unique.len() - 1
-                })
-            })
-            .collect();
+        let (unique, row_to_unique) = distinct(prompts);
         let empty = vec![Vec::new(); unique.len()];
         let layout = Layout::new(&unique, &empty, self.tokenizer.pad());
         let cols = layout.cols;
