@@ -121,6 +121,11 @@ pub struct Needs {
     pub student_logits: bool,
     /// Drop groups and sample more prompts (DAPO).
     pub dynamic_sampling: Option<DynamicSampling>,
+    /// The credit stage does not read `ℓ^old`. When the update is on-policy (one epoch of one
+    /// mini-batch: no optimizer step before it), the trainer then skips the `ℓ^old` pass and
+    /// the update uses its own log-probs, detached, as `ℓ^old` (verl's `on_policy` shortcut;
+    /// the ratio is exactly 1); [`CreditInput::old_logprobs`] is zeros.
+    pub credit_without_old_logprobs: bool,
     /// Each [`Objective::loss`] call sees a whole mini-batch (terms over groups that do not
     /// decompose into micro-batches). The trainer still back-propagates through the policy in
     /// micro-batches: it scores the mini-batch without a graph first, so the loss's gradient
@@ -170,7 +175,8 @@ pub struct CreditInput<'a> {
     pub group_ids: &'a [usize],
     /// Response-token mask `[n, t]`; row sums are the response lengths.
     pub mask: &'a TokenMatrix,
-    /// `ℓ^old`, log-probs under the policy that generated the batch, `[n, t]`.
+    /// `ℓ^old`, log-probs under the policy that generated the batch, `[n, t]`; zeros when the
+    /// objective declared [`Needs::credit_without_old_logprobs`] and the update is on-policy.
     pub old_logprobs: &'a TokenMatrix,
     /// `ℓ^ref`, when [`Needs::reference_logprobs`] was declared.
     pub ref_logprobs: Option<&'a TokenMatrix>,

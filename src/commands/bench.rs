@@ -160,6 +160,7 @@ pub fn measure(
             responses: &responses,
             mask: &mask,
             old_logprobs: &old,
+            old_is_current: false,
             ref_logprobs: None,
             advantages: &advantages,
             teacher: None,

@@ -359,6 +359,7 @@ fn measure(args: &BenchArgs, shape: &str, spec: &DeviceSpec) -> Result<ModelBenc
         responses: &responses,
         mask: &mask,
         old_logprobs: &old,
+        old_is_current: false,
         ref_logprobs: Some(&old),
         advantages: &advantages,
         teacher: teacher_policy.as_deref().map(|p| DistillTeacher {

@@ -127,6 +127,7 @@ impl FixedBatch {
             responses: &self.responses,
             mask: &self.mask,
             old_logprobs: &self.old,
+            old_is_current: false,
             ref_logprobs: None,
             advantages: &self.advantages,
             teacher: None,

@@ -102,6 +102,7 @@ impl Inputs {
             responses: &self.responses,
             mask: &self.mask,
             old_logprobs: &self.old,
+            old_is_current: false,
             ref_logprobs: Some(&self.reference),
             advantages: &self.advantages,
             teacher: Some(DistillTeacher {
@@ -465,4 +466,60 @@ fn whole_mini_batch_objectives_reuse_old_logprobs_while_fresh_exactly() {
     assert_eq!((*scored_calls, *reused_calls), (6, 3));
     approx::assert_relative_eq!(scored.loss, reused.loss, max_relative = 1e-5);
     assert_same_gradient("disco, ℓ^old reused", &scored.grads, &reused.grads, 1e-4);
+}
+
+#[test]
+fn an_on_policy_update_without_an_old_pass_uses_its_own_logprobs_as_old() {
+    let policy = fixture("qwen2", 5);
+    let mut inputs = Inputs::new(&policy);
+    // ℓ^old as the trainer's pass scores it: the current weights, no graph.
+    inputs.old = TokenMatrix::from_tensor(policy.token_logprobs(
+        &inputs.contexts,
+        &inputs.responses,
+        1.0,
+        false,
+    ));
+    let rows: Vec<usize> = (0..8).collect();
+    let micro = MicroBatching {
+        max_rows: 3,
+        max_tokens: 0,
+    };
+    for name in ["grpo", "cepo", "disco", "sdpo"] {
+        let objective = build(name);
+        let scored = mini_batch_gradient(
+            &policy,
+            objective.as_ref(),
+            &inputs.batch(&policy),
+            &rows,
+            micro,
+            1.0,
+            false,
+        )
+        .unwrap();
+        let zeros = TokenMatrix::zeros(8, inputs.old.cols);
+        let own = mini_batch_gradient(
+            &policy,
+            objective.as_ref(),
+            &UpdateBatch {
+                old_logprobs: &zeros,
+                old_is_current: true,
+                ..inputs.batch(&policy)
+            },
+            &rows,
+            micro,
+            1.0,
+            true,
+        )
+        .unwrap();
+        assert!(scored.logprobs.is_none());
+        let own_logprobs = own.logprobs.as_ref().unwrap();
+        crate::llm::assert_close(name, &own_logprobs.data, &inputs.old.data, 1e-5);
+        approx::assert_relative_eq!(own.loss, scored.loss, max_relative = 1e-4, epsilon = 1e-7);
+        assert_same_gradient(
+            &format!("{name}, own ℓ^old"),
+            &scored.grads,
+            &own.grads,
+            2e-4,
+        );
+    }
 }

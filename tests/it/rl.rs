@@ -57,6 +57,10 @@ fn grpo_raises_heldout_accuracy_on_mod10() {
         diff < 1e-3,
         "sampling and teacher-forced log-probs disagree by {diff}"
     );
+    // On-policy GRPO (one epoch, one mini-batch) takes ℓ^old from its own update: no scoring
+    // pass ran, and the comparison above used the update's log-probs.
+    assert_eq!(first["perf/tokens_per_s/scoring"], 0.0, "{first}");
+    assert_eq!(first["actor/pg_clipfrac"], 0.0, "the ratio is exactly 1");
     assert!(out.join("config.toml").exists());
     assert!(
         out.join("checkpoints/step-000030/model.safetensors")

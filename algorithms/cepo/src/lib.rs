@@ -187,6 +187,8 @@ impl Objective for Cepo {
                 teacher(TeacherContext::GoldAnswer),
                 teacher(TeacherContext::WrongAnswer(rule)),
             ],
+            // ℓ^old is read only by the loss.
+            credit_without_old_logprobs: true,
             ..Needs::default()
         }
     }

@@ -233,6 +233,8 @@ impl Objective for Dapo {
                     OnShortfall::Log => Shortfall::Log,
                 },
             }),
+            // ℓ^old is read only by the loss.
+            credit_without_old_logprobs: true,
             ..Needs::default()
         }
     }

@@ -175,6 +175,8 @@ impl Objective for Disco {
     fn needs(&self) -> Needs {
         Needs {
             whole_mini_batch: true,
+            // ℓ^old is read only by the loss.
+            credit_without_old_logprobs: true,
             ..Needs::default()
         }
     }

@@ -239,6 +239,8 @@ impl Objective for Grpo {
     fn needs(&self) -> Needs {
         Needs {
             reference_logprobs: self.config.kl_coef > 0.0,
+            // ℓ^old is read only by the loss.
+            credit_without_old_logprobs: true,
             ..Needs::default()
         }
     }

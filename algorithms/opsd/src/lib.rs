@@ -181,6 +181,8 @@ impl Objective for Opsd {
                 logits: true,
             }],
             student_logits: true,
+            // ℓ^old is read only by the loss.
+            credit_without_old_logprobs: true,
             ..Needs::default()
         }
     }

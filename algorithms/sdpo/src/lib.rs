@@ -156,6 +156,8 @@ impl Objective for Sdpo {
                 logits: true,
             }],
             student_logits: true,
+            // ℓ^old is read only by the loss.
+            credit_without_old_logprobs: true,
             ..Needs::default()
         }
     }

@@ -341,14 +341,24 @@ impl<'a> Trainer<'a> {
         let mask = batch.mask();
         let micro = self.micro_batching();
         let tokens: usize = responses.iter().map(Vec::len).sum();
-        let mut scored_tokens = tokens;
-        let old_logprobs = score_rows(
-            self.policy.as_ref(),
-            &contexts,
-            &responses,
-            temperature,
-            micro,
-        );
+        // On-policy (one epoch of one mini-batch), `ℓ^old` is what the update computes anyway;
+        // it needs its own pass only when the credit stage reads it.
+        let u = &self.config.update;
+        let old_is_current =
+            u.epochs == 1 && u.mini_batches == 1 && self.needs.credit_without_old_logprobs;
+        let mut scored_tokens = 0;
+        let old_logprobs = if old_is_current {
+            TokenMatrix::zeros(mask.rows, mask.cols)
+        } else {
+            scored_tokens += tokens;
+            score_rows(
+                self.policy.as_ref(),
+                &contexts,
+                &responses,
+                temperature,
+                micro,
+            )
+        };
         let ref_logprobs = match (&self.initial, self.needs.reference_logprobs) {
             (Some(initial), true) => {
                 scored_tokens += tokens;
@@ -362,20 +372,6 @@ impl<'a> Trainer<'a> {
             }
             _ => None,
         };
-        // How far the sampler's log-probs are from teacher forcing (verl reports the same as
-        // `training/rollout_probs_diff_*`): a large gap means sampling and scoring disagree.
-        let mut diff_max = 0f64;
-        let mut diff_sum = 0f64;
-        for (i, r) in batch.rollouts.iter().enumerate() {
-            for (t, &behaviour) in r.behaviour_logprobs.iter().enumerate() {
-                let diff = (behaviour as f64 - old_logprobs.get(i, t) as f64).abs();
-                diff_max = diff_max.max(diff);
-                diff_sum += diff;
-            }
-        }
-        let token_count = mask.data.iter().map(|&m| m as f64).sum::<f64>().max(1.0);
-        metrics.insert("rollout/logprob_diff_max".into(), diff_max);
-        metrics.insert("rollout/logprob_diff_mean".into(), diff_sum / token_count);
 
         let teacher_start = Instant::now();
         let mut teachers = Vec::with_capacity(self.needs.teachers.len());
@@ -455,6 +451,7 @@ impl<'a> Trainer<'a> {
             responses: &responses,
             mask: credit.mask.as_ref().unwrap_or(&mask),
             old_logprobs: &old_logprobs,
+            old_is_current,
             ref_logprobs: ref_logprobs.as_ref(),
             advantages: &credit.advantages,
             teacher: None,
@@ -485,6 +482,23 @@ impl<'a> Trainer<'a> {
         }
         let update_seconds = update_start.elapsed().as_secs_f64();
         metrics.insert("timing/update".into(), update_seconds);
+        // How far the sampler's log-probs are from teacher forcing (verl reports the same as
+        // `training/rollout_probs_diff_*`): a large gap means sampling and scoring disagree.
+        let scored = match totals.current_logprobs.take() {
+            Some(current) => current,
+            None => old_logprobs,
+        };
+        let (mut diff_max, mut diff_sum) = (0f64, 0f64);
+        for (i, r) in batch.rollouts.iter().enumerate() {
+            for (t, &behaviour) in r.behaviour_logprobs.iter().enumerate() {
+                let diff = (behaviour as f64 - scored.get(i, t) as f64).abs();
+                diff_max = diff_max.max(diff);
+                diff_sum += diff;
+            }
+        }
+        let token_count = mask.data.iter().map(|&m| m as f64).sum::<f64>().max(1.0);
+        metrics.insert("rollout/logprob_diff_max".into(), diff_max);
+        metrics.insert("rollout/logprob_diff_mean".into(), diff_sum / token_count);
         // Teacher passes that scored only some rows count by their share of the tokens.
         let scoring_passes = scored_tokens as f64 / tokens.max(1) as f64;
         let passes = 1.0 + scoring_passes + 3.0 * self.config.update.epochs as f64;

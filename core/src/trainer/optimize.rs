@@ -38,6 +38,10 @@ impl Trainer<'_> {
             self.config.rollout.temperature,
             fresh,
         )?;
+        if let Some(logprobs) = &gradient.logprobs {
+            // One on-policy mini-batch of every row, in order: the step's ℓ^old.
+            totals.current_logprobs = Some(logprobs.clone());
+        }
         totals.entropy += gradient.entropy_sum;
         totals.response_tokens += gradient.response_tokens;
         totals.trained_tokens += gradient.trained_tokens;
@@ -118,6 +122,8 @@ pub(super) struct UpdateTotals {
     response_tokens: f64,
     /// Response tokens through forward and backward passes.
     pub(super) trained_tokens: usize,
+    /// The log-probs the on-policy update computed when `ℓ^old` had no pass of its own.
+    pub(super) current_logprobs: Option<crate::batch::TokenMatrix>,
     loss: f64,
     grad_norm: f64,
     lr: f64,

@@ -42,8 +42,11 @@ pub struct UpdateBatch<'b> {
     pub responses: &'b [Vec<u32>],
     /// Loss mask `[n, t]`: the response mask or the credit stage's.
     pub mask: &'b TokenMatrix,
-    /// `ℓ^old` `[n, t]`.
+    /// `ℓ^old` `[n, t]`, unless `old_is_current`.
     pub old_logprobs: &'b TokenMatrix,
+    /// `ℓ^old` was not scored: the weights are those that sampled the batch (an on-policy
+    /// update), so the update uses its own log-probs, detached, as `ℓ^old`.
+    pub old_is_current: bool,
     /// `ℓ^ref` `[n, t]`, if the objective needs it.
     pub ref_logprobs: Option<&'b TokenMatrix>,
     /// `Â` `[n, t]`.
@@ -166,6 +169,9 @@ pub struct MiniBatchGradient {
     pub response_tokens: f64,
     /// Response tokens that went through a forward and backward pass (for throughput).
     pub trained_tokens: usize,
+    /// With [`UpdateBatch::old_is_current`]: the log-probs `[rows, t]` the update computed, in
+    /// the order of `rows` (they are `ℓ^old`).
+    pub logprobs: Option<TokenMatrix>,
 }
 
 /// What the micro-batches of a mini-batch add up.
@@ -176,6 +182,8 @@ struct Sums {
     token_metrics: Vec<(&'static str, f64)>,
     metrics: Vec<(&'static str, f64)>,
     calls: usize,
+    /// With `old_is_current`: the log-probs of the mini-batch, `[rows, width]`.
+    logprobs: Option<TokenMatrix>,
     entropy: f64,
     response_tokens: f64,
     trained_tokens: usize,
@@ -214,7 +222,12 @@ pub fn mini_batch_gradient(
     let coefficients = objective.aggregation().token_coefficients(&mini_mask);
     let local: HashMap<usize, usize> = rows.iter().enumerate().map(|(k, &r)| (r, k)).collect();
     let micros = micro.split(rows, batch.contexts, batch.responses);
-    let mut sums = Sums::default();
+    let mut sums = Sums {
+        logprobs: batch
+            .old_is_current
+            .then(|| TokenMatrix::zeros(rows.len(), width_of(batch, rows))),
+        ..Sums::default()
+    };
     let pick = |micro: &[usize]| Pick {
         rows: micro.to_vec(),
         local: micro.iter().map(|r| local[r]).collect(),
@@ -227,7 +240,7 @@ pub fn mini_batch_gradient(
             local: (0..rows.len()).collect(),
         };
         let width = width_of(batch, rows);
-        let (logprobs, divergence) = if fresh && teacher.is_none() {
+        let (logprobs, divergence) = if fresh && teacher.is_none() && !batch.old_is_current {
             (
                 narrow_cols(&batch.old_logprobs.select_rows(rows), width),
                 None,
@@ -335,6 +348,7 @@ pub fn mini_batch_gradient(
         entropy_sum: sums.entropy,
         response_tokens: sums.response_tokens,
         trained_tokens: sums.trained_tokens,
+        logprobs: sums.logprobs,
     })
 }
 
@@ -479,12 +493,24 @@ fn loss_gradient(
     let take = |m: &TokenMatrix, rows: &[usize]| {
         narrow_cols(&m.select_rows(rows), cols).to_tensor(&device)
     };
+    let old_logprobs = if batch.old_is_current {
+        if let Some(all) = sums.logprobs.as_mut() {
+            place_rows(
+                all,
+                &part.local,
+                &TokenMatrix::from_tensor(logprobs.clone()),
+            );
+        }
+        logprobs.clone().autodiff()
+    } else {
+        take(batch.old_logprobs, &part.rows)
+    };
     let logprobs = logprobs.autodiff().require_grad();
     let divergence = divergence.map(|d| d.autodiff().require_grad());
     let mask = take(batch.mask, &part.rows);
     let terms = objective.loss(LossInput {
         logprobs: logprobs.clone(),
-        old_logprobs: take(batch.old_logprobs, &part.rows),
+        old_logprobs,
         ref_logprobs: batch.ref_logprobs.map(|m| take(m, &part.rows)),
         advantages: take(batch.advantages, &part.rows),
         mask: mask.clone(),
