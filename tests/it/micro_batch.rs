@@ -96,6 +96,18 @@ impl Inputs {
         }
     }
 
+    /// The inputs with `ℓ^old` as the trainer's pass scores it: the current weights, no graph.
+    fn fresh(policy: &dyn Policy) -> Self {
+        let mut inputs = Self::new(policy);
+        inputs.old = TokenMatrix::from_tensor(policy.token_logprobs(
+            &inputs.contexts,
+            &inputs.responses,
+            1.0,
+            false,
+        ));
+        inputs
+    }
+
     fn batch<'a>(&'a self, teacher: &'a dyn Policy) -> UpdateBatch<'a> {
         UpdateBatch {
             contexts: &self.contexts,
@@ -428,14 +440,7 @@ fn no_head_call_exceeds_the_chunk_budget_and_no_full_logits_are_built() {
 #[test]
 fn whole_mini_batch_objectives_reuse_old_logprobs_while_fresh_exactly() {
     let policy = fixture("qwen2", 5);
-    let mut inputs = Inputs::new(&policy);
-    // ℓ^old as the trainer scores it: the current policy, no graph.
-    inputs.old = TokenMatrix::from_tensor(policy.token_logprobs(
-        &inputs.contexts,
-        &inputs.responses,
-        1.0,
-        false,
-    ));
+    let inputs = Inputs::fresh(&policy);
     let objective = build("disco");
     assert!(objective.needs().whole_mini_batch);
     let seen = Arc::new(Mutex::new(Seen::default()));
@@ -471,14 +476,7 @@ fn whole_mini_batch_objectives_reuse_old_logprobs_while_fresh_exactly() {
 #[test]
 fn an_on_policy_update_without_an_old_pass_uses_its_own_logprobs_as_old() {
     let policy = fixture("qwen2", 5);
-    let mut inputs = Inputs::new(&policy);
-    // ℓ^old as the trainer's pass scores it: the current weights, no graph.
-    inputs.old = TokenMatrix::from_tensor(policy.token_logprobs(
-        &inputs.contexts,
-        &inputs.responses,
-        1.0,
-        false,
-    ));
+    let inputs = Inputs::fresh(&policy);
     let rows: Vec<usize> = (0..8).collect();
     let micro = MicroBatching {
         max_rows: 3,
