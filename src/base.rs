@@ -174,7 +174,8 @@ pub fn load_policy(
         let start = Instant::now();
         let policy = load_llm(path, device, model.chat.clone())?
             .with_chunk_positions(model.chunk_positions)
-            .with_compute(model.dtype.compute());
+            .with_compute(model.dtype.compute())
+            .with_recompute(model.recompute);
         let line = format!(
             "loaded `{}`: {} ({:.1}M parameters, {} compute) in {:.1}s",
             path.display(),

@@ -176,6 +176,9 @@ pub struct BenchArgs {
     /// zoo's decoder uses (mask convention, causal alignment with a KV cache).
     #[arg(long)]
     pub check_attention: bool,
+    /// With `--model`: recompute each decoder layer in the backward pass (`model.recompute`).
+    #[arg(long)]
+    pub recompute: bool,
     /// With `--model`: the compute dtype (bf16: f32 master weights, bf16 activations).
     #[arg(long, value_enum, default_value = "f32")]
     pub dtype: crate::run_config::ModelDtype,

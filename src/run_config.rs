@@ -43,6 +43,10 @@ pub struct ModelConfig {
     /// The compute dtype: `f32`, or `bf16` (f32 master weights and optimizer state, bf16
     /// activations, f32 log-softmax and losses).
     pub dtype: ModelDtype,
+    /// Activation recomputation: keep each decoder layer's input only and run the layers again
+    /// one at a time in the backward pass (memory of one layer's activations; two more forward
+    /// passes of the trunk per update). For a token budget too small otherwise.
+    pub recompute: bool,
 }
 
 /// `model.dtype`.
@@ -73,6 +77,7 @@ impl Default for ModelConfig {
             chat: ChatOptions::default(),
             chunk_positions: zoo_llm::policy::DEFAULT_CHUNK_POSITIONS,
             dtype: ModelDtype::F32,
+            recompute: false,
         }
     }
 }
@@ -363,9 +368,9 @@ impl RunConfig {
         if self.model.chunk_positions == 0 {
             bail!("`model.chunk_positions` must be at least 1");
         }
-        if self.model.dtype == ModelDtype::Bf16 && !self.model.is_llm() {
+        if (self.model.dtype == ModelDtype::Bf16 || self.model.recompute) && !self.model.is_llm() {
             bail!(
-                "`model.dtype = \"bf16\"` is for real models; the tiny decoder computes in f32\nhint: add `--model DIR_OR_GGUF`, or drop the setting"
+                "`model.dtype = \"bf16\"` and `model.recompute` are for real models; the tiny decoder computes in f32 with its whole graph\nhint: add `--model DIR_OR_GGUF`, or drop the setting"
             );
         }
         let task = self.task()?;

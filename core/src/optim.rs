@@ -163,11 +163,12 @@ impl AdamW {
     }
 
     /// Clips `grads` to the global norm and applies one AdamW update with learning rate `lr`
-    /// to `params` (same names and shapes). Returns the new parameters.
+    /// to `params` (same names and shapes). Returns the new parameters. Each gradient is
+    /// dropped once used, so the new parameters take the gradients' memory as they are built.
     pub fn step(
         &mut self,
         params: &NamedTensors,
-        grads: &NamedTensors,
+        mut grads: NamedTensors,
         lr: f64,
     ) -> Result<(NamedTensors, StepReport)> {
         let squared: f64 = grads
@@ -193,12 +194,12 @@ impl AdamW {
         let step_size = lr / bias1;
         let mut updated = NamedTensors::new();
         for (name, param) in params {
-            let grad = grads.get(name).ok_or_else(|| Error::Shape {
+            let grad = grads.remove(name).ok_or_else(|| Error::Shape {
                 what: "optimizer step",
                 expected: format!("a gradient for `{name}`"),
                 got: "none".into(),
             })?;
-            let g = grad.value.clone().mul_scalar(clip_coef);
+            let g = grad.value.mul_scalar(clip_coef);
             if c.kind == OptimKind::Sgd {
                 let p = param.value.clone().sub(g.mul_scalar(lr));
                 updated.insert(
@@ -308,7 +309,7 @@ mod tests {
         };
         let mut adam = AdamW::new(config);
         let (p, report) = adam
-            .step(&named(&[1.0, 2.0]), &named(&[0.5, -3.0]), 0.1)
+            .step(&named(&[1.0, 2.0]), named(&[0.5, -3.0]), 0.1)
             .unwrap();
         let p = host(&p);
         assert_relative_eq!(p[0], 0.9, epsilon = 1e-6);
@@ -324,7 +325,7 @@ mod tests {
             ..OptimConfig::default()
         };
         let mut adam = AdamW::new(config);
-        adam.step(&named(&[0.0, 0.0]), &named(&[3.0, 4.0]), 0.1)
+        adam.step(&named(&[0.0, 0.0]), named(&[3.0, 4.0]), 0.1)
             .unwrap();
         let m = adam.first_moment["w"]
             .clone()

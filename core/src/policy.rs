@@ -139,6 +139,29 @@ pub trait Policy: Send {
         if grad { hidden } else { hidden.inner() }
     }
 
+    /// Whether the trainer should take the head inputs without a graph and leave the trunk's
+    /// backward pass to [`Policy::trunk_gradients`], which runs the layers again one at a time
+    /// (activation recomputation: memory of one layer's activations instead of all). Default:
+    /// no.
+    fn recomputes_trunk(&self) -> bool {
+        false
+    }
+
+    /// The parameter gradients of `Σ hidden · d_hidden` for the head inputs `hidden`
+    /// `[n, t, d]` of these rows (from [`Policy::response_hidden`]) and their gradient
+    /// `d_hidden`. Default: `hidden` carries its graph, and this is its backward pass; a policy
+    /// that [recomputes](Policy::recomputes_trunk) got `hidden` without one and runs its
+    /// layers again here.
+    fn trunk_gradients(
+        &self,
+        _contexts: &[Vec<u32>],
+        _responses: &[Vec<u32>],
+        hidden: Tensor<3>,
+        d_hidden: Tensor<3>,
+    ) -> NamedTensors {
+        backward_through(self, hidden, d_hidden)
+    }
+
     /// Positions (`rows × columns`) the trainer passes to [`Policy::head`] at once. Default:
     /// unbounded (a small vocabulary needs no chunks).
     fn head_chunk_positions(&self) -> usize {
@@ -185,6 +208,21 @@ pub trait Policy: Send {
     /// loadable on its own (for a Hugging Face model: `config.json` and the tokenizer files).
     fn write_model_files(&self, _dir: &std::path::Path) -> Result<()> {
         Ok(())
+    }
+}
+
+/// The parameter gradients of `Σ hidden · d_hidden` through `hidden`'s graph (none without
+/// one): [`Policy::trunk_gradients`] when the trunk is not recomputed.
+pub fn backward_through<P: Policy + ?Sized>(
+    policy: &P,
+    hidden: Tensor<3>,
+    d_hidden: Tensor<3>,
+) -> NamedTensors {
+    let trunk = hidden.mul(d_hidden).sum();
+    if trunk.is_tracked() {
+        policy.gradients(&trunk.backward())
+    } else {
+        NamedTensors::new()
     }
 }
 

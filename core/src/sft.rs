@@ -104,7 +104,7 @@ pub fn run(
         }
         let grads = policy.backward(loss);
         let lr = config.optim.lr_at(step - 1, config.steps);
-        let (params, _) = optimizer.step(&policy.parameters(), &grads, lr)?;
+        let (params, _) = optimizer.step(&policy.parameters(), grads, lr)?;
         policy.set_parameters(&params)?;
         on_step(SftStep {
             step,

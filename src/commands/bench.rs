@@ -181,7 +181,7 @@ pub fn measure(
             1.0,
             false,
         )?;
-        let (params, _) = optimizer.step(&policy.parameters(), &gradient.grads, 1e-4)?;
+        let (params, _) = optimizer.step(&policy.parameters(), gradient.grads, 1e-4)?;
         policy.set_parameters(&params)?;
         // Wait for the update to finish (backends may run asynchronously).
         let _ = params

@@ -234,7 +234,8 @@ fn measure(args: &BenchArgs, shape: &str, spec: &DeviceSpec) -> Result<ModelBenc
     let policy = random_policy(&config, 0, &device)
         .with_context(|| format!("building `{shape}` on `{spec}`"))?
         .with_chunk_positions(args.chunk_positions)
-        .with_compute(args.dtype.compute());
+        .with_compute(args.dtype.compute())
+        .with_recompute(args.recompute);
     let mut policy: Box<dyn Policy> = Box::new(policy);
     let objective = (registry::algorithm(&args.algo)?.default_config)().build(&BuildContext {
         max_new_tokens: args.max_new_tokens,
@@ -382,7 +383,7 @@ fn measure(args: &BenchArgs, shape: &str, spec: &DeviceSpec) -> Result<ModelBenc
         1.0,
         true,
     )?;
-    let (params, _) = optimizer.step(&policy.parameters(), &gradient.grads, 1e-6)?;
+    let (params, _) = optimizer.step(&policy.parameters(), gradient.grads, 1e-6)?;
     policy.set_parameters(&params)?;
     // Wait for the update (backends may run asynchronously).
     let _ = params
@@ -408,6 +409,7 @@ fn measure(args: &BenchArgs, shape: &str, spec: &DeviceSpec) -> Result<ModelBenc
             head_chunk_positions: args.chunk_positions,
             snapshots,
             bf16: args.dtype == crate::run_config::ModelDtype::Bf16,
+            recompute: args.recompute,
         },
     );
     Ok(ModelBench {

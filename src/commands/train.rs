@@ -117,6 +117,7 @@ fn memory_estimate(config: &RunConfig) -> Result<Option<String>> {
         head_chunk_positions: config.model.chunk_positions,
         snapshots: usize::from(initial) + usize::from(ema),
         bf16: config.model.dtype == crate::run_config::ModelDtype::Bf16,
+        recompute: config.model.recompute,
     };
     let memory = estimate(&model, &shape);
     let mut out = format!(

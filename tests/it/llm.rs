@@ -893,14 +893,19 @@ fn bf16_compute_keeps_f32_weights_logits_and_gradients_on_flex() {
 }
 
 #[test]
-fn a_bf16_run_trains_and_the_tiny_model_refuses_bf16() {
+fn a_bf16_recomputing_run_trains_and_the_tiny_model_refuses_bf16() {
     let dir = scratch("bf16");
     let out = dir.join("run");
     let output = train_fixture(
         &dir,
         &out,
         "sdpo",
-        &["rollout.group_size=2", "model.dtype=\"bf16\""],
+        // bf16 compute and layer-by-layer recomputation together.
+        &[
+            "rollout.group_size=2",
+            "model.dtype=\"bf16\"",
+            "model.recompute=true",
+        ],
     );
     assert!(output.status.success());
     let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();

@@ -521,3 +521,37 @@ fn an_on_policy_update_without_an_old_pass_uses_its_own_logprobs_as_old() {
         );
     }
 }
+
+#[test]
+fn recomputing_the_trunk_layer_by_layer_gives_the_one_graph_gradient() {
+    for name in ["qwen2", "llama-tied-llama3", "qwen3"] {
+        let reference = fixture(name, 1 << 20);
+        let inputs = Inputs::new(&reference);
+        let policy = fixture(name, 7).with_recompute(true);
+        assert!(policy.recomputes_trunk());
+        for algo in ["grpo", "disco", "opsd"] {
+            let objective = build(algo);
+            let (loss, want) = one_graph(&reference, &reference, objective.as_ref(), &inputs);
+            let got = mini_batch_gradient(
+                &policy,
+                objective.as_ref(),
+                &inputs.batch(&reference),
+                &(0..8).collect::<Vec<_>>(),
+                MicroBatching {
+                    max_rows: 8,
+                    max_tokens: 40,
+                },
+                1.0,
+                false,
+            )
+            .unwrap();
+            approx::assert_relative_eq!(got.loss, loss, max_relative = 1e-4, epsilon = 1e-7);
+            assert_same_gradient(
+                &format!("{name}, {algo}, recomputed"),
+                &want,
+                &got.grads,
+                2e-4,
+            );
+        }
+    }
+}

@@ -55,7 +55,7 @@ impl Trainer<'_> {
         let stepped = if gradient.loss.is_finite() {
             // The optimizer checks the gradient norm before it changes any state.
             self.optimizer
-                .step(&self.policy.parameters(), &gradient.grads, lr)
+                .step(&self.policy.parameters(), gradient.grads, lr)
         } else {
             Err(Error::NonFinite {
                 what: "loss".into(),

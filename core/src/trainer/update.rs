@@ -281,8 +281,9 @@ pub fn mini_batch_gradient(
     for micro in &micros {
         let part = pick(micro);
         let responses = part.responses(batch);
-        // Step 1.
-        let hidden = policy.response_hidden(&part.contexts(batch), &responses, true);
+        let contexts = part.contexts(batch);
+        // Step 1 (without a graph when the policy recomputes its trunk in step 5).
+        let hidden = policy.response_hidden(&contexts, &responses, !policy.recomputes_trunk());
         let teacher = teacher.map(|t| (t, teacher_hidden(t, &part, batch)));
         let (g_logprobs, g_divergence) = match &whole {
             // This micro-batch's rows of the mini-batch's gradient.
@@ -328,7 +329,7 @@ pub fn mini_batch_gradient(
             objective,
             hidden,
             teacher,
-            &responses,
+            (&contexts, &responses),
             temperature,
             g_logprobs,
             g_divergence,
@@ -548,15 +549,16 @@ fn loss_gradient(
 }
 
 /// Steps 4 and 5: back-propagates `Σ g_ℓ · ℓ + Σ g_D · D` through the head, chunk by chunk,
-/// then through the trunk from `hidden` (`[b, t, d]`, with its graph); adds the parameter
-/// gradients, the entropy and the token counts to `sums`.
+/// then through the trunk from `hidden` (`[b, t, d]`, with its graph unless the policy
+/// recomputes its trunk) for the rows `(contexts, responses)`; adds the parameter gradients,
+/// the entropy and the token counts to `sums`.
 #[allow(clippy::too_many_arguments)]
 fn backpropagate(
     policy: &dyn Policy,
     objective: &dyn Objective,
     hidden: Tensor<3>,
     teacher: Option<(DistillTeacher<'_>, Tensor<3>)>,
-    responses: &[Vec<u32>],
+    (contexts, responses): (&[Vec<u32>], &[Vec<u32>]),
     temperature: f32,
     g_logprobs: Option<Tensor<2>>,
     g_divergence: Option<Tensor<2>>,
@@ -618,10 +620,11 @@ fn backpropagate(
         };
         d_hidden.push(grad.unwrap_or_else(|| Tensor::zeros([b, end - start, d], &device)));
     }
-    let trunk = hidden.mul(Tensor::cat(d_hidden, 1)).sum();
-    if trunk.is_tracked() {
-        params::accumulate(&mut sums.grads, policy.gradients(&trunk.backward()));
-    }
+    let d_hidden = Tensor::cat(d_hidden, 1);
+    params::accumulate(
+        &mut sums.grads,
+        policy.trunk_gradients(contexts, responses, hidden, d_hidden),
+    );
 }
 
 /// Teacher-forced log-probs `[n, t]` of all responses without an autodiff graph, in

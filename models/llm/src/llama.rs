@@ -428,92 +428,127 @@ impl CausalLm {
         bias: Tensor<4>,
         mut cache: Option<&mut KvCache>,
     ) -> Tensor<3> {
+        let s = tokens.dims()[1];
+        let rope = self.rope(positions);
+        let mut x = self.embed(tokens);
+        for index in 0..self.model.layers.len() {
+            x = self.layer(index, x, &rope, &bias, cache.as_deref_mut());
+        }
+        if let Some(cache) = cache {
+            cache.len += s;
+        }
+        self.final_norm(x)
+    }
+
+    /// The rows of the embedding for `tokens` `[b, s]`: `[b, s, d]` in the compute dtype.
+    pub fn embed(&self, tokens: Tensor<2, Int>) -> Tensor<3> {
         let [b, s] = tokens.dims();
-        let c = &self.config;
-        let d = c.hidden_size;
-        let (heads, kv, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim);
-        let groups = heads / kv;
-        let cx = self.compute;
-        let (cos, sin) = rotary_tables(&c.inv_freq(), positions);
-        let (cos, sin) = (cx.cast(cos), cx.cast(sin));
-        // [b, 1, 1, s, s_k]: broadcast over key/value heads and query groups.
-        let s_k = bias.dims()[3];
-        let bias = bias.reshape([b, 1, 1, s, s_k]);
-        let mut x = cx.cast(
+        let d = self.config.hidden_size;
+        self.compute.cast(
             self.model
                 .embed_tokens
                 .weight
                 .val()
                 .select(0, tokens.reshape([b * s]))
                 .reshape([b, s, d]),
-        );
-        for (index, layer) in self.model.layers.iter().enumerate() {
-            let attn = &layer.self_attn;
-            let h = layer.input_layernorm.forward(x.clone(), c.rms_norm_eps, cx);
-            let mut q = attn
-                .q_proj
-                .forward(h.clone(), cx)
-                .reshape([b, s, heads, hd]);
-            let mut k = attn.k_proj.forward(h.clone(), cx).reshape([b, s, kv, hd]);
-            let v = attn
-                .v_proj
-                .forward(h, cx)
-                .reshape([b, s, kv, hd])
-                .swap_dims(1, 2);
-            if let (Some(qn), Some(kn)) = (&attn.q_norm, &attn.k_norm) {
-                q = qn.forward(q, c.rms_norm_eps, cx);
-                k = kn.forward(k, c.rms_norm_eps, cx);
+        )
+    }
+
+    /// The rotary tables `(cos, sin)` `[b, 1, s, head_dim]` at `positions` `[b, s]`.
+    pub fn rope(&self, positions: Tensor<2, Int>) -> (Tensor<4>, Tensor<4>) {
+        let (cos, sin) = rotary_tables(&self.config.inv_freq(), positions);
+        (self.compute.cast(cos), self.compute.cast(sin))
+    }
+
+    /// The final RMSNorm of the trunk.
+    pub fn final_norm(&self, x: Tensor<3>) -> Tensor<3> {
+        self.model
+            .norm
+            .forward(x, self.config.rms_norm_eps, self.compute)
+    }
+
+    /// Decoder layer `index` on its input `x` `[b, s, d]` (the residual stream), with the
+    /// rotary tables of [`CausalLm::rope`] and `bias` `[b, 1, s, s_k]` as in
+    /// [`CausalLm::hidden`]; with a cache, this layer's keys and values are written at columns
+    /// `len..len + s` (the caller advances `len` after the last layer).
+    pub fn layer(
+        &self,
+        index: usize,
+        x: Tensor<3>,
+        (cos, sin): &(Tensor<4>, Tensor<4>),
+        bias: &Tensor<4>,
+        cache: Option<&mut KvCache>,
+    ) -> Tensor<3> {
+        let [b, s, _] = x.dims();
+        let c = &self.config;
+        let cx = self.compute;
+        let (heads, kv, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim);
+        let groups = heads / kv;
+        // [b, 1, 1, s, s_k]: broadcast over key/value heads and query groups.
+        let s_k = bias.dims()[3];
+        let bias = bias.clone().reshape([b, 1, 1, s, s_k]);
+        let layer = &self.model.layers[index];
+        let attn = &layer.self_attn;
+        let h = layer.input_layernorm.forward(x.clone(), c.rms_norm_eps, cx);
+        let mut q = attn
+            .q_proj
+            .forward(h.clone(), cx)
+            .reshape([b, s, heads, hd]);
+        let mut k = attn.k_proj.forward(h.clone(), cx).reshape([b, s, kv, hd]);
+        let v = attn
+            .v_proj
+            .forward(h, cx)
+            .reshape([b, s, kv, hd])
+            .swap_dims(1, 2);
+        if let (Some(qn), Some(kn)) = (&attn.q_norm, &attn.k_norm) {
+            q = qn.forward(q, c.rms_norm_eps, cx);
+            k = kn.forward(k, c.rms_norm_eps, cx);
+        }
+        let q = rotate_half(q.swap_dims(1, 2), cos, sin); // [b, heads, s, hd]
+        let k = rotate_half(k.swap_dims(1, 2), cos, sin); // [b, kv, s, hd]
+        let (k, v) = match cache {
+            Some(cache) => {
+                let (start, end) = (cache.len, cache.len + s);
+                assert!(
+                    end <= cache.capacity,
+                    "KV cache capacity {} exceeded",
+                    cache.capacity
+                );
+                // Taken out, the buffers have one owner: written in place, not copied.
+                let (kc, vc) = cache.layers[index].take().expect("every layer is cached");
+                let kc = kc.slice_assign([0..b, 0..kv, start..end, 0..hd], k);
+                let vc = vc.slice_assign([0..b, 0..kv, start..end, 0..hd], v);
+                let used = (
+                    kc.clone().slice([0..b, 0..kv, 0..end, 0..hd]),
+                    vc.clone().slice([0..b, 0..kv, 0..end, 0..hd]),
+                );
+                cache.layers[index] = Some((kc, vc));
+                used
             }
-            let q = rotate_half(q.swap_dims(1, 2), &cos, &sin); // [b, heads, s, hd]
-            let k = rotate_half(k.swap_dims(1, 2), &cos, &sin); // [b, kv, s, hd]
-            let (k, v) = match cache.as_deref_mut() {
-                Some(cache) => {
-                    let (start, end) = (cache.len, cache.len + s);
-                    assert!(
-                        end <= cache.capacity,
-                        "KV cache capacity {} exceeded",
-                        cache.capacity
-                    );
-                    // Taken out, the buffers have one owner: written in place, not copied.
-                    let (kc, vc) = cache.layers[index].take().expect("every layer is cached");
-                    let kc = kc.slice_assign([0..b, 0..kv, start..end, 0..hd], k);
-                    let vc = vc.slice_assign([0..b, 0..kv, start..end, 0..hd], v);
-                    let used = (
-                        kc.clone().slice([0..b, 0..kv, 0..end, 0..hd]),
-                        vc.clone().slice([0..b, 0..kv, 0..end, 0..hd]),
-                    );
-                    cache.layers[index] = Some((kc, vc));
-                    used
-                }
-                None => (k, v),
-            };
-            // Grouped-query attention without repeating keys: the query heads of one
-            // key/value head are stacked along the row axis. [b, kv, groups·s, hd]
-            let q = q.reshape([b, kv, groups * s, hd]);
-            // Scores in the compute dtype, softmax in f32 (transformers' eager attention).
-            let scores = f32(q.matmul(k.swap_dims(2, 3)).div_scalar((hd as f64).sqrt()))
-                .reshape([b, kv, groups, s, s_k])
-                .add(bias.clone());
-            let probs = cx
-                .cast(softmax(scores, 4))
-                .reshape([b, kv, groups * s, s_k]);
-            let attended = probs
-                .matmul(v) // [b, kv, groups·s, hd]
-                .reshape([b, heads, s, hd])
-                .swap_dims(1, 2)
-                .reshape([b, s, heads * hd]);
-            x = x.add(attn.o_proj.forward(attended, cx));
-            let h = layer
-                .post_attention_layernorm
-                .forward(x.clone(), c.rms_norm_eps, cx);
-            let gated = silu(layer.mlp.gate_proj.forward(h.clone(), cx))
-                .mul(layer.mlp.up_proj.forward(h, cx));
-            x = x.add(layer.mlp.down_proj.forward(gated, cx));
-        }
-        if let Some(cache) = cache {
-            cache.len += s;
-        }
-        self.model.norm.forward(x, c.rms_norm_eps, cx)
+            None => (k, v),
+        };
+        // Grouped-query attention without repeating keys: the query heads of one key/value
+        // head are stacked along the row axis. [b, kv, groups·s, hd]
+        let q = q.reshape([b, kv, groups * s, hd]);
+        // Scores in the compute dtype, softmax in f32 (transformers' eager attention).
+        let scores = f32(q.matmul(k.swap_dims(2, 3)).div_scalar((hd as f64).sqrt()))
+            .reshape([b, kv, groups, s, s_k])
+            .add(bias);
+        let probs = cx
+            .cast(softmax(scores, 4))
+            .reshape([b, kv, groups * s, s_k]);
+        let attended = probs
+            .matmul(v) // [b, kv, groups·s, hd]
+            .reshape([b, heads, s, hd])
+            .swap_dims(1, 2)
+            .reshape([b, s, heads * hd]);
+        let x = x.add(attn.o_proj.forward(attended, cx));
+        let h = layer
+            .post_attention_layernorm
+            .forward(x.clone(), c.rms_norm_eps, cx);
+        let gated =
+            silu(layer.mlp.gate_proj.forward(h.clone(), cx)).mul(layer.mlp.up_proj.forward(h, cx));
+        x.add(layer.mlp.down_proj.forward(gated, cx))
     }
 
     /// The head: f32 logits `[b, s, vocab]` of hidden states `[b, s, d]` (computed in the

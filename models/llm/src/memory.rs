@@ -29,6 +29,9 @@ pub struct RunShape {
     /// bf16 compute: activations and the KV cache take 2 bytes a value (the attention softmax,
     /// the logits and every weight, gradient and moment stay f32).
     pub bf16: bool,
+    /// Activation recomputation: only each layer's input is kept, plus one layer's activations
+    /// while it runs again.
+    pub recompute: bool,
 }
 
 /// Bytes, by item.
@@ -108,9 +111,15 @@ pub fn estimate(config: &LlmConfig, shape: &RunShape) -> MemoryEstimate {
         optimizer: 2 * p * F32,
         snapshots: shape.snapshots as u64 * p * F32,
         kv_cache: shape.rows as u64 * length * layers * 2 * kv * act,
-        activations: layers
-            * (tokens * per_token_layer * act + rows * attention_per_row_layer * F32)
-            + 2 * tokens * d * act,
+        activations: if shape.recompute {
+            (layers + 1) * tokens * d * act
+                + tokens * per_token_layer * act
+                + rows * attention_per_row_layer * F32
+                + 2 * tokens * d * act
+        } else {
+            layers * (tokens * per_token_layer * act + rows * attention_per_row_layer * F32)
+                + 2 * tokens * d * act
+        },
         head_chunk: 4 * positions * config.vocab_size as u64 * F32,
     }
 }
@@ -143,6 +152,7 @@ mod tests {
             head_chunk_positions: 1024,
             snapshots: 0,
             bf16: false,
+            recompute: false,
         }
     }
 
@@ -185,6 +195,14 @@ mod tests {
             },
         );
         assert_eq!(2 * bf16.kv_cache, small.kv_cache);
+        let recompute = estimate(
+            &qwen(),
+            &RunShape {
+                recompute: true,
+                ..shape()
+            },
+        );
+        assert!(10 * recompute.activations < small.activations);
         assert!(bf16.activations < small.activations);
         assert_eq!(bf16.parameters, small.parameters);
         assert_eq!(

@@ -18,7 +18,9 @@ use zoo_core::burn::prelude::*;
 use zoo_core::burn::tensor::activation::log_softmax;
 use zoo_core::burn::tensor::{Gradients, TensorData};
 use zoo_core::checkpoint::Metadata;
-use zoo_core::policy::{NamedTensors, Sample, Tokenizer, distinct, response_targets};
+use zoo_core::policy::{
+    NamedTensors, Sample, Tokenizer, backward_through, distinct, response_targets,
+};
 use zoo_core::{Policy, Result, SamplingConfig, params};
 
 use crate::config::LlmConfig;
@@ -38,6 +40,7 @@ pub struct LlmPolicy {
     device: Device,
     tokenizer: Arc<HfTokenizer>,
     chunk_positions: usize,
+    recompute: bool,
 }
 
 impl std::fmt::Debug for LlmPolicy {
@@ -142,7 +145,16 @@ impl LlmPolicy {
             device: device.clone(),
             tokenizer: Arc::new(tokenizer),
             chunk_positions: DEFAULT_CHUNK_POSITIONS,
+            recompute: false,
         }
+    }
+
+    /// With `recompute`, training keeps only each decoder layer's input and runs the layers
+    /// again one at a time in the backward pass (activation recomputation): activation memory
+    /// of one layer instead of all, for two more forward passes of the trunk.
+    pub fn with_recompute(mut self, recompute: bool) -> Self {
+        self.recompute = recompute;
+        self
     }
 
     /// Positions of the output head computed at once when scoring (`rows × columns`).
@@ -509,6 +521,64 @@ impl Policy for LlmPolicy {
         params::gradients(&self.model, grads)
     }
 
+    fn recomputes_trunk(&self) -> bool {
+        self.recompute
+    }
+
+    /// With recomputation: the trunk runs once more without a graph, keeping each layer's
+    /// input; then from the last layer to the embedding, each piece runs again with a graph on
+    /// its kept input and back-propagates the gradient of its output, giving its parameters'
+    /// gradients and the gradient of its input for the piece below.
+    fn trunk_gradients(
+        &self,
+        contexts: &[Vec<u32>],
+        responses: &[Vec<u32>],
+        hidden: Tensor<3>,
+        d_hidden: Tensor<3>,
+    ) -> NamedTensors {
+        if !self.recompute {
+            return backward_through(self, hidden, d_hidden);
+        }
+        let [n, t, d] = d_hidden.dims();
+        let mut grads = NamedTensors::new();
+        if t == 0 {
+            return grads;
+        }
+        let layout = Layout::new(contexts, responses, self.tokenizer.pad());
+        let (cols, first) = (layout.cols, layout.context_cols - 1);
+        let (inner, inner_device) = self.model_for(false);
+        let (model, device) = self.model_for(true);
+        // The kept inputs: the embedding's output and each layer's output.
+        let rope = inner.rope(layout.positions(&inner_device));
+        let bias = layout.bias(&inner_device);
+        let mut inputs = vec![inner.embed(layout.tokens(&inner_device))];
+        for index in 0..model.config().num_hidden_layers {
+            let x = inputs.last().expect("the embedding is kept").clone();
+            inputs.push(inner.layer(index, x, &rope, &bias, None));
+        }
+        // ∂L/∂(final norm's output) at every column: `d_hidden` at the response positions.
+        let mut dy = Tensor::<3>::zeros([n, cols, d], &inner_device)
+            .cast(d_hidden.dtype())
+            .slice_assign([0..n, first..first + t, 0..d], d_hidden.inner());
+        let mut step = |output: Tensor<3>, leaf: Option<&Tensor<3>>, dy: Tensor<3>| {
+            let g = output.mul(dy).sum().backward();
+            params::accumulate(&mut grads, self.gradients(&g));
+            leaf.and_then(|leaf| leaf.grad(&g))
+        };
+        let leaf = |x: &Tensor<3>| x.clone().autodiff().require_grad();
+        let top = leaf(inputs.last().expect("layers kept"));
+        dy = step(model.final_norm(top.clone()), Some(&top), dy).expect("the norm reads its input");
+        let rope = model.rope(layout.positions(&device));
+        let bias = layout.bias(&device);
+        for index in (0..model.config().num_hidden_layers).rev() {
+            let x = leaf(&inputs[index]);
+            let y = model.layer(index, x.clone(), &rope, &bias, None);
+            dy = step(y, Some(&x), dy).expect("a layer reads its input");
+        }
+        step(model.embed(layout.tokens(&device)), None, dy);
+        grads
+    }
+
     fn parameters(&self) -> NamedTensors {
         params::parameters(&self.model)
     }
@@ -531,6 +601,7 @@ impl Policy for LlmPolicy {
             device: self.device.clone(),
             tokenizer: self.tokenizer.clone(),
             chunk_positions: self.chunk_positions,
+            recompute: self.recompute,
         })
     }
 
