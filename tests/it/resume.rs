@@ -37,19 +37,26 @@ pub fn metrics(out: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// GRPO, and SDPO whose EMA teacher is part of the state to restore.
+/// GRPO (on-policy: no `ℓ^old` pass), SDPO whose EMA teacher is part of the state to
+/// restore, and CEPO whose teacher passes skip rows (advantage 0) and, once λ has decayed to 0
+/// after step 2, whole passes.
 #[test]
 fn resumed_run_matches_uninterrupted_run() {
     let cache = mod10_cache();
     let base = std::env::temp_dir().join(format!("zoo-it-resume-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&base);
-    for algo in ["grpo", "sdpo"] {
+    for algo in ["grpo", "sdpo", "cepo"] {
+        let extra: &[&str] = match algo {
+            "cepo" => &["--set", "objective.decay_steps=2"],
+            _ => &[],
+        };
         let (whole, split) = (base.join(algo).join("whole"), base.join(algo).join("split"));
-        train(cache, algo, &whole, &[]);
+        train(cache, algo, &whole, extra);
         // Interrupted after step 2's checkpoint: the later checkpoint never made it to disk.
-        train(cache, algo, &split, &[]);
+        train(cache, algo, &split, extra);
         std::fs::remove_dir_all(split.join("checkpoints/step-000004")).unwrap();
-        train(cache, algo, &split, &["--resume"]);
+        let resume = [extra, &["--resume"]].concat();
+        train(cache, algo, &split, &resume);
         let (a, b) = (metrics(&whole), metrics(&split));
         assert_eq!(a.len(), 4);
         assert_eq!(
@@ -58,6 +65,18 @@ fn resumed_run_matches_uninterrupted_run() {
             "the resumed {algo} run rewrote steps 3 and 4 once"
         );
         assert_eq!(a, b, "{algo}");
+        if algo == "cepo" {
+            let scored: Vec<f64> = a
+                .iter()
+                .map(|m| m["teacher/scored_frac"].as_f64().unwrap())
+                .collect();
+            // Rows with a non-zero advantage only, then none once λ = 0.
+            for m in &a[..2] {
+                assert_eq!(m["teacher/scored_frac"], m["cepo/nonzero_adv_frac"], "{m}");
+            }
+            assert!(scored[0] > 0.0, "{scored:?}");
+            assert_eq!(scored[2..], [0.0, 0.0], "λ = 0 from step 3");
+        }
         let eval = |d: &Path| std::fs::read_to_string(d.join("eval.json")).unwrap();
         let strip = |s: String| {
             s.lines()
