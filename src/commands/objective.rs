@@ -54,8 +54,9 @@ type Rows = Vec<Vec<f64>>;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct BatchInput {
-    rewards: Vec<f64>,
-    group_ids: Vec<Value>,
+    /// May be absent for a distillation objective (OPSD, SDPO), which reads neither.
+    rewards: Option<Vec<f64>>,
+    group_ids: Option<Vec<Value>>,
     mask: Rows,
     logprobs: Option<Rows>,
     old_logprobs: Option<Rows>,
@@ -221,9 +222,17 @@ pub fn evaluate_on(text: &str, device: &Device) -> Result<Value> {
     let b = &input.batch;
     let cols = b.mask.first().map_or(0, Vec::len);
     let rows = |name: &str, r: &Option<Rows>| r.as_ref().map(|r| matrix(name, r, cols)).transpose();
+    // Without rewards and group ids (a distillation objective's input): zeros, one group.
+    let n = b.mask.len();
     let batch = ProbeBatch {
-        rewards: b.rewards.iter().map(|&r| r as f32).collect(),
-        group_ids: group_ids(&b.group_ids)?,
+        rewards: match &b.rewards {
+            Some(rewards) => rewards.iter().map(|&r| r as f32).collect(),
+            None => vec![0.0; n],
+        },
+        group_ids: match &b.group_ids {
+            Some(ids) => group_ids(ids)?,
+            None => vec![0; n],
+        },
         mask: matrix("mask", &b.mask, cols)?,
         logprobs: rows("logprobs", &b.logprobs)?,
         old_logprobs: rows("old_logprobs", &b.old_logprobs)?,
@@ -252,6 +261,19 @@ pub fn evaluate_on(text: &str, device: &Device) -> Result<Value> {
         steps: 1,
         evaluation: true,
     })?;
+    if !objective.needs().student_logits {
+        for (key, given) in [
+            ("rewards", b.rewards.is_some()),
+            ("group_ids", b.group_ids.is_some()),
+        ] {
+            if !given {
+                bail!(
+                    "`{}` reads `batch.{key}`, which is missing\nhint: give one value per response (only the distillation objectives, OPSD and SDPO, do without)",
+                    input.algo
+                );
+            }
+        }
+    }
     let out = probe(objective.as_ref(), &batch, 1, device)?;
     // `x + 0.0` turns −0.0 (a masked position times a negative number) into 0.0.
     let grad: Vec<f32> = out.grad.iter().map(|g| g + 0.0).collect();

@@ -314,3 +314,36 @@ fn dapo_dynamic_sampling_refills_and_reports_or_refuses_a_shortfall() {
     );
     std::fs::remove_dir_all(&base).unwrap();
 }
+
+#[test]
+fn distillation_inputs_need_only_their_logits_and_null_means_none() {
+    use zoo::commands::objective::evaluate;
+    let z_s = [0.3, -1.2, 2.0, 0.1, -0.4];
+    let z_t = [1.1, -0.2, 0.5, -1.0, 0.7];
+    let input = |algo: &str, config: Value| {
+        serde_json::json!({
+            "algo": algo,
+            "config": config,
+            "batch": {"mask": [[1.0]], "student_logits": [[z_s]], "teacher_logits": [[z_t]]}
+        })
+        .to_string()
+    };
+    let loss = |algo: &str, config: Value| {
+        evaluate(&input(algo, config)).unwrap()["loss"]
+            .as_f64()
+            .unwrap()
+    };
+    // The batch holds only `mask`, `student_logits` and `teacher_logits`.
+    for algo in ["opsd", "sdpo"] {
+        assert!(loss(algo, serde_json::json!({})) > 0.0, "{algo}");
+    }
+    // `null` is "none": OPSD's full vocabulary, its default, not a top-2 restriction.
+    let full = loss("opsd", serde_json::json!({}));
+    assert_eq!(loss("opsd", serde_json::json!({"topk": null})), full);
+    assert!((loss("opsd", serde_json::json!({"topk": 2})) - full).abs() > 1e-4);
+    // An objective that reads rewards says so when they are missing.
+    let err = evaluate(&input("grpo", serde_json::json!({})))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("`grpo` reads `batch.rewards`"), "{err}");
+}
