@@ -462,8 +462,16 @@ mod tests {
         );
         // The user's value wins.
         assert_eq!(resolve("grpo", &["optim.lr=3e-6"]).optim.lr, 3e-6);
-        // DisCO keeps its own run default (4 optimizer steps per batch) with a real model.
+        // DisCO keeps its own run default (4 optimizer steps per batch) with a real model, and
+        // OPSD its one completion per prompt over the generic G = 8; the user still wins.
         assert_eq!(resolve("disco", &[]).update.mini_batches, 4);
+        assert_eq!(resolve("opsd", &[]).rollout.group_size, 1);
+        assert_eq!(
+            resolve("opsd", &["rollout.group_size=4"])
+                .rollout
+                .group_size,
+            4
+        );
     }
 
     #[test]

@@ -85,6 +85,39 @@ fn default_out(config: &RunConfig, algo: &str) -> PathBuf {
     PathBuf::from("runs").join(format!("{algo}-{}-s{}-{stamp}", config.task, config.seed))
 }
 
+/// A TOML comment naming the settings the algorithm's own run defaults gave (its reference's),
+/// which apply under the user's: empty when it has none.
+fn run_defaults_note(config: &RunConfig) -> Result<String> {
+    let task = config.task()?;
+    let algo = config.build_objective(task.as_ref())?.name().to_string();
+    let entry = zoo_core::registry::algorithm(&algo)?;
+    let Ok(table) = entry.run_defaults.parse::<toml::Table>() else {
+        return Ok(String::new());
+    };
+    let mut keys = Vec::new();
+    fn flatten(prefix: &str, table: &toml::Table, out: &mut Vec<String>) {
+        for (key, value) in table {
+            let path = if prefix.is_empty() {
+                key.clone()
+            } else {
+                format!("{prefix}.{key}")
+            };
+            match value {
+                toml::Value::Table(inner) => flatten(&path, inner, out),
+                other => out.push(format!("{path} = {other}")),
+            }
+        }
+    }
+    flatten("", &table, &mut keys);
+    if keys.is_empty() {
+        return Ok(String::new());
+    }
+    Ok(format!(
+        "\n# `{algo}`'s run defaults (its reference's; your settings win): {}\n",
+        keys.join(", ")
+    ))
+}
+
 /// The longest prompt the memory estimate assumes, in tokens (chat template included).
 pub const ASSUMED_PROMPT_TOKENS: usize = 256;
 
@@ -157,6 +190,7 @@ pub fn run(args: &TrainArgs) -> Result<Option<TrainReport>> {
     })?;
     if args.dry_run {
         print!("{}", config.to_toml());
+        print!("{}", run_defaults_note(&config)?);
         if let Some(estimate) = memory_estimate(&config)? {
             print!("{estimate}");
         }

@@ -383,3 +383,24 @@ fn bench_of_a_model_shape_reports_every_stage_and_the_memory_estimate() {
         "{stderr}"
     );
 }
+
+#[test]
+fn the_dry_run_names_the_settings_an_algorithm_brings() {
+    let dry = |algo: &str| {
+        let output = crate::run(
+            &std::env::temp_dir(),
+            &["train", "--algo", algo, "--dry-run"],
+        );
+        assert!(output.status.success());
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let opsd = dry("opsd");
+    assert!(opsd.contains("\ngroup_size = 1\n"), "{opsd}");
+    assert!(
+        opsd.contains(
+            "# `opsd`'s run defaults (its reference's; your settings win): rollout.group_size = 1"
+        ),
+        "{opsd}"
+    );
+    assert!(!dry("grpo").contains("run defaults"));
+}

@@ -13,6 +13,9 @@
 //! Decision 8: β = 0.5, τ = 1.1, fixed teacher (`--fixed_teacher`, every script but
 //! `run_opsd_ema.sh`), full vocabulary (`top_k_loss = 0`).
 //!
+//! One completion per prompt (`rollout.group_size = 1`, the registry's run default): no group
+//! is needed, and the reference samples one (`lmbda = 1`).
+//!
 //! # Differences from the reference
 //! The endpoints β = 0 and β = 1 are the KLs exactly (the mixture formula tends to 0 there).
 //! zoo samples at the run's `rollout.temperature`; the reference samples at τ as well. The
@@ -108,7 +111,8 @@ zoo_core::inventory::submit! {
         summary: "on-policy distillation toward the initial model reading the solution (OPSD)",
         default_config: || Box::new(OpsdConfig::default()),
         origin: "zoo-opsd",
-        run_defaults: "",
+        // One on-policy completion per prompt, as the reference (`lmbda = 1`) samples.
+        run_defaults: "[rollout]\ngroup_size = 1",
     }
 }
 
