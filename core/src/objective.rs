@@ -48,8 +48,8 @@ pub enum TeacherWeights {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WrongAnswerRule {
     /// The most frequent extracted wrong answer among the group's rejected responses (ties:
-    /// lowest score, then first); responses without an extracted answer are skipped
-    /// (`algorithms.md` decision 3).
+    /// lowest score, then first); responses without an answer the verifier extracted and
+    /// parsed are skipped (`algorithms.md` decision 3).
     MostFrequent,
     /// The rejected response with the lowest score (first on ties): its extracted answer, or
     /// its first 50 characters (the CEPO reference code).

@@ -20,7 +20,8 @@
 //! # Differences from the reference
 //! The wrong answer (decision 3): per group, the most frequent *extracted* wrong answer among
 //! the rejected responses (ties: lowest score, then first), skipping responses without an
-//! answer; `wrong_answer = "lowest-score"` reproduces the reference's choice. A group without
+//! answer the verifier extracted and parsed; `wrong_answer = "lowest-score"` reproduces the
+//! reference's choice. A group without
 //! any gets the gold answer in both contexts (Δ = 0: GRPO for that group). `A_i = 0` gives
 //! `Â = 0` before any exponential, and a token both teachers rule out (`−∞ − (−∞)`) counts as
 //! agreement (Δ = 0).

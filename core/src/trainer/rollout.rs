@@ -214,7 +214,12 @@ fn wrong_answer(
             // (answer, count, lowest score, first index)
             let mut tally: Vec<(&str, usize, f32, usize)> = Vec::new();
             for i in rejected {
-                let Some(answer) = verdicts[i].extracted.as_deref().filter(|a| !a.is_empty())
+                // Only an answer the verifier could parse is a wrong answer: unparsable text
+                // after the answer marker is no answer at all.
+                let Some(answer) = verdicts[i]
+                    .extracted
+                    .as_deref()
+                    .filter(|a| !a.is_empty() && verdicts[i].parsed)
                 else {
                     continue;
                 };
@@ -288,6 +293,26 @@ mod tests {
         );
         // Only correct or answer-less rejected responses: no wrong answer.
         assert_eq!(pick(WrongAnswerRule::MostFrequent, &[0, 2]), None);
+        // Text the verifier extracted but could not parse is no answer either.
+        let unparsed = [
+            Verdict {
+                parsed: false,
+                ..verdict(0.0, Some("4x"))
+            },
+            Verdict {
+                parsed: false,
+                ..verdict(0.0, Some("4x"))
+            },
+            verdict(0.0, Some("44")),
+        ];
+        assert_eq!(
+            wrong_answer(WrongAnswerRule::MostFrequent, &[0, 1, 2], &unparsed, &texts).as_deref(),
+            Some("44")
+        );
+        assert_eq!(
+            wrong_answer(WrongAnswerRule::MostFrequent, &[0, 1], &unparsed, &texts),
+            None
+        );
         // The reference rule: the lowest score, first on ties, its text when it has no answer.
         assert_eq!(
             pick(WrongAnswerRule::LowestScore, &[0, 2, 3]).as_deref(),
