@@ -226,6 +226,62 @@ pub fn backward_through<P: Policy + ?Sized>(
     }
 }
 
+/// The responses of a batch read after their contexts, which already sit in a KV cache: each
+/// row's response but its last token (that token predicts nothing scored), `[rows, cols]` with
+/// `cols` = the longest response − 1.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Continuation {
+    /// Number of rows.
+    pub rows: usize,
+    /// Response columns.
+    pub cols: usize,
+    /// Token ids, `pad` past a row's response, row-major.
+    pub tokens: Vec<i64>,
+    /// Positions: each row's continue from its context's length.
+    pub positions: Vec<i64>,
+    /// `[rows, cols, key_cols + cols]`: whether a query may attend to a key, the cached
+    /// context columns (where valid) and the earlier response columns.
+    pub open: Vec<bool>,
+}
+
+impl Continuation {
+    /// The continuation of `responses` after the distinct contexts `row_to_context[i]` refers
+    /// to: their lengths `context_lens`, and `context_valid` `[contexts, key_cols]` saying which
+    /// cached columns hold a context token (the contexts are left-padded to `key_cols`).
+    pub fn new(
+        responses: &[Vec<u32>],
+        row_to_context: &[usize],
+        context_lens: &[usize],
+        context_valid: &[bool],
+        key_cols: usize,
+        pad: u32,
+    ) -> Self {
+        let rows = responses.len();
+        let cols = responses.iter().map(Vec::len).max().unwrap_or(1).max(1) - 1;
+        let keys = key_cols + cols;
+        let mut tokens = vec![pad as i64; rows * cols];
+        let mut positions = vec![0i64; rows * cols];
+        let mut open = vec![false; rows * cols * keys];
+        for (i, response) in responses.iter().enumerate() {
+            let u = row_to_context[i];
+            for j in 0..cols {
+                tokens[i * cols + j] = response.get(j).map_or(pad as i64, |&x| x as i64);
+                positions[i * cols + j] = (context_lens[u] + j) as i64;
+                let query = &mut open[(i * cols + j) * keys..(i * cols + j + 1) * keys];
+                query[..key_cols].copy_from_slice(&context_valid[u * key_cols..(u + 1) * key_cols]);
+                query[key_cols..=key_cols + j].fill(true);
+            }
+        }
+        Self {
+            rows,
+            cols,
+            tokens,
+            positions,
+            open,
+        }
+    }
+}
+
 /// The distinct sequences of `rows` in order of first appearance, and for each row the index
 /// of its sequence: a group's shared prompt, run once.
 pub fn distinct(rows: &[Vec<u32>]) -> (Vec<Vec<u32>>, Vec<usize>) {

@@ -9,7 +9,7 @@ use zoo_core::burn::prelude::*;
 use zoo_core::burn::tensor::{Gradients, TensorData};
 use zoo_core::checkpoint::{self, Metadata};
 use zoo_core::params;
-use zoo_core::policy::{NamedTensors, Sample, Tokenizer, distinct, sampled_logprobs};
+use zoo_core::policy::{Continuation, NamedTensors, Sample, Tokenizer, distinct, sampled_logprobs};
 use zoo_core::{Error, Policy, Result, SamplingConfig};
 
 use crate::tiny_decoder::{KvCache, TinyDecoder, TinyDecoderConfig};
@@ -208,29 +208,20 @@ impl TinyPolicy {
         cache.select_rows(expand);
         // The responses but their last token: positions continue from the context's length;
         // keys are the context's valid columns and the earlier response tokens.
-        let s = t - 1;
-        let mut tokens = vec![CharTokenizer::PAD as i64; n * s];
-        let mut positions = vec![0i64; n * s];
-        let mut blocked = vec![false; n * s * (cols + s)];
-        for (i, response) in responses.iter().enumerate() {
-            let u = row_to_unique[i];
-            for j in 0..s {
-                tokens[i * s + j] = response
-                    .get(j)
-                    .map_or(CharTokenizer::PAD as i64, |&x| x as i64);
-                positions[i * s + j] = (unique[u].len() + j) as i64;
-                for key in 0..cols + s {
-                    blocked[(i * s + j) * (cols + s) + key] = if key < cols {
-                        !layout.valid[u * cols + key]
-                    } else {
-                        key - cols > j
-                    };
-                }
-            }
-        }
+        let lens: Vec<usize> = unique.iter().map(Vec::len).collect();
+        let c = Continuation::new(
+            responses,
+            &row_to_unique,
+            &lens,
+            &layout.valid,
+            cols,
+            CharTokenizer::PAD,
+        );
+        let blocked: Vec<bool> = c.open.iter().map(|&open| !open).collect();
+        let s = c.cols;
         let rest = model.forward(
-            Tensor::from_data(TensorData::new(tokens, [n, s]), &device),
-            Tensor::from_data(TensorData::new(positions, [n, s]), &device),
+            Tensor::from_data(TensorData::new(c.tokens, [n, s]), &device),
+            Tensor::from_data(TensorData::new(c.positions, [n, s]), &device),
             Tensor::from_data(TensorData::new(blocked, [n, 1, s, cols + s]), &device),
             Some(&mut cache),
         );

@@ -19,7 +19,7 @@ use zoo_core::burn::tensor::activation::log_softmax;
 use zoo_core::burn::tensor::{Gradients, TensorData};
 use zoo_core::checkpoint::Metadata;
 use zoo_core::policy::{
-    NamedTensors, Sample, Tokenizer, backward_through, distinct, response_targets,
+    Continuation, NamedTensors, Sample, Tokenizer, backward_through, distinct, response_targets,
 };
 use zoo_core::{Policy, Result, SamplingConfig, params};
 
@@ -265,32 +265,17 @@ impl LlmPolicy {
         // The responses but their last token, after each row's context: positions continue
         // from the context's length; keys are the context's valid columns and the earlier
         // response tokens.
-        let s = t - 1;
-        let mut tokens = vec![pad as i64; n * s];
-        let mut positions = vec![0i64; n * s];
-        let mut bias = vec![0f32; n * s * (cols + s)];
-        for (i, response) in responses.iter().enumerate() {
-            let u = row_to_unique[i];
-            let length = unique[u].len() as i64;
-            for j in 0..s {
-                tokens[i * s + j] = response.get(j).map_or(pad as i64, |&x| x as i64);
-                positions[i * s + j] = length + j as i64;
-                let row = &mut bias[(i * s + j) * (cols + s)..(i * s + j + 1) * (cols + s)];
-                for (key, b) in row.iter_mut().enumerate() {
-                    let open = if key < cols {
-                        layout.valid[u * cols + key]
-                    } else {
-                        key - cols <= j
-                    };
-                    if !open {
-                        *b = BLOCKED;
-                    }
-                }
-            }
-        }
+        let lens: Vec<usize> = unique.iter().map(Vec::len).collect();
+        let c = Continuation::new(responses, &row_to_unique, &lens, &layout.valid, cols, pad);
+        let bias: Vec<f32> = c
+            .open
+            .iter()
+            .map(|&open| if open { 0.0 } else { BLOCKED })
+            .collect();
+        let s = c.cols;
         let rest = model.hidden(
-            Tensor::from_data(TensorData::new(tokens, [n, s]), &device),
-            Tensor::from_data(TensorData::new(positions, [n, s]), &device),
+            Tensor::from_data(TensorData::new(c.tokens, [n, s]), &device),
+            Tensor::from_data(TensorData::new(c.positions, [n, s]), &device),
             Tensor::from_data(TensorData::new(bias, [n, 1, s, cols + s]), &device),
             Some(&mut cache),
         );
