@@ -133,6 +133,30 @@ pub struct Needs {
     pub whole_mini_batch: bool,
 }
 
+impl Needs {
+    /// Whether the trainer keeps a frozen copy of the initial weights (for `ℓ^ref` or an
+    /// `Initial` teacher).
+    pub fn keeps_initial(&self) -> bool {
+        self.reference_logprobs
+            || self
+                .teachers
+                .iter()
+                .any(|t| t.weights == TeacherWeights::Initial)
+    }
+
+    /// Whether the trainer keeps an EMA copy of the weights (an `Ema` teacher).
+    pub fn keeps_ema(&self) -> bool {
+        self.teachers
+            .iter()
+            .any(|t| matches!(t.weights, TeacherWeights::Ema { .. }))
+    }
+
+    /// Copies of the weights the trainer keeps besides the policy (for memory estimates).
+    pub fn snapshots(&self) -> usize {
+        usize::from(self.keeps_initial()) + usize::from(self.keeps_ema())
+    }
+}
+
 /// What [`ObjectiveConfig::build`] may need to know about the run.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BuildContext {

@@ -19,10 +19,10 @@ use anyhow::{Context, Result, bail};
 use rand::Rng;
 use serde::Serialize;
 use zoo_core::device::DeviceSpec;
-use zoo_core::objective::{BuildContext, TeacherWeights};
+use zoo_core::objective::BuildContext;
 use zoo_core::optim::{AdamW, OptimConfig};
 use zoo_core::trainer::{
-    DistillTeacher, MicroBatching, UpdateBatch, mini_batch_gradient, score_rows,
+    DistillTeacher, MicroBatching, UpdateBatch, mini_batch_gradient, model_flops, score_rows,
 };
 use zoo_core::{Policy, SamplingConfig, TokenMatrix, registry, rng};
 use zoo_llm::memory::{MemoryEstimate, RunShape, estimate, human};
@@ -245,18 +245,7 @@ fn measure(args: &BenchArgs, shape: &str, spec: &DeviceSpec) -> Result<ModelBenc
     })?;
     let needs = objective.needs();
     let teacher_policy = needs.student_logits.then(|| policy.snapshot());
-    let snapshots = usize::from(
-        needs.reference_logprobs
-            || needs
-                .teachers
-                .iter()
-                .any(|t| t.weights == TeacherWeights::Initial),
-    ) + usize::from(
-        needs
-            .teachers
-            .iter()
-            .any(|t| matches!(t.weights, TeacherWeights::Ema { .. })),
-    );
+    let snapshots = needs.snapshots();
 
     // Random prompts, each repeated for its group; the last id is the stop token.
     let vocab = config.vocab_size as u32;
@@ -284,16 +273,8 @@ fn measure(args: &BenchArgs, shape: &str, spec: &DeviceSpec) -> Result<ModelBenc
         temperature: 1.0,
         max_new_tokens: args.max_new_tokens,
     };
-    let flops = |responses: &[Vec<u32>], passes: f64| -> f64 {
-        contexts
-            .iter()
-            .zip(responses)
-            .map(|(c, r)| {
-                let middle = c.len() + r.len().saturating_sub(1) / 2;
-                r.len() as f64 * config.flops_per_token(middle)
-            })
-            .sum::<f64>()
-            * passes
+    let flops = |policy: &dyn Policy, responses: &[Vec<u32>], passes: f64| -> f64 {
+        model_flops(policy, &contexts, responses, passes).unwrap_or(0.0)
     };
     let stage = |seconds: f64, tokens: usize, flops: f64, peak: Option<u64>| {
         let tflops = flops / seconds.max(1e-9) / 1e12;
@@ -329,7 +310,7 @@ fn measure(args: &BenchArgs, shape: &str, spec: &DeviceSpec) -> Result<ModelBenc
     let rollout = stage(
         rollout_seconds,
         tokens,
-        flops(&responses, 1.0),
+        flops(policy.as_ref(), &responses, 1.0),
         memory.peak(),
     );
 
@@ -340,7 +321,7 @@ fn measure(args: &BenchArgs, shape: &str, spec: &DeviceSpec) -> Result<ModelBenc
     let scoring = stage(
         scoring_seconds,
         tokens,
-        flops(&responses, 1.0),
+        flops(policy.as_ref(), &responses, 1.0),
         memory.peak(),
     );
 
@@ -394,7 +375,7 @@ fn measure(args: &BenchArgs, shape: &str, spec: &DeviceSpec) -> Result<ModelBenc
     let update = stage(
         update_seconds,
         gradient.trained_tokens,
-        flops(&responses, 3.0),
+        flops(policy.as_ref(), &responses, 3.0),
         memory.peak(),
     );
 

@@ -124,7 +124,6 @@ pub const ASSUMED_PROMPT_TOKENS: usize = 256;
 /// The memory estimate of a real-model run as TOML comments (the printed config still reads
 /// back unchanged); `None` for the tiny decoder, whose run fits in a few hundred MB.
 fn memory_estimate(config: &RunConfig) -> Result<Option<String>> {
-    use zoo_core::objective::TeacherWeights;
     use zoo_llm::memory::{RunShape, estimate, human};
     if !config.model.is_llm() {
         return Ok(None);
@@ -132,15 +131,6 @@ fn memory_estimate(config: &RunConfig) -> Result<Option<String>> {
     let model = zoo_llm::shapes::config_of(&config.model.source)?;
     let task = config.task()?;
     let needs = config.build_objective(task.as_ref())?.needs();
-    let initial = needs.reference_logprobs
-        || needs
-            .teachers
-            .iter()
-            .any(|t| t.weights == TeacherWeights::Initial);
-    let ema = needs
-        .teachers
-        .iter()
-        .any(|t| matches!(t.weights, TeacherWeights::Ema { .. }));
     let shape = RunShape {
         rows: config.rollout.prompts_per_step * config.rollout.group_size,
         prompt_tokens: ASSUMED_PROMPT_TOKENS,
@@ -148,7 +138,7 @@ fn memory_estimate(config: &RunConfig) -> Result<Option<String>> {
         micro_batch_rows: config.update.micro_batch_size,
         micro_batch_tokens: config.update.micro_batch_tokens,
         head_chunk_positions: config.model.chunk_positions,
-        snapshots: usize::from(initial) + usize::from(ema),
+        snapshots: needs.snapshots(),
         bf16: config.model.dtype == crate::run_config::ModelDtype::Bf16,
         recompute: config.model.recompute,
     };

@@ -229,12 +229,7 @@ impl<'a> Trainer<'a> {
                 "objective `{name}`: dynamic sampling needs at least one generation round"
             )));
         }
-        let wants_initial = needs.reference_logprobs
-            || needs
-                .teachers
-                .iter()
-                .any(|t| t.weights == TeacherWeights::Initial);
-        let initial = wants_initial.then(|| policy.snapshot());
+        let initial = needs.keeps_initial().then(|| policy.snapshot());
         let ema = ema_rate.map(|rate| (rate, policy.snapshot()));
         let optimizer = AdamW::new(config.optim.clone());
         Ok(Self {
@@ -544,7 +539,7 @@ impl<'a> Trainer<'a> {
 
 /// The model FLOPs of `passes` forward passes over every response token (a training pass counts
 /// as three), or `None` when the policy does not know its FLOPs.
-fn model_flops(
+pub fn model_flops(
     policy: &dyn Policy,
     contexts: &[Vec<u32>],
     responses: &[Vec<u32>],
