@@ -396,11 +396,7 @@ impl<'a> Trainer<'a> {
                 micro,
             );
             let mut logprobs = TokenMatrix::zeros(mask.rows, mask.cols);
-            for (k, &i) in rows.iter().enumerate() {
-                for t in 0..part.cols {
-                    logprobs.set(i, t, part.get(k, t));
-                }
-            }
+            update::place_rows(&mut logprobs, &rows, &part);
             scored_tokens += rows.iter().map(|&i| responses[i].len()).sum::<usize>();
             rows_scored += rows.len();
             rows_asked += responses.len();

@@ -89,15 +89,10 @@ impl MicroBatching {
         contexts: &[Vec<u32>],
         responses: &[Vec<u32>],
     ) -> Vec<Vec<usize>> {
-        if self.max_tokens == 0 {
-            return rows
-                .chunks(self.max_rows.max(1))
-                .map(<[usize]>::to_vec)
-                .collect();
-        }
-        let mut sorted = rows.to_vec();
-        sorted.sort_by_key(|&r| std::cmp::Reverse(contexts[r].len() + responses[r].len()));
-        self.pack(sorted, contexts, responses)
+        let length = |r: usize| contexts[r].len() + responses[r].len();
+        self.split_sorted(rows, contexts, responses, |&a, &b| {
+            length(b).cmp(&length(a))
+        })
     }
 
     /// As [`MicroBatching::split`], but with a token budget rows that share a context stay
@@ -109,28 +104,30 @@ impl MicroBatching {
         contexts: &[Vec<u32>],
         responses: &[Vec<u32>],
     ) -> Vec<Vec<usize>> {
-        if self.max_tokens == 0 {
-            return self.split(rows, contexts, responses);
-        }
-        let mut sorted = rows.to_vec();
-        sorted.sort_by(|&a, &b| {
+        self.split_sorted(rows, contexts, responses, |&a, &b| {
             (contexts[b].len(), &contexts[a], responses[b].len()).cmp(&(
                 contexts[a].len(),
                 &contexts[b],
                 responses[a].len(),
             ))
-        });
-        self.pack(sorted, contexts, responses)
+        })
     }
 
-    /// `sorted` packed in order while the padded size stays within the budget.
-    fn pack(
+    /// Without a token budget, consecutive runs of `max_rows`; with one, `rows` sorted by
+    /// `order` (stably) and packed in that order while the padded size stays within it.
+    fn split_sorted(
         &self,
-        sorted: Vec<usize>,
+        rows: &[usize],
         contexts: &[Vec<u32>],
         responses: &[Vec<u32>],
+        order: impl FnMut(&usize, &usize) -> std::cmp::Ordering,
     ) -> Vec<Vec<usize>> {
         let max_rows = self.max_rows.max(1);
+        if self.max_tokens == 0 {
+            return rows.chunks(max_rows).map(<[usize]>::to_vec).collect();
+        }
+        let mut sorted = rows.to_vec();
+        sorted.sort_by(order);
         let mut out: Vec<Vec<usize>> = Vec::new();
         let (mut context_cols, mut response_cols) = (0, 0);
         for r in sorted {
@@ -425,13 +422,8 @@ fn head_values(
     for start in (0..t).step_by(step) {
         let end = (start + step).min(t);
         let logits = policy.head(hidden.clone().slice([0..b, start..end, 0..d]), false);
-        logprobs.push(sampled(
-            logits.clone(),
-            &ids,
-            &mask,
-            start..end,
-            temperature,
-        ));
+        let log_probs = log_softmax(logits.clone().div_scalar(temperature), 2);
+        logprobs.push(sampled(log_probs, &ids, &mask, start..end));
         if let Some(teacher) = &teacher {
             divergence.push(divergence_at(objective, logits, teacher, start..end));
         }
@@ -440,18 +432,17 @@ fn head_values(
     (Tensor::cat(logprobs, 1), divergence)
 }
 
-/// The log-probs `[b, c]` of the sampled tokens at positions `range` (the chunk's `logits`
-/// `[b, c, v]`) at `temperature`; 0, with a zero gradient, at padding.
+/// The log-probs `[b, c]` of the sampled tokens at positions `range`, from the chunk's
+/// log-softmax `[b, c, v]`; 0, with a zero gradient, at padding.
 fn sampled(
-    logits: Tensor<3>,
+    log_probs: Tensor<3>,
     ids: &Tensor<3, Int>,
     mask: &Tensor<2>,
     range: std::ops::Range<usize>,
-    temperature: f32,
 ) -> Tensor<2> {
-    let [b, c, _] = logits.dims();
+    let [b, c, _] = log_probs.dims();
     let chunk_ids = ids.clone().slice([0..b, range.clone(), 0..1]);
-    log_softmax(logits.div_scalar(temperature), 2)
+    log_probs
         .gather(2, chunk_ids)
         .reshape([b, c])
         .mul(mask.clone().slice([0..b, range]))
@@ -584,8 +575,10 @@ fn backpropagate(
             .autodiff()
             .require_grad();
         let logits = policy.head(leaf.clone(), true);
-        // The entropy at the sampling temperature, from the logits at hand (no extra pass).
-        let lp = log_softmax(logits.clone().inner().div_scalar(temperature), 2);
+        let log_probs = log_softmax(logits.clone().div_scalar(temperature), 2);
+        // The entropy at the sampling temperature, from the log-softmax at hand (its values,
+        // without the graph).
+        let lp = log_probs.clone().inner();
         let entropy = lp
             .clone()
             .exp()
@@ -603,7 +596,7 @@ fn backpropagate(
             });
         };
         if let Some(g) = &g_logprobs {
-            let logprobs = sampled(logits.clone(), &ids, &mask, start..end, temperature);
+            let logprobs = sampled(log_probs, &ids, &mask, start..end);
             add(logprobs.mul(g.clone().slice([0..b, start..end])).sum());
         }
         if let (Some(g), Some(teacher)) = (&g_divergence, &teacher) {
@@ -650,7 +643,7 @@ pub fn score_rows(
 }
 
 /// Writes row `k` of `part` into row `rows[k]` of `into` (columns beyond `part`'s stay).
-fn place_rows(into: &mut TokenMatrix, rows: &[usize], part: &TokenMatrix) {
+pub(super) fn place_rows(into: &mut TokenMatrix, rows: &[usize], part: &TokenMatrix) {
     let cols = part.cols.min(into.cols);
     for (k, &r) in rows.iter().enumerate() {
         for t in 0..cols {
