@@ -8,8 +8,17 @@
 //! - a value that went through an irrational operation (`\pi`, `\sqrt2`, `\sin`, ...) is compared
 //!   in f64 with relative tolerance 1e-12 (both sides are computed, not rounded by hand, so this
 //!   only absorbs float error: a hand-rounded `0.9165` does not match `\frac{\sqrt{21}}{5}`);
-//! - expressions with variables are equal when they have the same variables and agree (within
-//!   1e-7 relative) at 6 seeded random points where both are defined;
+//! - a decimal literal of 15 or more significant digits (`0.3333333333333333`, a printed
+//!   float) is read in f64 (see [`expr::LONG_DECIMAL_DIGITS`]), so it matches the rational it
+//!   approximates within relative 1e-12; shorter decimals stay exact (`0.33 ≠ \frac13`);
+//! - expressions with variables are equal when they agree (as two numbers above) at 6 seeded
+//!   random points where both are defined, each variable of either side taking a value there:
+//!   an identity equals its constant (`\sin^2 x + \cos^2 x = 1`, `x - x + 2 = 2`), and `2x ≠ 2y`;
+//! - an equation whose first side is a single symbol (`x = 5`, `y_1 = 2x`, `f(1) = 3`, chains
+//!   `x = 5+6 = 11`) is its last side; any other equation (`x + y = 5`, `2x = 10`) is kept
+//!   whole and equals an equation with equal sides in the same or reversed order; a gold that is
+//!   not an equation is compared with the last side of a response's equation (`2+3 = 5` is `5`),
+//!   as in Math-Verify, but a gold equation never matches a bare value;
 //! - tuples and intervals are ordered and keep their bracket kinds (openness matters); sets,
 //!   bare comma lists and unions are unordered;
 //! - an inequality in one variable becomes an interval (`x > 3` is `(3, \infty)`, `2 \le x < 5`
@@ -38,6 +47,8 @@ pub enum Answer {
     Set(Vec<Answer>),
     /// `A \cup B`: unordered.
     Union(Vec<Answer>),
+    /// `x + y = 5`: the sides of an equation whose first side is not a single symbol.
+    Equation(Vec<Answer>),
     /// Plain text (normalized).
     Text(String),
 }
@@ -173,7 +184,17 @@ fn parse_tokens(toks: &[Tok], budget: &mut Budget, depth: usize) -> Result<Answe
     Ok(Answer::Expr(Parser::new(toks, budget).parse_all()?))
 }
 
-/// An inequality chain in one variable as an interval; an equation chain as its last side.
+/// Whether an equation side is a single symbol: `x`, `x_1`, `\theta`, `y'`, `f(x)`, `f(1)`.
+fn is_symbol(side: &[Tok]) -> bool {
+    let [Tok::Ident(_), rest @ ..] = side else {
+        return false;
+    };
+    rest.iter().all(|t| *t == Tok::Sym('\''))
+        || (matches!(rest.first(), Some(Tok::Sym('('))) && wraps(rest))
+}
+
+/// An inequality chain in one variable as an interval; an equation chain as its last side
+/// when its first side is a single symbol, else as an [`Answer::Equation`].
 fn relation(toks: &[Tok], budget: &mut Budget, depth: usize) -> Result<Answer, Error> {
     let mut sides: Vec<&[Tok]> = Vec::new();
     let mut ops: Vec<&Tok> = Vec::new();
@@ -198,7 +219,14 @@ fn relation(toks: &[Tok], budget: &mut Budget, depth: usize) -> Result<Answer, E
         return Err(Error::Syntax("a relation with an empty side".into()));
     }
     if ops.iter().all(|o| **o == Tok::Sym('=')) {
-        return parse_tokens(sides[sides.len() - 1], budget, depth + 1);
+        if ops.is_empty() || is_symbol(sides[0]) {
+            return parse_tokens(sides[sides.len() - 1], budget, depth + 1);
+        }
+        let sides = sides
+            .into_iter()
+            .map(|s| parse_tokens(s, budget, depth + 1))
+            .collect::<Result<_, _>>()?;
+        return Ok(Answer::Equation(sides));
     }
     let is_var = |s: &[Tok]| matches!(s, [Tok::Ident(_)]);
     // (bound, is_lower, strict)
@@ -267,17 +295,18 @@ pub fn value(e: &Expr, budget: &mut Budget) -> Result<Num, Error> {
 }
 
 fn exprs_equal(a: &Expr, b: &Expr, budget: &mut Budget) -> Result<bool, Error> {
-    let (va, vb) = (expr::variables(a), expr::variables(b));
-    if va.is_empty() && vb.is_empty() {
+    // Every variable of either side gets a value: `x - x + 2` is compared with `2` by value.
+    let mut va = expr::variables(a);
+    va.extend(expr::variables(b));
+    va.sort();
+    va.dedup();
+    if va.is_empty() {
         let (x, y) = (value(a, budget), value(b, budget));
         return Ok(match (x, y) {
             (Ok(x), Ok(y)) => numbers_equal(&x, &y),
             (Err(Error::Timeout), _) | (_, Err(Error::Timeout)) => return Err(Error::Timeout),
             _ => false,
         });
-    }
-    if va != vb {
-        return Ok(false);
     }
     // Seeded exact rational points in [0.55, 2.45], away from 0 and 1 where many identities
     // are degenerate: rational expressions are then compared exactly.
@@ -340,6 +369,23 @@ fn unordered_equal(a: &[Answer], b: &[Answer], budget: &mut Budget) -> Result<bo
     Ok(true)
 }
 
+/// Whether the sides `a` equal the sides `b` in order.
+fn sides_equal<'a>(
+    a: &[Answer],
+    b: impl ExactSizeIterator<Item = &'a Answer>,
+    budget: &mut Budget,
+) -> Result<bool, Error> {
+    if a.len() != b.len() {
+        return Ok(false);
+    }
+    for (x, y) in a.iter().zip(b) {
+        if !equal(x, y, budget)? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 /// Whether `response` is equivalent to `gold` (see the module docs).
 pub fn equal(gold: &Answer, response: &Answer, budget: &mut Budget) -> Result<bool, Error> {
     budget.tick()?;
@@ -371,6 +417,14 @@ pub fn equal(gold: &Answer, response: &Answer, budget: &mut Budget) -> Result<bo
             unordered_equal(a, b, budget)?
         }
         (Answer::Text(a), Answer::Text(b)) => a == b,
+        (Answer::Equation(a), Answer::Equation(b)) => {
+            sides_equal(a, b.iter(), budget)? || sides_equal(a, b.iter().rev(), budget)?
+        }
+        // A response's computation `2 + 3 = 5` against a gold `5`: its last side.
+        (gold, Answer::Equation(sides)) => match sides.last() {
+            Some(last) => equal(gold, last, budget)?,
+            None => false,
+        },
         _ => false,
     })
 }

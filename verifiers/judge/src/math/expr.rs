@@ -2,7 +2,9 @@
 //!
 //! Numbers are exact rationals (`num-rational` over `num-bigint`) as long as every operation
 //! keeps them rational (`+ − × ÷`, integer powers, perfect-square roots, small factorials);
-//! anything else (`\pi`, `e`, irrational roots, `\sin`, `\log`, ...) continues in f64.
+//! anything else (`\pi`, `e`, irrational roots, `\sin`, `\log`, ...) continues in f64, and so
+//! does a decimal literal of [`LONG_DECIMAL_DIGITS`] or more significant digits
+//! (`0.3333333333333333`: a printed float, not an exact value).
 //! Every loop and every recursion step ticks a [`Budget`], so no input can run long, recurse
 //! deep or allocate huge numbers.
 
@@ -46,6 +48,10 @@ pub const MAX_EXACT_EXPONENT: u64 = 4096;
 pub const MAX_EXACT_BITS: u64 = 16_384;
 /// The deepest nesting of brackets and operators.
 pub const MAX_DEPTH: usize = 96;
+/// A decimal literal with a fractional part and at least this many significant digits is a
+/// printed float (`0.3333333333333333`, `0.2857142857142857`) and evaluates in f64; integers
+/// and shorter decimals stay exact.
+pub const LONG_DECIMAL_DIGITS: usize = 15;
 
 /// A deadline and a step counter, checked in every loop.
 #[derive(Debug, Clone)]
@@ -288,6 +294,9 @@ pub enum Op {
 pub enum Expr {
     /// An exact number.
     Num(BigRational),
+    /// A decimal literal of [`LONG_DECIMAL_DIGITS`] or more significant digits, evaluated in
+    /// f64.
+    LongDecimal(BigRational),
     /// `\pi`.
     Pi,
     /// Euler's number `e`.
@@ -500,6 +509,7 @@ impl<'a> Parser<'a> {
             .ok_or_else(|| Error::Syntax("unexpected end".into()))?;
         self.pos += 1;
         let e = match tok {
+            Tok::Num(s) if is_long_decimal(&s) => Expr::LongDecimal(parse_decimal(&s)?),
             Tok::Num(s) => Expr::Num(parse_decimal(&s)?),
             Tok::Ident(name) if name == "e" => Expr::E,
             Tok::Ident(name) => Expr::Var(name),
@@ -574,6 +584,16 @@ impl<'a> Parser<'a> {
             None => call,
         })
     }
+}
+
+/// Whether a number literal has a fractional part and [`LONG_DECIMAL_DIGITS`] or more
+/// significant digits (leading and trailing zeros do not count: `5.000000000000000` is short).
+pub fn is_long_decimal(s: &str) -> bool {
+    let Some((int, frac)) = s.split_once('.') else {
+        return false;
+    };
+    let digits = format!("{int}{frac}");
+    digits.trim_matches('0').len() >= LONG_DECIMAL_DIGITS
 }
 
 /// `"12.50"` → 25/2, exactly.
@@ -653,6 +673,7 @@ pub fn eval(e: &Expr, env: &dyn Fn(&str) -> Option<Num>, budget: &mut Budget) ->
     budget.tick()?;
     Ok(match e {
         Expr::Num(r) => Num::Exact(r.clone()),
+        Expr::LongDecimal(r) => Num::Float(Num::Exact(r.clone()).to_f64()),
         Expr::Pi => Num::Float(std::f64::consts::PI),
         Expr::E => Num::Float(std::f64::consts::E),
         Expr::Inf => Num::Float(f64::INFINITY),

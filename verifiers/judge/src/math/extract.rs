@@ -5,7 +5,8 @@
 //! 2. `#### x` (GSM8K);
 //! 3. `Answer: x`, "the answer is x", "final answer is x" (case-insensitive, to the line end);
 //! 4. the last LaTeX math environment: `$...$`, `$$...$$`, `\(...\)`, `\[...\]`;
-//! 5. the last number, if the fallback is on.
+//! 5. the last number (or the bare `\frac{a}{b}` around it), if the fallback is on; see
+//!    `last_number` for what is and is not a number there.
 
 /// How an answer was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,27 +180,115 @@ fn last_math(text: &str) -> Option<String> {
     best.map(|(_, c)| c)
 }
 
-/// The last number (`-1,234.5`, `3/4`) in the text.
+/// The most characters of a bare fraction taken by the last-number fallback.
+const MAX_FRACTION_CHARS: usize = 200;
+
+/// The end (exclusive) of the two arguments of a fraction command whose name ends before
+/// `chars[i]`: `{3}{4}`, `34`, `{3}4`; `None` if they are malformed or reach `limit`.
+fn fraction_end(chars: &[char], mut i: usize, limit: usize) -> Option<usize> {
+    for _ in 0..2 {
+        while chars.get(i) == Some(&' ') {
+            i += 1;
+        }
+        match *chars.get(i)? {
+            '{' => {
+                let mut depth = 0usize;
+                loop {
+                    if i >= limit {
+                        return None;
+                    }
+                    match *chars.get(i)? {
+                        '\\' => i += 1, // `\{` is not a brace
+                        '{' => depth += 1,
+                        '}' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                break;
+                            }
+                        }
+                        _ => {}
+                    }
+                    i += 1;
+                }
+                i += 1;
+            }
+            c if c.is_ascii_alphanumeric() => i += 1,
+            _ => return None,
+        }
+    }
+    (i <= limit).then_some(i)
+}
+
+/// The outermost `\frac` / `\dfrac` / `\tfrac` / `\cfrac` (at most [`MAX_FRACTION_CHARS`]
+/// long) around `chars[start..end]`, as a character range.
+fn enclosing_fraction(chars: &[char], start: usize, end: usize) -> Option<(usize, usize)> {
+    let from = start.saturating_sub(MAX_FRACTION_CHARS);
+    (from..start).find_map(|k| {
+        if chars[k] != '\\' {
+            return None;
+        }
+        let name_end = ["frac", "dfrac", "tfrac", "cfrac"]
+            .iter()
+            .find_map(|name| {
+                let n = name.len();
+                let matches = chars.len() >= k + 1 + n
+                    && chars[k + 1..k + 1 + n].iter().copied().eq(name.chars())
+                    && !chars.get(k + 1 + n).is_some_and(char::is_ascii_alphabetic);
+                matches.then_some(k + 1 + n)
+            })?;
+        let fraction_end = fraction_end(chars, name_end, k + MAX_FRACTION_CHARS)?;
+        (fraction_end >= end).then_some((k, fraction_end))
+    })
+}
+
+/// The last number in the text (`-1,234.5`, `3/4`, `.5`, `1 234 567`), or the bare fraction
+/// around it (`\frac{3}{4}`, `-\dfrac34`).
+///
+/// - A number glued inside a word, with a letter (or `_`) right before and right after it
+///   (`abc123def`, `x2y`, `var1a`), is no candidate: the search goes on to its left. A number
+///   with a letter on one side only stays one (`5kg`, `12cm`, `x=5`).
+/// - A `.` before the digits that does not follow a letter, digit or `.` is a decimal point:
+///   `.5`, `-.25` (but `end.5` and `so...5` are `5`).
+/// - Thousands grouped by spaces join as in [`super::normalize::join_digit_groups`].
+/// - A number inside the arguments of a fraction command (`\frac{3}{4}` written outside math
+///   delimiters) gives the outermost such fraction, with a `-` right before it.
 fn last_number(text: &str) -> Option<String> {
+    let text = super::normalize::join_digit_groups(&text.replace("{,}", ","));
     let chars: Vec<char> = text.chars().collect();
+    let in_word = |c: char| c.is_alphabetic() || c == '_';
     let mut end = chars.len();
     while end > 0 {
-        if chars[end - 1].is_ascii_digit() {
-            let mut start = end;
-            while start > 0
-                && (chars[start - 1].is_ascii_digit()
-                    || (matches!(chars[start - 1], '.' | ',' | '/')
-                        && start >= 2
-                        && chars[start - 2].is_ascii_digit()))
-            {
-                start -= 1;
-            }
-            if start > 0 && chars[start - 1] == '-' {
-                start -= 1;
-            }
-            return Some(chars[start..end].iter().collect());
+        if !chars[end - 1].is_ascii_digit() {
+            end -= 1;
+            continue;
         }
-        end -= 1;
+        let mut start = end;
+        while start > 0
+            && (chars[start - 1].is_ascii_digit()
+                || (matches!(chars[start - 1], '.' | ',' | '/')
+                    && start >= 2
+                    && chars[start - 2].is_ascii_digit()))
+        {
+            start -= 1;
+        }
+        if start > 0
+            && chars[start - 1] == '.'
+            && !(start >= 2 && (chars[start - 2].is_alphanumeric() || chars[start - 2] == '.'))
+        {
+            start -= 1;
+        }
+        if start > 0 && in_word(chars[start - 1]) && chars.get(end).is_some_and(|&c| in_word(c)) {
+            end = start;
+            continue;
+        }
+        if let Some((f_start, f_end)) = enclosing_fraction(&chars, start, end) {
+            start = f_start;
+            end = f_end;
+        }
+        if start > 0 && chars[start - 1] == '-' {
+            start -= 1;
+        }
+        return Some(chars[start..end].iter().collect());
     }
     None
 }

@@ -5,6 +5,41 @@
 //! [`MathConfig::max_response_chars`] characters are read: answers come last), the extracted
 //! answer is capped, numbers, exponents and nesting are capped, and every step ticks a per-call
 //! time budget.
+//!
+//! # Rules for the hard cases
+//!
+//! - **Numbers glued inside words.** The last-number fallback skips a number with a letter (or
+//!   `_`) right before *and* right after it (`abc123def`, `x2y`, `var1a`: code or names, not
+//!   answers); a letter on one side only keeps it (`5kg`, `12cm`, `x=5`, `5 apples`).
+//! - **Leading-dot decimals.** `.5`, `-.25`, "the answer is .75" read as 0.5, −0.25, 0.75, in
+//!   the fallback as everywhere else; a dot right after a letter or a dot is punctuation there
+//!   (`end.5` and `so...5` are 5).
+//! - **Thousands grouped by spaces.** A space, thin space (U+2009), narrow no-break space
+//!   (U+202F), no-break space (U+00A0), `\,` or `\ ` between digit groups joins them into one
+//!   number (`1 234 567` = 1234567), in answers and in the fallback, only when the first group
+//!   has 1-3 digits and every later group exactly three, and the first group does not follow a
+//!   letter, `.`, `^`, `_` or a comma group; any other chain is kept as it is (`12 3456`,
+//!   `1 2 345`, `10 100 1000`). So `3 456` is 3456: a lone pair of such groups is read as one
+//!   grouped number ([`normalize::join_digit_groups`]). Commas (`1,234`, `1{,}234`) follow the
+//!   same 3-digit rule, without a space after the comma (`32, 349` is a pair).
+//! - **Bare fractions.** When the last number lies inside the arguments of `\frac`, `\dfrac`,
+//!   `\tfrac` or `\cfrac` written outside math delimiters, the fallback takes the outermost such
+//!   fraction (with a `-` right before it), not its denominator.
+//! - **Equations.** An equation whose first side is a single symbol (`x`, `k`, `y_1`, `\theta`,
+//!   `y'`, a call `f(x)` / `f(1)`, or a short name such as `AB`) is its last side: `x = 5` is 5.
+//!   Any other equation (`x + y = 5`, `2x = 10`) is compared whole, side by side (in the same or
+//!   reversed order), so a bare `5` does not match it. A response's equation against a gold
+//!   that is not one is read as its last side (`2 + 3 = 5` matches 5), as in Math-Verify.
+//! - **Long decimals.** A decimal literal with 15 or more significant digits
+//!   ([`expr::LONG_DECIMAL_DIGITS`]) is a printed float: it matches a value within relative
+//!   1e-12 (`0.3333333333333333` = 1/3, `0.2857142857142857` = 2/7). Shorter decimals and all
+//!   integers are exact: `0.33`, `0.3333333` and `0.33333333333333` (14 digits) ≠ 1/3.
+//! - **Identities.** When the two sides have different variables, both are evaluated at the
+//!   seeded sample points over the union of their variables: `\sin^2 x + \cos^2 x` = 1 and
+//!   `x - x + 2` = 2, while `2x` ≠ 2 and `x` ≠ `y`.
+//! - **Time budget.** A verdict whose time budget runs out is incorrect (score 0): while parsing,
+//!   with `parsed: false` and the reason "the time budget ran out"; while comparing two parsed
+//!   answers, with `parsed: true` and the reason "comparison: the time budget ran out".
 
 pub mod answer;
 pub mod expr;

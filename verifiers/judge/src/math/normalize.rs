@@ -8,9 +8,12 @@
 //!   unit words (`cm`, `dollars`, `degrees`, ...) after a number;
 //! - degrees `^\circ`, `°`; currency `\$`, `$`; percent `\%`, `%`, "percent" (recorded: a
 //!   percentage matches its number or its number / 100);
-//! - thousands separators `1,000`, `1{,}000`, `1\,000`, `11,\! 111`, only where every group
-//!   after the first has exactly three digits and no space follows the comma (`32, 349` is a
-//!   pair);
+//! - thousands separators `1,000`, `1{,}000`, `11,\! 111`, only where every group after the
+//!   first has exactly three digits and no space follows the comma (`32, 349` is a pair);
+//! - thousands grouped by spaces ([`join_digit_groups`]): a space, a thin space (U+2009), a
+//!   narrow no-break space (U+202F), a no-break space (U+00A0), `\,` or `\ ` between digit
+//!   groups: `1 234 567` → `1234567`, only where the first group has 1-3 digits and every later
+//!   group exactly three (`12 3456` and `1 2 345` stay as they are); elsewhere `\,` is a space;
 //! - `x = 5` → `5` and chains `x = 5+5+1 = 11` → `11` (the last side) when the left side is a
 //!   single symbol.
 
@@ -246,6 +249,72 @@ fn drop_thousands_separators(text: &str) -> String {
     out
 }
 
+/// The width of the digit-group separator at `chars[i]`: a space, a thin space (U+2009), a
+/// narrow no-break space (U+202F), a no-break space (U+00A0), or LaTeX `\,` or `\ `.
+fn group_separator(chars: &[char], i: usize) -> Option<usize> {
+    match chars.get(i)? {
+        ' ' | '\u{2009}' | '\u{202F}' | '\u{00A0}' => Some(1),
+        '\\' if matches!(chars.get(i + 1), Some(',' | ' ')) => Some(2),
+        _ => None,
+    }
+}
+
+/// Joins thousands grouped by spaces: `1 234 567` → `1234567`, `-12\,345.5` → `-12345.5`.
+///
+/// A chain is a run of digits followed by one or more (single separator, run of digits). It is
+/// joined only when its first run has 1-3 digits, every later run exactly three, and the first
+/// run starts a number (it does not follow a letter, a digit group `1,`, `.`, `^` or `_`: not
+/// `\frac12 345`, `0.123 456`, `10^3 000`). Any other chain is kept whole as it is, so that
+/// unrelated numbers are never merged: `12 3456`, `1 2 345`, `10 100 1000`.
+pub fn join_digit_groups(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let run_end = |mut j: usize| {
+        while chars.get(j).is_some_and(char::is_ascii_digit) {
+            j += 1;
+        }
+        j
+    };
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if !c.is_ascii_digit() {
+            out.push(c);
+            i += 1;
+            continue;
+        }
+        // `i` starts a run of digits (the previous character is not a digit).
+        let mut groups = vec![(i, run_end(i))];
+        let mut j = groups[0].1;
+        while let Some(width) = group_separator(&chars, j) {
+            if !chars.get(j + width).is_some_and(char::is_ascii_digit) {
+                break;
+            }
+            let end = run_end(j + width);
+            groups.push((j + width, end));
+            j = end;
+        }
+        let starts_number = match i.checked_sub(1).map(|k| chars[k]) {
+            None => true,
+            Some(',') => !(i >= 2 && chars[i - 2].is_ascii_digit()),
+            Some(p) => !(p.is_alphanumeric() || matches!(p, '.' | '^' | '_')),
+        };
+        let joined = groups.len() > 1
+            && starts_number
+            && (1..=3).contains(&(groups[0].1 - groups[0].0))
+            && groups[1..].iter().all(|(s, e)| e - s == 3);
+        if joined {
+            for &(s, e) in &groups {
+                out.extend(&chars[s..e]);
+            }
+        } else {
+            out.extend(&chars[i..j]);
+        }
+        i = j;
+    }
+    out
+}
+
 /// Strips trailing unit words after a number: `5 cm` → `5`, `12 square feet` → `12`.
 fn strip_units(text: &str) -> String {
     let mut words: Vec<&str> = text.split_whitespace().collect();
@@ -298,7 +367,7 @@ pub fn normalize(answer: &str) -> Normalized {
         (",\\! ", ","),
         (",\\!", ","),
         ("\\!", ""),
-        ("\\,", ""),
+        ("\\,", "\u{2009}"),
         ("\\;", " "),
         ("\\:", " "),
         ("\\quad", " "),
@@ -312,7 +381,6 @@ pub fn normalize(answer: &str) -> Normalized {
         ("\\$", ""),
         ("$", ""),
         ("−", "-"),
-        ("\u{2009}", ""),
     ] {
         s = s.replace(from, to);
     }
@@ -332,6 +400,7 @@ pub fn normalize(answer: &str) -> Normalized {
     s = strip_units(s.trim());
     s = s.trim().trim_end_matches('.').trim().to_string();
     s = brace_short_arguments(&s);
+    s = join_digit_groups(&s);
     s = drop_thousands_separators(&s);
     // `x = 5`, `x = 5 + 6 = 11`: the last side when the first is a single symbol.
     if let Some(first) = s.split('=').next()
