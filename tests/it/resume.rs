@@ -97,3 +97,72 @@ fn resumed_run_matches_uninterrupted_run() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("--resume"));
     std::fs::remove_dir_all(&base).unwrap();
 }
+
+/// SDPO's teacher after each optimizer step is `θ_T ← (1 − r)·θ_T + r·θ` with the new
+/// weights θ, checked on the checkpointed weights of steps 1 to 3 (one optimizer step each).
+#[test]
+fn the_ema_teacher_follows_the_policy_at_its_rate_after_every_step() {
+    use zoo::zoo_core::burn::prelude::*;
+    use zoo::zoo_core::checkpoint::{load_safetensors, step_dir};
+    let cache = mod10_cache();
+    let out = std::env::temp_dir().join(format!("zoo-it-ema-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let out_str = out.to_string_lossy().to_string();
+    let mut args = vec![
+        "train", "--algo", "sdpo", "--steps", "3", "--seed", "5", "--out", &out_str, "--quiet",
+    ];
+    args.extend_from_slice(TEST_WARM_START);
+    args.extend_from_slice(&[
+        "--set",
+        "checkpoint_every=1",
+        "--set",
+        "eval.problems=8",
+        "--set",
+        "rollout.prompts_per_step=8",
+        "--set",
+        "objective.ema_rate=0.25",
+    ]);
+    let output = run(cache, &args);
+    assert!(output.status.success());
+    let device = Device::flex();
+    let load = |step: usize, file: &str| -> Vec<(String, Vec<f32>)> {
+        let path = step_dir(&out.join("checkpoints"), step).join(file);
+        load_safetensors(&path, &device)
+            .unwrap()
+            .into_iter()
+            .map(|(name, t)| (name, t.value.into_data().try_to_vec::<f32>().unwrap()))
+            .collect()
+    };
+    let rate = 0.25f32;
+    for step in 2..=3 {
+        let (before, policy, after) = (
+            load(step - 1, "teacher_ema.safetensors"),
+            load(step, "model.safetensors"),
+            load(step, "teacher_ema.safetensors"),
+        );
+        assert_eq!(before.len(), after.len());
+        let mut moved = 0usize;
+        for ((name, old), ((pname, theta), (_, new))) in
+            before.iter().zip(policy.iter().zip(&after))
+        {
+            assert_eq!(name, pname);
+            for k in 0..old.len() {
+                let expected = (1.0 - rate) * old[k] + rate * theta[k];
+                assert!(
+                    (new[k] - expected).abs() <= 1e-6 * (1.0 + expected.abs()),
+                    "step {step} `{name}`[{k}]: {} vs {expected}",
+                    new[k]
+                );
+                moved += usize::from(new[k] != old[k]);
+            }
+        }
+        assert!(moved > 0, "step {step}: the teacher did not move");
+    }
+    // The teacher lags the policy: not equal to it after three steps.
+    let (policy, teacher) = (
+        load(3, "model.safetensors"),
+        load(3, "teacher_ema.safetensors"),
+    );
+    assert!(policy.iter().zip(&teacher).any(|((_, a), (_, b))| a != b));
+    let _ = std::fs::remove_dir_all(&out);
+}
