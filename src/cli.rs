@@ -297,19 +297,26 @@ pub struct ObjectiveEvalArgs {
 }
 
 const OBJECTIVE_EVAL_HELP: &str = "Input: one JSON object
-  {\"algo\": \"grpo|dapo|disco|cepo|rlsd|opsd|sdpo\",
-   \"config\": {clip_low, clip_high, clip_dual, loss_agg, adv_eps, norm_adv_by_std, kl_coef,
-              kl_estimator, score, variant, tau, delta, beta, lambda, eps_w, jsd_beta,
-              temperature, topk, tail} (absent keys take the objective's defaults; null is
-              \"none\" for an optional one, e.g. \"topk\": null),
+  {\"algo\": \"grpo|dapo|disco|cepo|rlsd|rlsd-cepo|opsd|sdpo\",
+   \"config\": {clip_low, clip_high, clip_dual, loss_agg, loss_scale, adv_eps, norm_adv_by_std,
+              kl_coef, kl_estimator, score, variant, tau, delta, beta, lambda, lambda_schedule,
+              decay_steps, eps_w, jsd_beta, temperature, topk, tail, accuracy_reward,
+              dynamic_sampling, overlong_buffer, overlong_buffer_len, overlong_penalty_factor}
+              (absent keys take the objective's defaults; null is \"none\" for an optional
+              one, e.g. \"topk\": null),
+   \"training\": {step, max_new_tokens, temperature} (optional: build the objective as the
+              trainer does, with DAPO's reward shaping and group filter and the λ schedules
+              at `step`; without it, the loss on the numbers given, `lambda` being this
+              step's value),
    \"batch\": {rewards [N], group_ids [N], mask [N][T], logprobs, old_logprobs, ref_logprobs,
               teacher_logprobs, teacher_pos_logprobs, teacher_neg_logprobs [N][T],
               student_logits, teacher_logits [N][T][V]}}
   Keys an objective does not read may be absent (opsd and sdpo need only mask,
   student_logits and teacher_logits).
 Output: {\"loss\", \"grad\" (d loss / d logprobs, or d loss / d student_logits), \"advantages\"
-  (grpo, dapo, cepo, rlsd; zeros for the others), \"metrics\", \"unused_config\"}. `lambda` is this
-  step's value. A parity fixture file ({\"description\", \"input\", \"expected\"}) is read for its input.
+  (grpo, dapo, cepo, rlsd; zeros for the others), \"metrics\", \"kept_rows\" (the rows dynamic
+  sampling kept; the others get zero gradient), \"unused_config\"}. A parity fixture file
+  ({\"description\", \"input\", \"expected\"}) is read for its input.
 
 Examples:
   zoo objective eval --input tests/fixtures/objectives/grpo_clip_regimes.json

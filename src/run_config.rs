@@ -418,6 +418,7 @@ impl RunConfig {
             max_new_tokens: self.max_new_tokens(task),
             group_size: self.rollout.group_size,
             steps: self.steps,
+            temperature: self.rollout.temperature,
             evaluation: false,
         })?)
     }

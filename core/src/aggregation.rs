@@ -20,8 +20,11 @@ pub enum Aggregation {
     SeqMeanTokenMean,
     /// `(1/N_B) Σ_i Σ_t m·loss`.
     SeqMeanTokenSum,
-    /// `Σ m·loss / C` with a constant `C` (Dr.GRPO).
+    /// `Σ m·loss / C` with a constant `C` (Dr.GRPO as verl computes it, `C = L_max`).
     Constant(f32),
+    /// `Σ m·loss / (n·C)` over the mini-batch's `n` rows, empty ones included (Dr.GRPO as TRL
+    /// computes it: batch size × `max_completion_length`).
+    ConstantPerSequence(f32),
 }
 
 impl Aggregation {
@@ -43,6 +46,7 @@ impl Aggregation {
                 Aggregation::SeqMeanTokenMean => 1.0 / (nonempty * len),
                 Aggregation::SeqMeanTokenSum => 1.0 / nonempty,
                 Aggregation::Constant(c) => 1.0 / c,
+                Aggregation::ConstantPerSequence(c) => 1.0 / (mask.rows as f32 * c),
             };
             for t in 0..mask.cols {
                 let m = mask.get(i, t);

@@ -42,7 +42,8 @@ pub use batch::{LogitArray, Rollout, RolloutBatch, TokenMatrix};
 pub use error::{Error, Result};
 pub use objective::{
     Credit, CreditInput, DynamicSampling, LossInput, LossTerms, Needs, Objective, ObjectiveConfig,
-    Shortfall, TeacherContext, TeacherPass, TeacherScores, TeacherWeights, WrongAnswerRule,
+    Shortfall, TeacherContext, TeacherGroup, TeacherPass, TeacherRow, TeacherScores,
+    TeacherWeights,
 };
 pub use policy::{Policy, SamplingConfig};
 pub use registry::AlgorithmEntry;

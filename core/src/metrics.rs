@@ -1,9 +1,9 @@
 //! Metrics: one JSON object per step in `metrics.jsonl`, with the field's names.
 //!
 //! Standard keys (verl/TRL conventions; `docs/metrics.md` is the reference): `reward/mean`,
-//! `reward/std`, `response_length/mean`, `actor/pg_loss`, `actor/pg_clipfrac`, `actor/ppo_kl`,
-//! `actor/entropy`, `actor/grad_norm`, `actor/lr`, `perf/throughput`, `timing/rollout`,
-//! `timing/update`, `eval/pass@1`. Objectives add `<algo>/<name>`.
+//! `reward/std`, `response_length/mean`, `actor/loss`, `actor/pg_loss`, `actor/pg_clipfrac`,
+//! `actor/ppo_kl`, `actor/entropy`, `actor/grad_norm`, `actor/lr`, `perf/throughput`,
+//! `timing/rollout`, `timing/update`, `eval/pass@1`. Objectives add `<algo>/<name>`.
 
 use std::collections::BTreeMap;
 use std::io::Write;

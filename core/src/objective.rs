@@ -4,11 +4,13 @@
 //! 1. [`Objective::needs`] once, to know which extra passes to run (reference log-probs,
 //!    teacher passes with their contexts and weights, student logits, dynamic sampling);
 //! 2. [`Objective::keep_group`] per sampled group, when dynamic sampling is declared;
-//! 3. [`Objective::credit`] once per rollout batch, on plain host numbers: per-token
+//! 3. [`Objective::teacher_rows`] per group and teacher pass: each response's teacher context
+//!    (which hint, and whether to score it at all);
+//! 4. [`Objective::credit`] once per rollout batch, on plain host numbers: per-token
 //!    advantages (and optionally a loss mask);
-//! 4. [`Objective::token_divergence`], for a distillation objective, on chunks of positions:
+//! 5. [`Objective::token_divergence`], for a distillation objective, on chunks of positions:
 //!    the per-token divergence between the student's and the teacher's distributions;
-//! 5. [`Objective::loss`] once per micro-batch, on `[rows, tokens]` tensors: *unreduced*
+//! 6. [`Objective::loss`] once per micro-batch, on `[rows, tokens]` tensors: *unreduced*
 //!    per-token loss terms.
 //!
 //! The trainer reduces those terms with [`Objective::aggregation`] over the whole mini-batch
@@ -25,9 +27,10 @@ use std::fmt::Debug;
 
 use burn::prelude::*;
 
-use crate::Result;
 use crate::aggregation::Aggregation;
 use crate::batch::TokenMatrix;
+use crate::task::{Hint, Problem, Verdict};
+use crate::{Error, Result};
 
 /// Which weights score a teacher pass.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -44,35 +47,92 @@ pub enum TeacherWeights {
     },
 }
 
-/// How the wrong answer of a negative teacher is chosen, per group.
+/// The kind of privileged context a teacher pass reads. Each response's actual context comes
+/// from [`Objective::teacher_rows`]; the kind names the pass for documentation and tells
+/// `zoo objective eval` which batch array feeds it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WrongAnswerRule {
-    /// The most frequent extracted wrong answer among the group's rejected responses (ties:
-    /// lowest score, then first); responses without an answer the verifier extracted and
-    /// parsed are skipped (`algorithms.md` decision 3).
-    MostFrequent,
-    /// The rejected response with the lowest score (first on ties): its extracted answer, or
-    /// its first 50 characters (the CEPO reference code).
-    LowestScore,
+pub enum TeacherContext {
+    /// The prompt with the gold answer as a hint (default rows: every response).
+    GoldAnswer,
+    /// The prompt with the problem's reference solution (default rows: every response).
+    Solution,
+    /// The prompt with an answer that contradicts the gold one, picked per group by the
+    /// objective (CEPO's wrong answer); `zoo objective eval` feeds it `teacher_neg_logprobs`.
+    WrongAnswer,
+    /// The prompt with another response of the group, picked by the objective (SDPO's
+    /// successful group-mate).
+    GroupResponse,
 }
 
-/// The privileged context a teacher pass reads.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum TeacherContext {
-    /// The prompt with the gold answer as a hint.
-    GoldAnswer,
-    /// The prompt with a wrong answer from the group's rejected responses; when the group has
-    /// none, the gold answer (and [`TeacherScores::has_hint`] is false for the row).
-    WrongAnswer(WrongAnswerRule),
-    /// The prompt with the problem's reference solution.
-    Solution,
-    /// The prompt with a successful group-mate's response (score ≥ `threshold`) as a
-    /// solution: the first one in the group other than the row itself. Without one, the plain
-    /// prompt, and [`TeacherScores::has_hint`] is false for the row (SDPO).
-    SuccessfulGroupMate {
-        /// The score at which a response counts as successful.
-        threshold: f32,
-    },
+/// One group of a rollout batch, as a teacher-context rule sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct TeacherGroup<'a> {
+    /// The problem the group answers.
+    pub problem: &'a Problem,
+    /// The decoded responses, in batch order.
+    pub responses: &'a [String],
+    /// The verifier's verdict on each response.
+    pub verdicts: &'a [Verdict],
+}
+
+impl TeacherGroup<'_> {
+    /// The verifier scores of the group's responses.
+    pub fn rewards(&self) -> Vec<f32> {
+        self.verdicts.iter().map(|v| v.score).collect()
+    }
+}
+
+/// What one teacher pass reads for one response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TeacherRow {
+    /// The hint spliced into the prompt; `None`: the plain prompt.
+    pub hint: Option<Hint>,
+    /// Whether the context holds the hint the pass asks for ([`TeacherScores::has_hint`]).
+    pub has_hint: bool,
+    /// Whether the pass scores the response; the credit stage sees zeros for the others
+    /// (a teacher pass costs a forward pass). Distillation passes
+    /// ([`TeacherPass::logits`]) score every response whatever this says.
+    pub scored: bool,
+}
+
+impl TeacherRow {
+    /// A scored row with `hint` in its context.
+    pub fn hinted(hint: Hint) -> Self {
+        Self {
+            hint: Some(hint),
+            has_hint: true,
+            scored: true,
+        }
+    }
+
+    /// A scored row on the plain prompt: the asked-for hint does not exist for it.
+    pub fn plain() -> Self {
+        Self {
+            hint: None,
+            has_hint: false,
+            scored: true,
+        }
+    }
+
+    /// This row, left unscored.
+    pub fn unscored(self) -> Self {
+        Self {
+            scored: false,
+            ..self
+        }
+    }
+
+    /// The rows of a group of `n` under a fixed `context`: the gold answer or the reference
+    /// solution on every row. Per-group contexts have no fixed rows: an objective that
+    /// declares one implements [`Objective::teacher_rows`].
+    pub fn fixed(context: TeacherContext, problem: &Problem, n: usize) -> Option<Vec<Self>> {
+        let hint = match context {
+            TeacherContext::GoldAnswer => Hint::Answer(problem.answer.clone()),
+            TeacherContext::Solution => Hint::Solution(problem.solution.clone()),
+            TeacherContext::WrongAnswer | TeacherContext::GroupResponse => return None,
+        };
+        Some(vec![Self::hinted(hint); n])
+    }
 }
 
 /// One declared teacher pass: the same responses scored under another context.
@@ -167,6 +227,9 @@ pub struct BuildContext {
     pub group_size: usize,
     /// Number of training steps of the run.
     pub steps: usize,
+    /// The rollout's sampling temperature (1 for evaluation): the temperature of every
+    /// log-prob the trainer computes.
+    pub temperature: f32,
     /// Built for [`crate::probe`] (`zoo objective eval`): the objective's loss on given
     /// numbers, without reward shaping or group filtering.
     pub evaluation: bool,
@@ -251,6 +314,11 @@ pub struct LossTerms {
     /// A term `[1]` added to the aggregated loss as it is; only for objectives that declare
     /// [`Needs::whole_mini_batch`] (the trainer refuses it otherwise).
     pub scalar: Option<Tensor<1>>,
+    /// Named parts of the loss `[b, t]` (no gradient needed), reported reduced exactly as
+    /// `per_token` is (the aggregation's coefficients over the mini-batch, then the mean over
+    /// optimizer steps): `actor/pg_loss` for the policy-gradient term, `actor/kl_loss` for a KL
+    /// penalty before its coefficient. The trainer reports the whole loss as `actor/loss`.
+    pub parts: Vec<(&'static str, Tensor<2>)>,
     /// Per-token diagnostics `[b, t]` (no gradient needed), reported as their token-mean over the
     /// mini-batch under the given metric name, e.g. `actor/pg_clipfrac`.
     pub token_metrics: Vec<(&'static str, Tensor<2>)>,
@@ -264,6 +332,7 @@ impl LossTerms {
         Self {
             per_token,
             scalar: None,
+            parts: Vec::new(),
             token_metrics: Vec::new(),
             metrics: Vec::new(),
         }
@@ -286,14 +355,28 @@ pub trait Objective: Send + Sync {
         true
     }
 
-    /// Which responses' teacher log-probs the credit stage of training step `step` reads, given
-    /// each response's verifier score and group, `[n]`. The trainer scores only those rows (a
-    /// teacher pass costs a forward pass); the others hold zeros. CEPO and RLSD read none once
-    /// their λ has decayed to 0 (their references skip the passes) and none of a group whose
-    /// advantages are all 0. Distillation passes ([`TeacherPass::logits`]) are not affected.
-    /// Default: every row.
-    fn teacher_rows(&self, _step: usize, rewards: &[f32], _group_ids: &[usize]) -> Vec<bool> {
-        vec![true; rewards.len()]
+    /// The context of each response of `group` under teacher pass `pass` (an index into
+    /// [`Needs::teachers`]) at training step `step`, in the group's order: which hint the
+    /// teacher reads, whether the row holds it, and whether the pass scores it at all. This is
+    /// where an objective's rule for picking a hint lives (CEPO's wrong answer, SDPO's
+    /// successful group-mate), and where it skips rows whose teacher log-probs it would not
+    /// read (CEPO and RLSD: rows with advantage 0, every row once λ = 0).
+    /// Default: [`TeacherRow::fixed`] for the pass's context; an error for a per-group context.
+    fn teacher_rows(
+        &self,
+        _step: usize,
+        pass: usize,
+        group: &TeacherGroup<'_>,
+    ) -> Result<Vec<TeacherRow>> {
+        let context = self.needs().teachers.get(pass).map(|p| p.context);
+        context
+            .and_then(|c| TeacherRow::fixed(c, group.problem, group.responses.len()))
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "objective `{}` declares teacher pass {pass} with a per-group context ({context:?}) but does not implement `teacher_rows`\nhint: implement `Objective::teacher_rows` to pick each response's hint",
+                    self.name()
+                ))
+            })
     }
 
     /// How the trainer reduces [`LossTerms::per_token`].

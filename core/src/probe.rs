@@ -178,7 +178,7 @@ pub fn probe(
     let mut teachers = Vec::new();
     for pass in &needs.teachers {
         let (name, given) = match pass.context {
-            TeacherContext::WrongAnswer(_) => {
+            TeacherContext::WrongAnswer => {
                 ("teacher_neg_logprobs", batch.teacher_neg_logprobs.as_ref())
             }
             TeacherContext::GoldAnswer => match &batch.teacher_pos_logprobs {
@@ -250,7 +250,16 @@ pub fn probe(
         group_ids: batch.group_ids.clone(),
     });
     let coefficients = objective.aggregation().token_coefficients(&loss_mask);
-    let mut loss = terms.per_token.mul(coefficients.to_tensor(device)).sum();
+    let coefficients = coefficients.to_tensor(device);
+    let parts: Vec<(&str, f64)> = terms
+        .parts
+        .into_iter()
+        .map(|(name, values)| {
+            let value = values.detach().mul(coefficients.clone()).sum();
+            (name, value.into_scalar::<f64>())
+        })
+        .collect();
+    let mut loss = terms.per_token.mul(coefficients).sum();
     if let Some(scalar) = terms.scalar {
         loss = loss.add(scalar);
     }
@@ -292,9 +301,10 @@ pub fn probe(
             .into_scalar::<f64>();
         metrics.insert(name.to_string(), sum / tokens.max(1.0));
     }
-    for (name, value) in terms.metrics {
+    for (name, value) in terms.metrics.into_iter().chain(parts) {
         metrics.insert(name.to_string(), value);
     }
+    metrics.insert("actor/loss".into(), loss_value);
     Ok(ProbeOutput {
         loss: loss_value,
         grad,

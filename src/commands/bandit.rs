@@ -256,6 +256,7 @@ pub fn run(args: &BanditArgs) -> Result<()> {
         max_new_tokens: env.task().max_new_tokens(),
         group_size,
         steps: args.steps,
+        temperature: 1.0,
         evaluation: false,
     };
     let mut objectives_config = Vec::new();

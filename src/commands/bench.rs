@@ -122,6 +122,7 @@ pub fn measure(
         max_new_tokens,
         group_size: 1,
         steps: 1,
+        temperature: 1.0,
         evaluation: false,
     })?;
     let mut optimizer = AdamW::new(OptimConfig::default());

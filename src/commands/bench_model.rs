@@ -241,6 +241,7 @@ fn measure(args: &BenchArgs, shape: &str, spec: &DeviceSpec) -> Result<ModelBenc
         max_new_tokens: args.max_new_tokens,
         group_size: args.group_size,
         steps: 1,
+        temperature: 1.0,
         evaluation: false,
     })?;
     let needs = objective.needs();

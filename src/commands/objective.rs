@@ -38,6 +38,14 @@ const CONFIG_KEYS: &[&str] = &[
     "temperature",
     "topk",
     "tail",
+    "loss_scale",
+    "lambda_schedule",
+    "decay_steps",
+    "accuracy_reward",
+    "dynamic_sampling",
+    "overlong_buffer",
+    "overlong_buffer_len",
+    "overlong_penalty_factor",
 ];
 
 #[derive(Debug, Deserialize)]
@@ -46,7 +54,33 @@ struct Input {
     algo: String,
     #[serde(default)]
     config: Map<String, Value>,
+    /// Present: the objective as the trainer builds it (reward shaping, group filtering, λ
+    /// schedules on); absent: the loss on the numbers given.
+    training: Option<Training>,
     batch: BatchInput,
+}
+
+/// The run settings of a training-time evaluation.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Training {
+    /// The training step (from 1): sets scheduled values such as λ.
+    #[serde(default = "first_step")]
+    step: usize,
+    /// The response length cap `L_max` (DAPO's overlong zone, the constant normalizer);
+    /// default: `T`, the batch's width.
+    max_new_tokens: Option<usize>,
+    /// The rollout temperature (SDPO's distillation temperature follows it).
+    #[serde(default = "unit_temperature")]
+    temperature: f32,
+}
+
+fn first_step() -> usize {
+    1
+}
+
+fn unit_temperature() -> f32 {
+    1.0
 }
 
 type Rows = Vec<Vec<f64>>;
@@ -255,11 +289,19 @@ pub fn evaluate_on(text: &str, device: &Device) -> Result<Value> {
     for &g in &batch.group_ids {
         *sizes.entry(g).or_default() += 1;
     }
+    let training = input.training.as_ref();
+    if training.is_some_and(|t| t.step == 0) {
+        bail!("`training.step` counts from 1");
+    }
     let objective = config.build(&BuildContext {
-        max_new_tokens: cols.max(1),
+        max_new_tokens: training
+            .and_then(|t| t.max_new_tokens)
+            .unwrap_or(cols)
+            .max(1),
         group_size: sizes.values().copied().max().unwrap_or(1),
         steps: 1,
-        evaluation: true,
+        temperature: training.map_or(1.0, |t| t.temperature),
+        evaluation: training.is_none(),
     })?;
     if !objective.needs().student_logits {
         for (key, given) in [
@@ -274,7 +316,39 @@ pub fn evaluate_on(text: &str, device: &Device) -> Result<Value> {
             }
         }
     }
-    let out = probe(objective.as_ref(), &batch, 1, device)?;
+    // Dynamic sampling (training only): the groups the objective drops leave the batch.
+    let kept: Vec<usize> = match (training, objective.needs().dynamic_sampling) {
+        (Some(_), Some(_)) => kept_rows(objective.as_ref(), &batch),
+        _ => (0..n).collect(),
+    };
+    if kept.is_empty() {
+        bail!(
+            "dynamic sampling drops every group of this batch (each is all-correct or all-wrong)\nhint: give at least one group with a correct (reward ≥ 1) and a wrong response"
+        );
+    }
+    let batch = if kept.len() < n {
+        select_rows(&batch, &kept)
+    } else {
+        batch
+    };
+    let step = training.map_or(1, |t| t.step);
+    let mut out = probe(objective.as_ref(), &batch, step, device)?;
+    if kept.len() < n {
+        // Dropped rows: zero gradient and advantages, in the input's row order.
+        let width: usize = out.grad_shape[1..].iter().product();
+        let mut grad = vec![0.0; n * width];
+        let mut advantages = TokenMatrix::zeros(n, cols);
+        for (k, &row) in kept.iter().enumerate() {
+            grad[row * width..(row + 1) * width]
+                .copy_from_slice(&out.grad[k * width..(k + 1) * width]);
+            for t in 0..cols {
+                advantages.set(row, t, out.advantages.get(k, t));
+            }
+        }
+        out.grad = grad;
+        out.grad_shape[0] = n;
+        out.advantages = advantages;
+    }
     // `x + 0.0` turns −0.0 (a masked position times a negative number) into 0.0.
     let grad: Vec<f32> = out.grad.iter().map(|g| g + 0.0).collect();
     let grad: Value = match out.grad_shape.as_slice() {
@@ -304,6 +378,42 @@ pub fn evaluate_on(text: &str, device: &Device) -> Result<Value> {
         "grad": grad,
         "advantages": advantages,
         "metrics": out.metrics,
+        "kept_rows": kept,
         "unused_config": unused,
     }))
+}
+
+/// The rows of the groups [`zoo_core::Objective::keep_group`] keeps (correct: reward ≥ 1).
+fn kept_rows(objective: &dyn zoo_core::Objective, batch: &ProbeBatch) -> Vec<usize> {
+    let groups = zoo_core::objective::groups(&batch.group_ids);
+    let mut kept: Vec<usize> = groups
+        .into_iter()
+        .filter(|rows| {
+            let rewards: Vec<f32> = rows.iter().map(|&i| batch.rewards[i]).collect();
+            let correct: Vec<bool> = rewards.iter().map(|&r| r >= 1.0).collect();
+            objective.keep_group(&rewards, &correct)
+        })
+        .flatten()
+        .collect();
+    kept.sort_unstable();
+    kept
+}
+
+/// The batch restricted to `rows`, in that order.
+fn select_rows(batch: &ProbeBatch, rows: &[usize]) -> ProbeBatch {
+    let m = |x: &Option<TokenMatrix>| x.as_ref().map(|m| m.select_rows(rows));
+    let l = |x: &Option<LogitArray>| x.as_ref().map(|l| l.select_rows(rows, l.cols));
+    ProbeBatch {
+        rewards: rows.iter().map(|&i| batch.rewards[i]).collect(),
+        group_ids: rows.iter().map(|&i| batch.group_ids[i]).collect(),
+        mask: batch.mask.select_rows(rows),
+        logprobs: m(&batch.logprobs),
+        old_logprobs: m(&batch.old_logprobs),
+        ref_logprobs: m(&batch.ref_logprobs),
+        teacher_logprobs: m(&batch.teacher_logprobs),
+        teacher_pos_logprobs: m(&batch.teacher_pos_logprobs),
+        teacher_neg_logprobs: m(&batch.teacher_neg_logprobs),
+        student_logits: l(&batch.student_logits),
+        teacher_logits: l(&batch.teacher_logits),
+    }
 }

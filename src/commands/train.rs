@@ -293,7 +293,7 @@ pub fn run(args: &TrainArgs) -> Result<Option<TrainReport>> {
                 "step {step:>4}/{steps}  reward {reward:.3}  acc {:.3}  len {:5.1}  loss {:+.4}  clipfrac {:.3}  grad_norm {:.3}  {:.1}s",
                 get("accuracy/train"),
                 get("response_length/mean"),
-                get("actor/pg_loss"),
+                get("actor/loss"),
                 get("actor/pg_clipfrac"),
                 get("actor/grad_norm"),
                 get("timing/rollout") + get("timing/update"),

@@ -911,7 +911,7 @@ fn a_bf16_recomputing_run_trains_and_the_tiny_model_refuses_bf16() {
     let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
     for line in metrics.lines() {
         let m: Value = serde_json::from_str(line).unwrap();
-        assert!(m["actor/pg_loss"].as_f64().unwrap().is_finite());
+        assert!(m["actor/loss"].as_f64().unwrap().is_finite());
         assert_eq!(m["actor/skipped_updates"], 0.0);
     }
     // The checkpoint holds f32 weights, as the optimizer keeps them.

@@ -134,6 +134,7 @@ fn build(name: &str) -> Box<dyn Objective> {
             max_new_tokens: 9,
             group_size: 2,
             steps: 10,
+            temperature: 1.0,
             evaluation: false,
         })
         .unwrap()

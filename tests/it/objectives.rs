@@ -347,3 +347,78 @@ fn distillation_inputs_need_only_their_logits_and_null_means_none() {
         .to_string();
     assert!(err.contains("`grpo` reads `batch.rewards`"), "{err}");
 }
+
+#[test]
+fn dapo_default_overlong_buffer_spares_correct_answers_of_typical_length_on_the_cpu_task() {
+    use zoo::zoo_core::objective::BuildContext;
+    use zoo::zoo_core::{CreditInput, TokenMatrix, registry, rng};
+    // The main CPU task's correct answers: reference solutions plus end-of-sequence, one token
+    // per character, all in one batch through DAPO's default credit stage.
+    let task = (registry::task("addition").unwrap().build)(&Default::default()).unwrap();
+    let max_len = task.max_new_tokens();
+    let problems = task.sample_problems(&mut rng::stream(7, 0, "overlong"), 2000);
+    let lengths: Vec<usize> = problems
+        .iter()
+        .map(|p| p.solution.chars().count() + 1)
+        .collect();
+    let n = lengths.len();
+    let dapo = (registry::algorithm("dapo").unwrap().default_config)()
+        .build(&BuildContext {
+            max_new_tokens: max_len,
+            group_size: n,
+            steps: 1,
+            temperature: 1.0,
+            evaluation: false,
+        })
+        .unwrap();
+    let mut mask = TokenMatrix::zeros(n, max_len);
+    for (i, &len) in lengths.iter().enumerate() {
+        for t in 0..len {
+            mask.set(i, t, 1.0);
+        }
+    }
+    let credit = dapo
+        .credit(&CreditInput {
+            step: 1,
+            rewards: &vec![1.0; n],
+            correct: &vec![true; n],
+            group_ids: &vec![0; n],
+            mask: &mask,
+            old_logprobs: &TokenMatrix::zeros(n, max_len),
+            ref_logprobs: None,
+            teachers: &[],
+        })
+        .unwrap();
+    let metric = |key: &str| {
+        credit
+            .metrics
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| *v)
+            .unwrap()
+    };
+    // The default L_cache = L_max / 5 leaves L_max − L_cache = 48 of 60 tokens free: every
+    // answer up to 46 tokens (the median is 34) is spared; only 4-digit sums with a carry
+    // out of every column (50 tokens, ~1.5% of problems) fall 2 tokens into the zone.
+    let free = max_len - max_len / 5;
+    let over: Vec<usize> = lengths.iter().copied().filter(|&l| l > free).collect();
+    assert_eq!(metric("dapo/overlong_frac"), over.len() as f64 / n as f64);
+    assert!(
+        over.len() * 50 < n,
+        "{} of {n} correct answers penalized",
+        over.len()
+    );
+    let mut sorted = lengths.clone();
+    sorted.sort_unstable();
+    assert!(
+        sorted[n * 95 / 100] <= free,
+        "the 95th percentile is penalized"
+    );
+    let worst = over
+        .iter()
+        .map(|&l| (l - free) as f64 / (max_len / 5) as f64);
+    assert!(
+        worst.fold(0.0, f64::max) <= 0.2,
+        "a correct answer loses over 0.2"
+    );
+}

@@ -42,6 +42,7 @@ fn grpo_raises_heldout_accuracy_on_mod10() {
         "reward/mean",
         "reward/std",
         "response_length/mean",
+        "actor/loss",
         "actor/pg_loss",
         "actor/pg_clipfrac",
         "actor/ppo_kl",

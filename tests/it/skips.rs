@@ -47,6 +47,7 @@ fn trainer(task: &Arms, nan_calls: std::ops::Range<usize>, max_skips: usize) -> 
         max_new_tokens: 1,
         group_size: 8,
         steps: 6,
+        temperature: 1.0,
         evaluation: false,
     };
     let objective = NanInjected {

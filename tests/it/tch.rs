@@ -30,6 +30,7 @@ fn grpo_step(device: &Device) -> (f64, Vec<(String, Vec<f32>)>) {
             max_new_tokens: 9,
             group_size: 2,
             steps: 1,
+            temperature: 1.0,
             evaluation: false,
         })
         .unwrap();

@@ -19,12 +19,17 @@
 //!
 //! # Differences from the reference
 //! The wrong answer (decision 3): per group, the most frequent *extracted* wrong answer among
-//! the rejected responses (ties: lowest score, then first), skipping responses without an
-//! answer the verifier extracted and parsed; `wrong_answer = "lowest-score"` reproduces the
-//! reference's choice. A group without
-//! any gets the gold answer in both contexts (Δ = 0: GRPO for that group). `A_i = 0` gives
-//! `Â = 0` before any exponential, and a token both teachers rule out (`−∞ − (−∞)`) counts as
-//! agreement (Δ = 0).
+//! the rejected responses (score < `rejected_below`, 0.5 as in the reference; ties: lowest
+//! score, then first), skipping responses without an answer the verifier extracted and parsed.
+//! `wrong_answer = "lowest-score"` is the reference's choice: the lowest-scoring rejected
+//! response's extracted answer, and for a response without one the literal text `None` (the
+//! reference's `extract_boxed_content(text) or text[:50]` returns the string "None" when no
+//! box is found, so its 50-character fallback runs only for an empty box). A group without a
+//! wrong answer has `Δ = 0` by construction (GRPO for that group): neither teacher scores it,
+//! where the reference scores the gold answer twice. `A_i = 0` gives `Â = 0` before any
+//! exponential, and a token both teachers rule out (`−∞ − (−∞)`) counts as agreement (Δ = 0).
+//! The teachers score only the rows whose `Â` they can change: none once λ = 0 (the reference
+//! skips the passes then), none with `A_i = 0`.
 //!
 //! # References
 //! Heakl et al. (arXiv 2605.19436); ahmedheakl/CEPO `verl/trainer/core_algos.py::
@@ -34,11 +39,12 @@ use serde::{Deserialize, Serialize};
 use zoo_core::objective::BuildContext;
 use zoo_core::registry::AlgorithmEntry;
 use zoo_core::{
-    Aggregation, Credit, CreditInput, LossInput, LossTerms, Needs, Objective, ObjectiveConfig,
-    Result, TeacherContext, TeacherPass, TeacherWeights, WrongAnswerRule,
+    Aggregation, Credit, CreditInput, Error, Hint, LossInput, LossTerms, Needs, Objective,
+    ObjectiveConfig, Result, TeacherContext, TeacherGroup, TeacherPass, TeacherRow, TeacherWeights,
+    Verdict,
 };
 use zoo_grpo::{Clip, LossAgg, advantage_metrics, group_advantages, ppo_clip_loss};
-use zoo_rlsd::{LambdaSchedule, reweight, validate_weighting};
+use zoo_rlsd::{LambdaSchedule, reweight, scored_where_advantage_moves, validate_weighting};
 
 // ---------------------------------------------------------------------------------------------
 // Config
@@ -68,6 +74,8 @@ pub struct CepoConfig {
     pub lambda_schedule: LambdaSchedule,
     /// How the wrong answer is chosen.
     pub wrong_answer: WrongAnswer,
+    /// A response scoring below this is rejected: a source of wrong answers.
+    pub rejected_below: f32,
     /// `ε_low` of the PPO clip.
     pub clip_low: f32,
     /// `ε_high` of the PPO clip.
@@ -90,6 +98,7 @@ impl Default for CepoConfig {
             decay_steps: 25,
             lambda_schedule: LambdaSchedule::Linear,
             wrong_answer: WrongAnswer::MostFrequent,
+            rejected_below: 0.5,
             clip_low: 0.2,
             clip_high: 0.28,
             clip_dual: 3.0,
@@ -104,6 +113,12 @@ impl Default for CepoConfig {
 impl ObjectiveConfig for CepoConfig {
     fn build(&self, context: &BuildContext) -> Result<Box<dyn Objective>> {
         validate_weighting("cepo", self.lambda, self.eps_w, self.decay_steps)?;
+        if !self.rejected_below.is_finite() {
+            return Err(Error::Config(format!(
+                "cepo: `rejected_below` must be a finite score, got {}",
+                self.rejected_below
+            )));
+        }
         let clip = Clip {
             low: self.clip_low,
             high: self.clip_high,
@@ -168,16 +183,67 @@ pub fn evidence_delta(positive: f32, negative: f32) -> f64 {
     if delta.is_nan() { 0.0 } else { delta }
 }
 
+/// The wrong answer of one group's negative teacher, or `None` when no rejected response
+/// (score < `rejected_below`) yields one.
+pub fn wrong_answer(
+    rule: WrongAnswer,
+    rejected_below: f32,
+    group: &TeacherGroup<'_>,
+) -> Option<String> {
+    let verdicts: &[Verdict] = group.verdicts;
+    let rejected = (0..verdicts.len()).filter(|&i| verdicts[i].score < rejected_below);
+    match rule {
+        WrongAnswer::MostFrequent => {
+            // (answer, count, lowest score, first index)
+            let mut tally: Vec<(&str, usize, f32, usize)> = Vec::new();
+            for i in rejected {
+                // Only an answer the verifier could parse is a wrong answer: unparsable text
+                // after the answer marker is no answer at all.
+                let Some(answer) = verdicts[i]
+                    .extracted
+                    .as_deref()
+                    .filter(|a| !a.trim().is_empty() && verdicts[i].parsed)
+                else {
+                    continue;
+                };
+                match tally.iter_mut().find(|(a, ..)| *a == answer) {
+                    Some(entry) => {
+                        entry.1 += 1;
+                        entry.2 = entry.2.min(verdicts[i].score);
+                    }
+                    None => tally.push((answer, 1, verdicts[i].score, i)),
+                }
+            }
+            tally
+                .into_iter()
+                .min_by(|a, b| b.1.cmp(&a.1).then(a.2.total_cmp(&b.2)).then(a.3.cmp(&b.3)))
+                .map(|(answer, ..)| answer.to_string())
+        }
+        // The reference: `extract_boxed_content(text) or text[:50]`, where a missing box is
+        // the string "None" and an empty one falls back to the text; blank → the gold answer
+        // (no wrong answer).
+        WrongAnswer::LowestScore => rejected
+            .min_by(|&a, &b| {
+                verdicts[a]
+                    .score
+                    .total_cmp(&verdicts[b].score)
+                    .then(a.cmp(&b))
+            })
+            .map(|i| match verdicts[i].extracted.as_deref() {
+                None => "None".to_string(),
+                Some("") => group.responses[i].chars().take(50).collect(),
+                Some(answer) => answer.to_string(),
+            })
+            .filter(|answer| !answer.trim().is_empty()),
+    }
+}
+
 impl Objective for Cepo {
     fn name(&self) -> &str {
         "cepo"
     }
 
     fn needs(&self) -> Needs {
-        let rule = match self.config.wrong_answer {
-            WrongAnswer::MostFrequent => WrongAnswerRule::MostFrequent,
-            WrongAnswer::LowestScore => WrongAnswerRule::LowestScore,
-        };
         let teacher = |context| TeacherPass {
             context,
             weights: TeacherWeights::Current,
@@ -186,7 +252,7 @@ impl Objective for Cepo {
         Needs {
             teachers: vec![
                 teacher(TeacherContext::GoldAnswer),
-                teacher(TeacherContext::WrongAnswer(rule)),
+                teacher(TeacherContext::WrongAnswer),
             ],
             // ℓ^old is read only by the loss.
             credit_without_old_logprobs: true,
@@ -194,17 +260,31 @@ impl Objective for Cepo {
         }
     }
 
-    /// The teachers matter only while λ > 0 (the reference skips them after that), and only
-    /// for rows whose advantage is not 0 (`reweight` keeps `Â = 0` whatever they say).
-    fn teacher_rows(&self, step: usize, rewards: &[f32], group_ids: &[usize]) -> Vec<bool> {
+    /// Pass 0 reads the gold answer, pass 1 the group's wrong answer. Only rows whose `Â` the
+    /// teachers can change are scored: none while λ = 0, none with `A_i = 0`, none of a group
+    /// without a wrong answer (there `Δ = 0` by construction).
+    fn teacher_rows(
+        &self,
+        step: usize,
+        pass: usize,
+        group: &TeacherGroup<'_>,
+    ) -> Result<Vec<TeacherRow>> {
         let c = &self.config;
-        if cepo_lambda(c.lambda, c.decay_steps, c.lambda_schedule, step) == 0.0 {
-            return vec![false; rewards.len()];
-        }
-        group_advantages(rewards, group_ids, c.norm_adv_by_std, c.adv_eps)
-            .iter()
-            .map(|&a| a != 0.0)
-            .collect()
+        let wrong = wrong_answer(c.wrong_answer, c.rejected_below, group);
+        let lambda = cepo_lambda(c.lambda, c.decay_steps, c.lambda_schedule, step);
+        let row = match (pass, &wrong) {
+            (0, _) => TeacherRow::hinted(Hint::Answer(group.problem.answer.clone())),
+            (_, Some(answer)) => TeacherRow::hinted(Hint::Answer(answer.clone())),
+            (_, None) => TeacherRow::plain(),
+        };
+        let live = lambda > 0.0 && wrong.is_some();
+        Ok(scored_where_advantage_moves(
+            row,
+            live,
+            group,
+            c.norm_adv_by_std,
+            c.adv_eps,
+        ))
     }
 
     fn aggregation(&self) -> Aggregation {
@@ -229,6 +309,10 @@ impl Objective for Cepo {
             lambda,
             c.eps_w as f64,
             |i, t, sign| {
+                // Without a wrong answer the two contexts are the same: Δ = 0.
+                if !negative.has_hint[i] {
+                    return 0.0;
+                }
                 sign * evidence_delta(positive.logprobs.get(i, t), negative.logprobs.get(i, t))
             },
         );
@@ -301,6 +385,7 @@ mod tests {
             max_new_tokens: 4,
             group_size: 2,
             steps: 30,
+            temperature: 1.0,
             evaluation: false,
         }
     }
@@ -560,6 +645,40 @@ mod tests {
         assert!(adv[0] != a0(), "the weighting is active");
     }
 
+    fn verdict(score: f32, extracted: Option<&str>) -> Verdict {
+        Verdict {
+            score,
+            correct: score >= 1.0,
+            extracted: extracted.map(str::to_string),
+            parsed: extracted.is_some(),
+            reason: String::new(),
+        }
+    }
+
+    fn problem() -> zoo_core::Problem {
+        zoo_core::Problem {
+            prompt: "1+1".into(),
+            answer: "2".into(),
+            solution: "1+1=2".into(),
+        }
+    }
+
+    /// `teacher_rows` of `objective` for one group of `verdicts`, per pass.
+    fn rows(objective: &dyn Objective, step: usize, verdicts: &[Verdict]) -> [Vec<TeacherRow>; 2] {
+        let problem = problem();
+        let responses: Vec<String> = (0..verdicts.len()).map(|i| format!("text {i}")).collect();
+        let group = TeacherGroup {
+            problem: &problem,
+            responses: &responses,
+            verdicts,
+        };
+        [0, 1].map(|pass| objective.teacher_rows(step, pass, &group).unwrap())
+    }
+
+    fn scored(rows: &[TeacherRow]) -> Vec<bool> {
+        rows.iter().map(|r| r.scored).collect()
+    }
+
     #[test]
     fn teacher_passes_are_skipped_exactly_when_lambda_is_zero_and_change_nothing() {
         let cepo = CepoConfig {
@@ -568,17 +687,22 @@ mod tests {
         }
         .build(&context())
         .unwrap();
-        // Rewards of two groups: mixed (A ≠ 0), then uniform (A = 0).
-        let (rewards, groups) = ([1.0, 0.0, 1.0, 1.0], [0, 0, 1, 1]);
-        let rows: Vec<Vec<bool>> = (1..=5)
-            .map(|s| cepo.teacher_rows(s, &rewards, &groups))
-            .collect();
-        let mixed = vec![true, true, false, false];
-        assert_eq!(rows[..3], [mixed.clone(), mixed.clone(), mixed]);
-        assert_eq!(rows[3..], [vec![false; 4], vec![false; 4]]);
+        let mixed = [verdict(1.0, Some("2")), verdict(0.0, Some("3"))];
+        let uniform = [verdict(1.0, Some("2")), verdict(1.0, Some("2"))];
+        for step in 1..=5 {
+            let live = step <= 3;
+            for pass in rows(cepo.as_ref(), step, &mixed) {
+                assert_eq!(scored(&pass), [live, live], "step {step}");
+            }
+            // A = 0 (and no wrong answer): never scored.
+            for pass in rows(cepo.as_ref(), step, &uniform) {
+                assert_eq!(scored(&pass), [false, false], "step {step}");
+            }
+        }
+        // A constant λ keeps them.
         assert_eq!(
-            constant(LAMBDA).teacher_rows(100, &rewards, &groups),
-            [true, true, false, false]
+            scored(&rows(constant(LAMBDA).as_ref(), 100, &mixed)[1]),
+            [true; 2]
         );
         // At λ = 0 the unscored rows' zeros give the advantages the real teachers give.
         let credit = |pos: &[f32], neg: &[f32], scored: bool| {
@@ -602,6 +726,167 @@ mod tests {
         let real = credit(&[-0.2, -3.0, -1.5, -0.1], &[-2.0, -0.3, -0.9, -4.0], true);
         assert_eq!(real, credit(&[0.0; 4], &[0.0; 4], false));
         assert_eq!(real.data, [a0(), a0(), -a0(), -a0()]);
+    }
+
+    #[test]
+    fn a_group_without_a_wrong_answer_has_zero_delta_by_construction() {
+        let objective = constant(LAMBDA);
+        // Mixed rewards, but the rejected response has no parsed answer.
+        let group = [verdict(1.0, Some("2")), verdict(0.0, None)];
+        let [positive, negative] = rows(objective.as_ref(), 1, &group);
+        assert_eq!(scored(&positive), [false, false]);
+        assert_eq!(scored(&negative), [false, false]);
+        assert!(negative.iter().all(|r| !r.has_hint));
+        // Whatever the (unscored) teacher rows hold, the credit is GRPO's.
+        let no_hint = |data: &[f32]| TeacherScores {
+            has_hint: vec![false; 2],
+            scored: vec![false; 2],
+            ..scores(m(2, data))
+        };
+        let credit = objective
+            .credit(&CreditInput {
+                step: 1,
+                rewards: &[1.0, 0.0],
+                correct: &[true, false],
+                group_ids: &[0, 0],
+                mask: &m(2, &[1.0; 4]),
+                old_logprobs: &m(2, &[-1.0; 4]),
+                ref_logprobs: None,
+                teachers: &[
+                    scores(m(2, &[-0.1, -5.0, -0.2, -3.0])),
+                    no_hint(&[-4.0, -0.1, -3.0, -0.2]),
+                ],
+            })
+            .unwrap();
+        assert_eq!(credit.advantages.data, [a0(), a0(), -a0(), -a0()]);
+        // With a wrong answer both passes read the group, with their own hints.
+        let group = [verdict(1.0, Some("2")), verdict(0.0, Some("3"))];
+        let [positive, negative] = rows(objective.as_ref(), 1, &group);
+        assert_eq!(positive[1].hint, Some(Hint::Answer("2".into())));
+        assert_eq!(negative[1].hint, Some(Hint::Answer("3".into())));
+        assert!(
+            positive
+                .iter()
+                .chain(&negative)
+                .all(|r| r.scored && r.has_hint)
+        );
+    }
+
+    #[test]
+    fn the_rejected_threshold_is_the_configured_one() {
+        let group = [verdict(1.0, Some("2")), verdict(0.6, Some("3"))];
+        let problem = problem();
+        let responses = vec!["a".to_string(), "b".to_string()];
+        let view = TeacherGroup {
+            problem: &problem,
+            responses: &responses,
+            verdicts: &group,
+        };
+        assert_eq!(wrong_answer(WrongAnswer::MostFrequent, 0.5, &view), None);
+        assert_eq!(
+            wrong_answer(WrongAnswer::MostFrequent, 0.7, &view).as_deref(),
+            Some("3")
+        );
+        let bad = CepoConfig {
+            rejected_below: f32::NAN,
+            ..CepoConfig::default()
+        };
+        let error = bad.build(&context()).err().expect("NaN is refused");
+        assert!(error.to_string().contains("rejected_below"), "{error}");
+    }
+
+    #[test]
+    fn wrong_answer_is_the_most_frequent_extracted_one() {
+        let verdicts = [
+            verdict(1.0, Some("42")),
+            verdict(0.0, Some("41")),
+            verdict(0.0, None),
+            verdict(0.0, Some("43")),
+            verdict(0.0, Some("43")),
+            verdict(0.2, Some("41")),
+        ];
+        let problem = problem();
+        let pick = |rule, members: &[usize]| {
+            let verdicts: Vec<Verdict> = members.iter().map(|&i| verdicts[i].clone()).collect();
+            let responses: Vec<String> = members.iter().map(|i| format!("text {i}")).collect();
+            let group = TeacherGroup {
+                problem: &problem,
+                responses: &responses,
+                verdicts: &verdicts,
+            };
+            wrong_answer(rule, 0.5, &group)
+        };
+        // 41 and 43 both appear twice; 43's lowest score (0.0) ties 41's (0.0): first wins.
+        assert_eq!(
+            pick(WrongAnswer::MostFrequent, &[0, 1, 2, 3, 4, 5]).as_deref(),
+            Some("41")
+        );
+        assert_eq!(
+            pick(WrongAnswer::MostFrequent, &[0, 3, 4, 5]).as_deref(),
+            Some("43")
+        );
+        // Ties on count: the lower score wins.
+        assert_eq!(
+            pick(WrongAnswer::MostFrequent, &[5, 3]).as_deref(),
+            Some("43")
+        );
+        // Only correct or answer-less rejected responses: no wrong answer.
+        assert_eq!(pick(WrongAnswer::MostFrequent, &[0, 2]), None);
+        // The reference rule: the lowest score, first on ties; no extracted answer gives the
+        // reference's literal "None".
+        assert_eq!(
+            pick(WrongAnswer::LowestScore, &[0, 2, 3]).as_deref(),
+            Some("None")
+        );
+        assert_eq!(
+            pick(WrongAnswer::LowestScore, &[5, 3]).as_deref(),
+            Some("43")
+        );
+        assert_eq!(pick(WrongAnswer::LowestScore, &[0]), None);
+    }
+
+    #[test]
+    fn an_unparsed_answer_is_no_wrong_answer() {
+        let unparsed = Verdict {
+            parsed: false,
+            ..verdict(0.0, Some("4x"))
+        };
+        let problem = problem();
+        let responses = ["a".to_string(), "b".to_string(), "c".to_string()];
+        let verdicts = [unparsed.clone(), unparsed, verdict(0.0, Some("44"))];
+        let group = |n: usize| TeacherGroup {
+            problem: &problem,
+            responses: &responses[..n],
+            verdicts: &verdicts[..n],
+        };
+        assert_eq!(
+            wrong_answer(WrongAnswer::MostFrequent, 0.5, &group(3)).as_deref(),
+            Some("44")
+        );
+        assert_eq!(
+            wrong_answer(WrongAnswer::MostFrequent, 0.5, &group(2)),
+            None
+        );
+        // The reference rule takes the extracted text as it is; an empty box falls back to
+        // the response's first 50 characters.
+        assert_eq!(
+            wrong_answer(WrongAnswer::LowestScore, 0.5, &group(2)).as_deref(),
+            Some("4x")
+        );
+        let empty = [Verdict {
+            extracted: Some(String::new()),
+            ..verdict(0.0, None)
+        }];
+        let long = ["y".repeat(80)];
+        let view = TeacherGroup {
+            problem: &problem,
+            responses: &long,
+            verdicts: &empty,
+        };
+        assert_eq!(
+            wrong_answer(WrongAnswer::LowestScore, 0.5, &view),
+            Some("y".repeat(50))
+        );
     }
 
     #[test]

@@ -295,11 +295,15 @@ impl Objective for Disco {
             host(kl.clone().detach().mul(mask).sum().reshape([1, 1]))[0] as f64 / tokens;
         let coefficient = (c.beta as f64 * (divergence - c.delta as f64)).max(0.0);
         let mean = |sum: f64, n: usize| if n == 0 { 0.0 } else { sum / n as f64 };
+        let pg_loss = scalar.clone().detach().into_scalar::<f64>();
+        let penalty = kl.mul_scalar(coefficient as f32);
         LossTerms {
-            per_token: kl.mul_scalar(coefficient as f32),
+            per_token: penalty.clone(),
             scalar: Some(scalar),
+            parts: vec![("disco/penalty_loss", penalty)],
             token_metrics: Vec::new(),
             metrics: vec![
+                ("actor/pg_loss", pg_loss),
                 ("disco/kl", divergence),
                 (
                     "disco/penalty_active",
@@ -332,6 +336,7 @@ mod tests {
                 max_new_tokens: 3,
                 group_size: 4,
                 steps: 1,
+                temperature: 1.0,
                 evaluation: true,
             })
             .unwrap()

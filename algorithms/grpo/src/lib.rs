@@ -16,8 +16,17 @@
 //! # Differences from the reference
 //! None in the math. A group whose rewards are all equal gets `A = 0` exactly, even where
 //! `mean` would round (e.g. three rewards of 0.1); a group of one response uses `μ = 0, σ = 1`
-//! as verl does. Constant-normalizer aggregation (`loss_agg = "constant"`) divides by
-//! `loss_scale`, defaulting to the response length cap (verl's `loss_scale_factor` default).
+//! as verl does.
+//!
+//! Dr.GRPO's constant normalizer comes in the two conventions its implementations use, both
+//! with `loss_scale` defaulting to the response length cap `L_max`:
+//! - `loss_agg = "constant"`: `Σ m·loss / L_max` over the mini-batch, verl's
+//!   `seq-mean-token-sum-norm` (`loss_scale_factor`, default the response length);
+//! - `loss_agg = "constant-per-sequence"`: `Σ m·loss / (B·L_max)` with `B` the mini-batch's
+//!   rows, TRL's `loss_type = "dr_grpo"` (`per_token_loss.size(0) * max_completion_length`).
+//!
+//! They differ by the factor `B`, which only rescales the gradient (with AdamW, nearly a
+//! no-op; with SGD, the learning rate).
 //!
 //! # Known problems
 //! The std normalization up-weights groups with few or many correct responses relative to
@@ -50,8 +59,10 @@ pub enum LossAgg {
     SeqMeanTokenMean,
     /// Mean over sequences of each sequence's token sum.
     SeqMeanTokenSum,
-    /// `Σ m·loss / loss_scale` (Dr.GRPO).
+    /// `Σ m·loss / loss_scale` (Dr.GRPO as verl computes it).
     Constant,
+    /// `Σ m·loss / (rows · loss_scale)` over the mini-batch (Dr.GRPO as TRL computes it).
+    ConstantPerSequence,
 }
 
 impl LossAgg {
@@ -67,14 +78,18 @@ impl LossAgg {
             LossAgg::TokenMean => Aggregation::TokenMean,
             LossAgg::SeqMeanTokenMean => Aggregation::SeqMeanTokenMean,
             LossAgg::SeqMeanTokenSum => Aggregation::SeqMeanTokenSum,
-            LossAgg::Constant => {
+            LossAgg::Constant | LossAgg::ConstantPerSequence => {
                 let scale = loss_scale.unwrap_or(max_new_tokens as f32);
                 if scale.is_nan() || scale <= 0.0 {
                     return Err(Error::Config(format!(
                         "{algo}: `loss_scale` must be positive, got {scale}"
                     )));
                 }
-                Aggregation::Constant(scale)
+                if self == LossAgg::Constant {
+                    Aggregation::Constant(scale)
+                } else {
+                    Aggregation::ConstantPerSequence(scale)
+                }
             }
         })
     }
@@ -104,7 +119,8 @@ pub struct GrpoConfig {
     pub clip_dual: f32,
     /// Aggregation mode.
     pub loss_agg: LossAgg,
-    /// The constant normalizer of `loss_agg = "constant"`; default: the response length cap.
+    /// The constant normalizer of `loss_agg = "constant"` and `"constant-per-sequence"`;
+    /// default: the response length cap.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub loss_scale: Option<f32>,
     /// Divide by the group std (false: Dr.GRPO).
@@ -278,7 +294,7 @@ impl Objective for Grpo {
         );
         if let (Some(reference), true) = (input.ref_logprobs, c.kl_coef > 0.0) {
             let kl = kl_penalty(input.logprobs, reference, c.kl_estimator);
-            terms.token_metrics.push(("actor/kl_loss", kl.clone()));
+            terms.parts.push(("actor/kl_loss", kl.clone()));
             terms.per_token = terms.per_token.add(kl.mul_scalar(c.kl_coef));
         }
         terms
@@ -330,8 +346,8 @@ pub fn advantage_metrics(prefix: &str, advantages: &[f32]) -> Vec<(String, f64)>
     ]
 }
 
-/// The PPO-clip token loss of §0.3 with dual clip, and its diagnostics
-/// (`actor/pg_clipfrac`, `actor/pg_clipfrac_lower`, `actor/ppo_kl`).
+/// The PPO-clip token loss of §0.3 with dual clip (reported as `actor/pg_loss`), and its
+/// diagnostics (`actor/pg_clipfrac`, `actor/pg_clipfrac_lower`, `actor/ppo_kl`).
 ///
 /// Shapes: every input `[b, t]`; returns `[b, t]` terms.
 pub fn ppo_clip_loss(
@@ -357,8 +373,9 @@ pub fn ppo_clip_loss(
     let clipfrac = clipped.greater(unclipped).float();
     let clipfrac_lower = clip_loss.greater(dual_bound).bool_and(negative).float();
     LossTerms {
-        per_token: pg_loss,
+        per_token: pg_loss.clone(),
         scalar: None,
+        parts: vec![("actor/pg_loss", pg_loss)],
         token_metrics: vec![
             ("actor/pg_clipfrac", clipfrac),
             ("actor/pg_clipfrac_lower", clipfrac_lower),
@@ -409,6 +426,7 @@ mod tests {
                 max_new_tokens: 10,
                 group_size: 8,
                 steps: 1,
+                temperature: 1.0,
                 evaluation: false,
             })
             .unwrap()
@@ -597,6 +615,7 @@ mod tests {
                 max_new_tokens: 10,
                 group_size: 8,
                 steps: 1,
+                temperature: 1.0,
                 evaluation: false,
             })
             .err()

@@ -237,6 +237,7 @@ impl Objective for Opsd {
         LossTerms {
             per_token: divergence.clone(),
             scalar: None,
+            parts: Vec::new(),
             token_metrics: vec![("opsd/divergence", divergence)],
             metrics: Vec::new(),
         }
@@ -268,6 +269,7 @@ mod tests {
             max_new_tokens: 1,
             group_size: 1,
             steps: 1,
+            temperature: 1.0,
             evaluation: true,
         })
         .unwrap()

@@ -2,31 +2,53 @@
 //!
 //! # What it computes (`algorithms.md` §4)
 //! Credit: the GRPO advantage `A_i` (§1), then per token
-//! `Δ_t = ℓ^T_t − ℓ^old_t` (teacher: the same weights with the gold answer in the context),
+//! `Δ_t = ℓ^T_t − ℓ^old_t` (teacher: the policy with the gold answer in the context),
 //! `w_t = exp(clamp(sign(A_i)·Δ_t, ±20))` and
 //! `Â_{i,t} = A_i·[(1 − λ) + λ·clip(w_t, 1 − ε_w, 1 + ε_w)]·m_{i,t}`.
 //! Loss: the PPO-clip token loss (§0.3), token-mean.
-//! Schedule: `λ_s = λ0·(1 − s/T)` for steps `s < T` (s starts at 1), then 0.
+//! Schedule: constant λ, or `λ_s = λ0·(1 − s/T)` for steps `s < T` (s starts at 1), then 0.
 //!
-//! # Defaults and their source
-//! Decision 4: λ0 = 0.5, ε_w = 0.2, T = 25 (the CEPO repository's `rlsd.sh`; the config
-//! default is 50), sign per token, exponent clamped to ±20. Clip 0.2/0.28 and dual clip 3 as in
-//! the same repository's scripts.
+//! # Two settings, both documented
+//! - `algo = "rlsd"`: the authors' code (`iie-ycx/RLSD`, `opsd_config.py`,
+//!   `dp_opsd_actor.py::_build_stgca_advantages`, `rlsd_train.sh`). λ = 0.5 held constant
+//!   (their config's `rlsd_lambda_decay_steps = 0`; the released script decays over 60 steps:
+//!   `lambda_schedule = "linear"`, `decay_steps = 60`), ε_w = 0.2, the teacher is the frozen
+//!   initial model (`freeze_teacher_model`), which reads the gold answer as a reference solution
+//!   (`teacher = "initial"`, `hint = "reference-solution"`), PPO clip 0.2/0.28, dual clip 3,
+//!   token-mean.
+//! - `algo = "rlsd-cepo"`: the RLSD baseline of CEPO's repository (decision 4): λ0 = 0.5
+//!   decaying over T = 25 steps (`rlsd.sh`), the teacher is the current policy `θ_old` with the
+//!   gold answer appended (`teacher = "current"`, `hint = "answer"`), the same clips. Every
+//!   field is the same as `rlsd`'s; only the defaults differ.
 //!
-//! # Differences from the reference
-//! `A_i = 0` gives `Â = 0` before any exponential (the reference would compute `0·w`, which is
-//! NaN when a teacher log-prob is −∞).
+//! # Differences from the references
+//! - `A_i = 0` gives `Â = 0` before any exponential, and `Δ` is NaN-guarded as CEPO's is (a
+//!   token both the teacher and `ℓ^old` rule out counts as agreement); the references compute
+//!   `0·w`, NaN when a teacher log-prob is −∞.
+//! - The exponent is clamped to ±20 before `exp` (CEPO's repository); the authors' code does
+//!   not clamp. Both clip the weight to `[1 − ε_w, 1 + ε_w]` next, so only overflow differs.
+//! - The authors compute `Δ` against the current policy's log-probs inside the update; zoo
+//!   against `ℓ^old`. Equal with one optimizer step per rollout batch (their setup).
+//! - The authors' script re-syncs the frozen teacher from the actor every 20 steps
+//!   (`rlsd_teacher_sync_interval`); zoo's initial teacher stays frozen (no periodic
+//!   snapshot teacher yet), as their config's default does.
+//! - The reference-solution wording is the task's (`Hint::Solution`); the authors' template
+//!   ("Here is a reference solution: … please try to solve this problem using your own
+//!   approach") also asks for `<thought>`/`<answer>` tags, a format zoo's tasks do not use.
+//! - The teacher scores only rows whose `Â` it can change (none once λ = 0, none with
+//!   `A_i = 0`); the references score every row. Value-equivalent.
 //!
 //! # References
-//! "Self-Distilled RLVR" (arXiv 2604.03128) Algorithm 1; ahmedheakl/CEPO
+//! "Self-Distilled RLVR" (arXiv 2604.03128); iie-ycx/RLSD; ahmedheakl/CEPO
 //! `verl/trainer/core_algos.py::apply_rlsd_reweighting`.
 
 use serde::{Deserialize, Serialize};
 use zoo_core::objective::BuildContext;
 use zoo_core::registry::AlgorithmEntry;
 use zoo_core::{
-    Aggregation, Credit, CreditInput, Error, LossInput, LossTerms, Needs, Objective,
-    ObjectiveConfig, Result, TeacherContext, TeacherPass, TeacherWeights, TokenMatrix,
+    Aggregation, Credit, CreditInput, Error, Hint, LossInput, LossTerms, Needs, Objective,
+    ObjectiveConfig, Result, TeacherContext, TeacherGroup, TeacherPass, TeacherRow, TeacherWeights,
+    TokenMatrix,
 };
 use zoo_grpo::{Clip, LossAgg, advantage_metrics, group_advantages, ppo_clip_loss};
 
@@ -44,18 +66,43 @@ pub enum LambdaSchedule {
     Constant,
 }
 
-/// RLSD's configuration; defaults per decision 4.
+/// Which weights score the teacher pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RlsdTeacher {
+    /// The frozen initial policy (the authors').
+    Initial,
+    /// The policy that generated the batch, `θ_old` (CEPO's repository).
+    Current,
+}
+
+/// How the teacher reads the gold answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RlsdHint {
+    /// As a reference solution (the authors').
+    ReferenceSolution,
+    /// As the answer (CEPO's repository).
+    Answer,
+}
+
+/// RLSD's configuration. [`Default`] is the authors' setting (`algo = "rlsd"`);
+/// [`RlsdConfig::cepo_repository`] the CEPO repository's baseline (`algo = "rlsd-cepo"`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RlsdConfig {
-    /// `λ0`, the weight of the teacher term at the start.
+    /// `λ0`, the weight of the teacher term (at the start, with a decaying schedule).
     pub lambda: f32,
     /// `ε_w`, the clip range of the per-token weight.
     pub eps_w: f32,
-    /// `T_decay`, the steps over which λ decays.
+    /// `T_decay`, the steps over which a linear schedule takes λ to 0.
     pub decay_steps: usize,
     /// The λ schedule.
     pub lambda_schedule: LambdaSchedule,
+    /// Which weights score the teacher.
+    pub teacher: RlsdTeacher,
+    /// How the teacher reads the gold answer.
+    pub hint: RlsdHint,
     /// `ε_low` of the PPO clip.
     pub clip_low: f32,
     /// `ε_high` of the PPO clip.
@@ -71,18 +118,35 @@ pub struct RlsdConfig {
 }
 
 impl Default for RlsdConfig {
+    /// The authors' defaults (`iie-ycx/RLSD`).
     fn default() -> Self {
         Self {
             lambda: 0.5,
             eps_w: 0.2,
-            decay_steps: 25,
-            lambda_schedule: LambdaSchedule::Linear,
+            decay_steps: 60,
+            lambda_schedule: LambdaSchedule::Constant,
+            teacher: RlsdTeacher::Initial,
+            hint: RlsdHint::ReferenceSolution,
             clip_low: 0.2,
             clip_high: 0.28,
             clip_dual: 3.0,
             loss_agg: LossAgg::TokenMean,
             norm_adv_by_std: true,
             adv_eps: 1e-6,
+        }
+    }
+}
+
+impl RlsdConfig {
+    /// The RLSD baseline of CEPO's repository (decision 4): λ decaying over 25 steps, the
+    /// current policy as the teacher, the gold answer appended.
+    pub fn cepo_repository() -> Self {
+        Self {
+            decay_steps: 25,
+            lambda_schedule: LambdaSchedule::Linear,
+            teacher: RlsdTeacher::Current,
+            hint: RlsdHint::Answer,
+            ..Self::default()
         }
     }
 }
@@ -97,9 +161,8 @@ pub fn validate_weighting(algo: &str, lambda: f32, eps_w: f32, decay_steps: usiz
     Ok(())
 }
 
-#[typetag::serde(name = "rlsd")]
-impl ObjectiveConfig for RlsdConfig {
-    fn build(&self, context: &BuildContext) -> Result<Box<dyn Objective>> {
+impl RlsdConfig {
+    fn build_rlsd(&self, context: &BuildContext) -> Result<Box<dyn Objective>> {
         validate_weighting("rlsd", self.lambda, self.eps_w, self.decay_steps)?;
         let clip = Clip {
             low: self.clip_low,
@@ -123,11 +186,59 @@ impl ObjectiveConfig for RlsdConfig {
     }
 }
 
+#[typetag::serde(name = "rlsd")]
+impl ObjectiveConfig for RlsdConfig {
+    fn build(&self, context: &BuildContext) -> Result<Box<dyn Objective>> {
+        self.build_rlsd(context)
+    }
+}
+
+/// `algo = "rlsd-cepo"`: [`RlsdConfig`] with [`RlsdConfig::cepo_repository`]'s defaults for the
+/// fields a config leaves out.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(transparent)]
+pub struct RlsdCepoConfig(pub RlsdConfig);
+
+impl<'de> Deserialize<'de> for RlsdCepoConfig {
+    /// The given fields over the CEPO repository's defaults, checked as `rlsd`'s are.
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let given = serde_json::Map::<String, serde_json::Value>::deserialize(deserializer)?;
+        let mut merged = match serde_json::to_value(RlsdConfig::cepo_repository()) {
+            Ok(serde_json::Value::Object(map)) => map,
+            _ => unreachable!("RlsdConfig serializes to a map"),
+        };
+        merged.extend(given);
+        serde_json::from_value(serde_json::Value::Object(merged))
+            .map(Self)
+            .map_err(D::Error::custom)
+    }
+}
+
+#[typetag::serde(name = "rlsd-cepo")]
+impl ObjectiveConfig for RlsdCepoConfig {
+    fn build(&self, context: &BuildContext) -> Result<Box<dyn Objective>> {
+        self.0.build_rlsd(context)
+    }
+}
+
 zoo_core::inventory::submit! {
     AlgorithmEntry {
         name: "rlsd",
-        summary: "GRPO credit re-weighted by a gold-answer self-teacher (RLSD; CEPO repo)",
+        summary: "GRPO credit re-weighted by a frozen gold-answer self-teacher (RLSD, the authors' defaults)",
         default_config: || Box::new(RlsdConfig::default()),
+        origin: "zoo-rlsd",
+        run_defaults: "",
+    }
+}
+
+zoo_core::inventory::submit! {
+    AlgorithmEntry {
+        name: "rlsd-cepo",
+        summary: "RLSD as CEPO's repository runs it: decaying λ, the current policy as teacher",
+        default_config: || Box::new(RlsdCepoConfig(RlsdConfig::cepo_repository())),
         origin: "zoo-rlsd",
         run_defaults: "",
     }
@@ -202,32 +313,75 @@ pub fn reweight(
     (out, dev_sum / count, clipped as f64 / count)
 }
 
+/// `row` for every response of `group`, scored only where a teacher can change `Â`: when
+/// `live` (λ > 0, and whatever else the objective needs) and the response's GRPO advantage is
+/// not 0 (`reweight` keeps `Â = 0` there whatever the teacher says). Shared with CEPO.
+pub fn scored_where_advantage_moves(
+    row: TeacherRow,
+    live: bool,
+    group: &TeacherGroup<'_>,
+    norm_adv_by_std: bool,
+    adv_eps: f32,
+) -> Vec<TeacherRow> {
+    let rewards = group.rewards();
+    let one_group = vec![0; rewards.len()];
+    group_advantages(&rewards, &one_group, norm_adv_by_std, adv_eps)
+        .iter()
+        .map(|&a| {
+            if live && a != 0.0 {
+                row.clone()
+            } else {
+                row.clone().unscored()
+            }
+        })
+        .collect()
+}
+
 impl Objective for Rlsd {
     fn name(&self) -> &str {
         "rlsd"
     }
 
     fn needs(&self) -> Needs {
+        let (context, weights) = match (self.config.hint, self.config.teacher) {
+            (RlsdHint::ReferenceSolution, teacher) => (TeacherContext::Solution, teacher),
+            (RlsdHint::Answer, teacher) => (TeacherContext::GoldAnswer, teacher),
+        };
         Needs {
             teachers: vec![TeacherPass {
-                context: TeacherContext::GoldAnswer,
-                weights: TeacherWeights::Current,
+                context,
+                weights: match weights {
+                    RlsdTeacher::Initial => TeacherWeights::Initial,
+                    RlsdTeacher::Current => TeacherWeights::Current,
+                },
                 logits: false,
             }],
             ..Needs::default()
         }
     }
 
-    /// The teacher matters only while λ > 0, and only for rows whose advantage is not 0.
-    fn teacher_rows(&self, step: usize, rewards: &[f32], group_ids: &[usize]) -> Vec<bool> {
+    /// The gold answer, as a reference solution or as the answer; scored only where it can
+    /// change `Â`: while λ > 0, on rows with `A_i ≠ 0`.
+    fn teacher_rows(
+        &self,
+        step: usize,
+        _pass: usize,
+        group: &TeacherGroup<'_>,
+    ) -> Result<Vec<TeacherRow>> {
         let c = &self.config;
-        if rlsd_lambda(c.lambda, c.decay_steps, c.lambda_schedule, step) == 0.0 {
-            return vec![false; rewards.len()];
-        }
-        group_advantages(rewards, group_ids, c.norm_adv_by_std, c.adv_eps)
-            .iter()
-            .map(|&a| a != 0.0)
-            .collect()
+        let answer = group.problem.answer.clone();
+        let row = TeacherRow::hinted(match c.hint {
+            RlsdHint::ReferenceSolution => Hint::Solution(answer),
+            RlsdHint::Answer => Hint::Answer(answer),
+        });
+        let live = rlsd_lambda(c.lambda, c.decay_steps, c.lambda_schedule, step) > 0.0;
+        Ok(scored_where_advantage_moves(
+            row,
+            live,
+            group,
+            c.norm_adv_by_std,
+            c.adv_eps,
+        ))
     }
 
     fn aggregation(&self) -> Aggregation {
@@ -252,7 +406,9 @@ impl Objective for Rlsd {
             lambda,
             c.eps_w as f64,
             |i, t, sign| {
+                // NaN (a token both rule out, −∞ − (−∞)) is agreement, as in CEPO.
                 let delta = teacher.get(i, t) as f64 - old.get(i, t) as f64;
+                let delta = if delta.is_nan() { 0.0 } else { delta };
                 (sign * delta).clamp(-20.0, 20.0)
             },
         );
@@ -320,11 +476,16 @@ mod tests {
     }
 
     fn rlsd() -> Box<dyn Objective> {
-        RlsdConfig::default()
+        build(RlsdConfig::default())
+    }
+
+    fn build(config: RlsdConfig) -> Box<dyn Objective> {
+        config
             .build(&BuildContext {
                 max_new_tokens: 2,
                 group_size: 2,
                 steps: 30,
+                temperature: 1.0,
                 evaluation: false,
             })
             .unwrap()
@@ -360,12 +521,124 @@ mod tests {
         // correct row's factor is (1−λ) + λ·e^0.1 and the wrong row's (1−λ) + λ·e^−0.1.
         let old = [-1.0; 4];
         let teacher = [-0.9; 4];
-        let adv = credit(rlsd().as_ref(), &teacher, &old, 1);
+        let adv = credit(
+            build(RlsdConfig::cepo_repository()).as_ref(),
+            &teacher,
+            &old,
+            1,
+        );
         let a = std::f64::consts::FRAC_1_SQRT_2;
         let lambda = 0.48;
         let up = (1.0 - lambda) + lambda * 0.1f64.exp();
         let down = (1.0 - lambda) + lambda * (-0.1f64).exp();
         assert_relative_eq!(adv.get(1, 0) as f64, a * up, epsilon = 1e-5);
         assert_relative_eq!(adv.get(0, 0) as f64, -a * down, epsilon = 1e-5);
+    }
+
+    #[test]
+    fn defaults_are_the_authors_and_rlsd_cepo_is_the_cepo_repository_baseline() {
+        let authors = RlsdConfig::default();
+        assert_eq!(authors.lambda_schedule, LambdaSchedule::Constant);
+        assert_eq!((authors.lambda, authors.eps_w), (0.5, 0.2));
+        assert_eq!((authors.clip_low, authors.clip_high), (0.2, 0.28));
+        let pass = rlsd().needs().teachers[0];
+        assert_eq!(pass.weights, TeacherWeights::Initial);
+        assert_eq!(pass.context, TeacherContext::Solution);
+        // λ stays 0.5: the teacher is read at any step.
+        let adv = credit(rlsd().as_ref(), &[-0.9; 4], &[-1.0; 4], 500);
+        assert!(adv.get(1, 0) as f64 > std::f64::consts::FRAC_1_SQRT_2);
+
+        // `algo = "rlsd-cepo"`: the CEPO repository's defaults under the fields given.
+        let parse = |text: &str| -> RlsdConfig {
+            let config: Box<dyn ObjectiveConfig> = serde_json::from_str(text).unwrap();
+            let value = serde_json::to_value(&config).unwrap();
+            serde_json::from_value(
+                value
+                    .as_object()
+                    .unwrap()
+                    .clone()
+                    .into_iter()
+                    .filter(|(k, _)| k != "algo")
+                    .collect(),
+            )
+            .unwrap()
+        };
+        assert_eq!(
+            parse(r#"{"algo": "rlsd-cepo"}"#),
+            RlsdConfig::cepo_repository()
+        );
+        let tuned = parse(r#"{"algo": "rlsd-cepo", "decay_steps": 10, "teacher": "initial"}"#);
+        assert_eq!(tuned.decay_steps, 10);
+        assert_eq!(tuned.teacher, RlsdTeacher::Initial);
+        assert_eq!(tuned.lambda_schedule, LambdaSchedule::Linear);
+        assert_eq!(tuned.hint, RlsdHint::Answer);
+        assert_eq!(parse(r#"{"algo": "rlsd"}"#), RlsdConfig::default());
+        // Unknown keys are refused under either name.
+        for algo in ["rlsd", "rlsd-cepo"] {
+            let text = format!(r#"{{"algo": "{algo}", "lamda": 0.3}}"#);
+            let error = serde_json::from_str::<Box<dyn ObjectiveConfig>>(&text).unwrap_err();
+            assert!(error.to_string().contains("lamda"), "{algo}: {error}");
+        }
+        let cepo = build(RlsdConfig::cepo_repository());
+        let pass = cepo.needs().teachers[0];
+        assert_eq!(pass.weights, TeacherWeights::Current);
+        assert_eq!(pass.context, TeacherContext::GoldAnswer);
+    }
+
+    #[test]
+    fn the_teacher_reads_the_gold_answer_in_the_configured_form_where_it_can_matter() {
+        let problem = zoo_core::Problem {
+            prompt: "p".into(),
+            answer: "7".into(),
+            solution: "long".into(),
+        };
+        let verdict = |score: f32| zoo_core::Verdict {
+            score,
+            correct: score >= 1.0,
+            extracted: None,
+            parsed: false,
+            reason: String::new(),
+        };
+        let responses = vec!["a".to_string(), "b".to_string()];
+        let rows = |objective: &dyn Objective, step: usize, verdicts: &[zoo_core::Verdict]| {
+            let group = TeacherGroup {
+                problem: &problem,
+                responses: &responses,
+                verdicts,
+            };
+            objective.teacher_rows(step, 0, &group).unwrap()
+        };
+        let mixed = [verdict(1.0), verdict(0.0)];
+        let authors = rows(rlsd().as_ref(), 1000, &mixed);
+        assert_eq!(authors[0].hint, Some(Hint::Solution("7".into())));
+        assert!(authors.iter().all(|r| r.scored));
+        let cepo = build(RlsdConfig::cepo_repository());
+        assert_eq!(
+            rows(cepo.as_ref(), 1, &mixed)[0].hint,
+            Some(Hint::Answer("7".into()))
+        );
+        // λ = 0 from step T = 25 on, and A = 0 rows: not scored.
+        assert!(rows(cepo.as_ref(), 25, &mixed).iter().all(|r| !r.scored));
+        assert!(
+            rows(rlsd().as_ref(), 1, &[verdict(1.0), verdict(1.0)])
+                .iter()
+                .all(|r| !r.scored)
+        );
+    }
+
+    #[test]
+    fn a_token_both_rule_out_counts_as_agreement() {
+        // ℓ^T = ℓ^old = −∞ on token 0: Δ is NaN, treated as 0 (weight 1), as CEPO does.
+        let inf = f32::NEG_INFINITY;
+        let adv = credit(
+            rlsd().as_ref(),
+            &[inf, -0.9, inf, -0.9],
+            &[inf, -1.0, inf, -1.0],
+            1,
+        );
+        assert!(adv.data.iter().all(|a| a.is_finite()), "{adv:?}");
+        let a = std::f64::consts::FRAC_1_SQRT_2;
+        assert_relative_eq!(adv.get(1, 0) as f64, a, max_relative = 1e-5);
+        assert_relative_eq!(adv.get(0, 0) as f64, -a, max_relative = 1e-5);
     }
 }

@@ -13,8 +13,10 @@
 //!
 //! # Defaults and their source
 //! Decision 9: α = 0.5, top-100 + tail, EMA rate 0.05, success threshold 0.5, IS clip 2
-//! (`sdpo.yaml`, `actor.yaml`, `run_sdpo_all.sh`). Log-probs at the sampling temperature
-//! (`temperature` = 1, the CPU world's).
+//! (`sdpo.yaml`, `actor.yaml`, `run_sdpo_all.sh`). The distillation temperature is the
+//! rollout temperature, as in the reference (verl divides every logit by
+//! `rollout.temperature`), so the distributions and the importance weight's log-probs use
+//! the same one; an explicit `temperature` that differs from `rollout.temperature` is refused.
 //!
 //! # Differences from the reference
 //! The demonstration is spliced into the task's hint slot (`[s:...]` in the CPU world) rather
@@ -25,13 +27,15 @@
 //! compute_self_distillation_loss`, `dp_actor.py::update_policy`, `_update_teacher`.
 
 use serde::{Deserialize, Serialize};
+use zoo_core::Hint;
 use zoo_core::burn::prelude::*;
 use zoo_core::burn::tensor::activation::log_softmax;
 use zoo_core::objective::BuildContext;
 use zoo_core::registry::AlgorithmEntry;
 use zoo_core::{
     Aggregation, Credit, CreditInput, Error, LossInput, LossTerms, Needs, Objective,
-    ObjectiveConfig, Result, TeacherContext, TeacherPass, TeacherWeights, TokenMatrix,
+    ObjectiveConfig, Result, TeacherContext, TeacherGroup, TeacherPass, TeacherRow, TeacherWeights,
+    TokenMatrix,
 };
 use zoo_opsd::{generalized_jsd, validate_divergence};
 
@@ -45,8 +49,9 @@ use zoo_opsd::{generalized_jsd, validate_divergence};
 pub struct SdpoConfig {
     /// `α` of the generalized JSD (0: forward KL, 1: reverse KL).
     pub jsd_beta: f32,
-    /// Temperature dividing both logits (set it to `rollout.temperature`).
-    pub temperature: f32,
+    /// Temperature dividing both logits; null: `rollout.temperature` (the only value the
+    /// importance weight's log-probs agree with, so any other is refused in training).
+    pub temperature: Option<f32>,
     /// The student's top-k tokens per position (null or 0: the full vocabulary, no tail).
     pub topk: Option<usize>,
     /// Add the exact tail bucket (false: renormalize over the top-k).
@@ -63,7 +68,7 @@ impl Default for SdpoConfig {
     fn default() -> Self {
         Self {
             jsd_beta: 0.5,
-            temperature: 1.0,
+            temperature: None,
             topk: Some(100),
             tail: true,
             is_clip: Some(2.0),
@@ -75,8 +80,15 @@ impl Default for SdpoConfig {
 
 #[typetag::serde(name = "sdpo")]
 impl ObjectiveConfig for SdpoConfig {
-    fn build(&self, _context: &BuildContext) -> Result<Box<dyn Objective>> {
-        validate_divergence("sdpo", self.jsd_beta, self.temperature)?;
+    fn build(&self, context: &BuildContext) -> Result<Box<dyn Objective>> {
+        let temperature = self.temperature.unwrap_or(context.temperature);
+        validate_divergence("sdpo", self.jsd_beta, temperature)?;
+        if !context.evaluation && temperature != context.temperature {
+            return Err(Error::Config(format!(
+                "sdpo: `temperature` = {temperature} differs from `rollout.temperature` = {}: the importance weight reads log-probs at the rollout temperature, so the distillation would mix two temperatures\nhint: remove `objective.temperature` (it follows the rollout), or set `rollout.temperature = {temperature}` too",
+                context.temperature
+            )));
+        }
         if !(self.ema_rate > 0.0 && self.ema_rate <= 1.0) {
             return Err(Error::Config(format!(
                 "sdpo: `ema_rate` must lie in (0, 1], got {}",
@@ -90,6 +102,7 @@ impl ObjectiveConfig for SdpoConfig {
         }
         Ok(Box::new(Sdpo {
             config: self.clone(),
+            temperature,
         }))
     }
 }
@@ -114,6 +127,8 @@ zoo_core::declare_plugin!();
 #[derive(Debug, Clone)]
 pub struct Sdpo {
     config: SdpoConfig,
+    /// The distillation temperature in effect.
+    temperature: f32,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -147,9 +162,7 @@ impl Objective for Sdpo {
     fn needs(&self) -> Needs {
         Needs {
             teachers: vec![TeacherPass {
-                context: TeacherContext::SuccessfulGroupMate {
-                    threshold: self.config.success_threshold,
-                },
+                context: TeacherContext::GroupResponse,
                 weights: TeacherWeights::Ema {
                     rate: self.config.ema_rate,
                 },
@@ -160,6 +173,27 @@ impl Objective for Sdpo {
             credit_without_old_logprobs: true,
             ..Needs::default()
         }
+    }
+
+    /// Each response's demonstration: the first other response of its group whose score
+    /// reaches `success_threshold` (`dont_reprompt_on_self_success`), as a solution; without
+    /// one, the plain prompt (the credit stage masks the row out).
+    fn teacher_rows(
+        &self,
+        _step: usize,
+        _pass: usize,
+        group: &TeacherGroup<'_>,
+    ) -> Result<Vec<TeacherRow>> {
+        let threshold = self.config.success_threshold;
+        Ok((0..group.responses.len())
+            .map(|i| {
+                (0..group.responses.len())
+                    .find(|&j| j != i && group.verdicts[j].score >= threshold)
+                    .map_or_else(TeacherRow::plain, |j| {
+                        TeacherRow::hinted(Hint::Solution(group.responses[j].clone()))
+                    })
+            })
+            .collect())
     }
 
     fn aggregation(&self) -> Aggregation {
@@ -203,8 +237,8 @@ impl Objective for Sdpo {
     fn token_divergence(&self, student: Tensor<3>, teacher: Tensor<3>) -> Option<Tensor<2>> {
         let c = &self.config;
         let teacher = teacher.detach();
-        let student = log_softmax(student.div_scalar(c.temperature), 2);
-        let teacher = log_softmax(teacher.div_scalar(c.temperature), 2);
+        let student = log_softmax(student.div_scalar(self.temperature), 2);
+        let teacher = log_softmax(teacher.div_scalar(self.temperature), 2);
         let vocab = student.dims()[2];
         let (student, teacher) = match c.topk.filter(|&k| k > 0) {
             // Indices from the student; the teacher is read at the same tokens.
@@ -243,6 +277,7 @@ impl Objective for Sdpo {
         LossTerms {
             per_token,
             scalar: None,
+            parts: Vec::new(),
             token_metrics: vec![("sdpo/divergence", divergence)],
             metrics: Vec::new(),
         }
@@ -269,6 +304,7 @@ mod tests {
                 max_new_tokens: 1,
                 group_size: 2,
                 steps: 1,
+                temperature: 1.0,
                 evaluation: true,
             })
             .unwrap()
@@ -408,5 +444,109 @@ mod tests {
             objective.needs().teachers[0].weights,
             TeacherWeights::Ema { rate: 0.05 }
         );
+    }
+
+    #[test]
+    fn rewards_become_the_self_distillation_mask_through_the_group_mates() {
+        // Verdicts → teacher rows (the demonstration rule) → has_hint → the credit's mask,
+        // the path the trainer takes. Group 0: one success; group 1: none; group 2: two.
+        let objective = sdpo(SdpoConfig::default());
+        let problem = zoo_core::Problem {
+            prompt: "p".into(),
+            answer: "4".into(),
+            solution: "2+2=4".into(),
+        };
+        let verdict = |score: f32| zoo_core::Verdict {
+            score,
+            correct: score >= 1.0,
+            extracted: None,
+            parsed: false,
+            reason: String::new(),
+        };
+        let groups = [[1.0, 0.0, 0.3], [0.0, 0.2, 0.0], [1.0, 0.0, 0.5]];
+        let mut has_hint = Vec::new();
+        let mut hints = Vec::new();
+        for scores in groups {
+            let verdicts: Vec<_> = scores.iter().map(|&r| verdict(r)).collect();
+            let responses: Vec<String> = (0..3).map(|i| format!("response {i}")).collect();
+            let group = TeacherGroup {
+                problem: &problem,
+                responses: &responses,
+                verdicts: &verdicts,
+            };
+            for row in objective.teacher_rows(1, 0, &group).unwrap() {
+                assert!(row.scored, "a distillation pass scores every row");
+                has_hint.push(row.has_hint);
+                hints.push(row.hint);
+            }
+        }
+        // The success itself has no other success to read; its group-mates read it.
+        assert_eq!(
+            has_hint,
+            [false, true, true, false, false, false, true, true, true]
+        );
+        let demo = |i: usize| Some(Hint::Solution(format!("response {i}")));
+        assert_eq!(hints[1], demo(0));
+        assert_eq!(hints[0], None, "without a demonstration: the plain prompt");
+        assert_eq!(
+            hints[6],
+            demo(2),
+            "the first other success (score 0.5 counts)"
+        );
+        assert_eq!(hints[8], demo(0));
+        let rewards: Vec<f32> = groups.iter().flatten().copied().collect();
+        let credit = objective
+            .credit(&CreditInput {
+                step: 1,
+                rewards: &rewards,
+                correct: &rewards.iter().map(|&r| r >= 1.0).collect::<Vec<_>>(),
+                group_ids: &[0, 0, 0, 1, 1, 1, 2, 2, 2],
+                mask: &TokenMatrix {
+                    rows: 9,
+                    cols: 1,
+                    data: vec![1.0; 9],
+                },
+                old_logprobs: &TokenMatrix::zeros(9, 1),
+                ref_logprobs: None,
+                teachers: &[TeacherScores {
+                    logprobs: TokenMatrix::zeros(9, 1),
+                    has_hint: has_hint.clone(),
+                    scored: vec![true; 9],
+                }],
+            })
+            .unwrap();
+        let expected: Vec<f32> = has_hint.iter().map(|&h| f32::from(u8::from(h))).collect();
+        assert_eq!(credit.mask.unwrap().data, expected);
+    }
+
+    #[test]
+    fn the_distillation_temperature_follows_the_rollout_and_a_mismatch_is_refused() {
+        let context = |temperature: f32, evaluation: bool| BuildContext {
+            max_new_tokens: 1,
+            group_size: 2,
+            steps: 1,
+            temperature,
+            evaluation,
+        };
+        // Unset: the rollout's. At T = 2 the distributions flatten, so the loss changes.
+        let at = |t: f32| {
+            let objective = SdpoConfig::default().build(&context(t, false)).unwrap();
+            one(objective.as_ref(), None).loss
+        };
+        let explicit = SdpoConfig {
+            temperature: Some(2.0),
+            ..SdpoConfig::default()
+        };
+        let explicit = explicit.build(&context(2.0, false)).unwrap();
+        assert_eq!(at(2.0), one(explicit.as_ref(), None).loss);
+        assert!((at(2.0) - at(1.0)).abs() > 1e-4);
+        // A different explicit value is refused in training, accepted for evaluation.
+        let mismatch = SdpoConfig {
+            temperature: Some(0.7),
+            ..SdpoConfig::default()
+        };
+        let error = mismatch.build(&context(1.0, false)).err().expect("refused");
+        assert!(error.to_string().contains("rollout.temperature"), "{error}");
+        assert!(mismatch.build(&context(1.0, true)).is_ok());
     }
 }

@@ -374,16 +374,12 @@ impl<'a> Trainer<'a> {
         // the update, on the device.
         let mut distill_contexts: Option<Vec<Vec<u32>>> = None;
         let group_ids = batch.group_ids();
-        let wanted = self.objective.teacher_rows(step, &rewards, &group_ids);
         let (mut rows_scored, mut rows_asked) = (0usize, 0usize);
-        for pass in &self.needs.teachers {
-            let (teacher_contexts, has_hint) =
-                self.teacher_contexts(pass.context, &problems, &batch, &verdicts)?;
-            let scored = if pass.logits {
-                vec![true; responses.len()]
-            } else {
-                wanted.clone()
-            };
+        for (index, pass) in self.needs.teachers.iter().enumerate() {
+            // The distillation teacher's contexts serve every row in the update.
+            let rows =
+                self.teacher_contexts(step, index, pass.logits, &problems, &batch, &verdicts)?;
+            let (teacher_contexts, has_hint, scored) = (rows.contexts, rows.has_hint, rows.scored);
             let rows: Vec<usize> = (0..responses.len()).filter(|&i| scored[i]).collect();
             let pick = |all: &[Vec<u32>]| -> Vec<Vec<u32>> {
                 rows.iter().map(|&i| all[i].clone()).collect()

@@ -102,6 +102,9 @@ impl Trainer<'_> {
         totals.lr = report.lr;
         totals.updates += 1;
         totals.tokens += gradient.tokens;
+        for (name, value) in gradient.parts {
+            add_to(&mut totals.parts, name, value);
+        }
         for (name, sum) in gradient.token_metric_sums {
             totals.add_token_metric(name, sum);
         }
@@ -125,6 +128,8 @@ pub(super) struct UpdateTotals {
     /// The log-probs the on-policy update computed when `ℓ^old` had no pass of its own.
     pub(super) current_logprobs: Option<crate::batch::TokenMatrix>,
     loss: f64,
+    /// Each loss part summed over optimizer steps.
+    parts: Vec<(&'static str, f64)>,
     grad_norm: f64,
     lr: f64,
     updates: usize,
@@ -145,7 +150,10 @@ impl UpdateTotals {
     pub(super) fn report(&self, metrics: &mut Metrics) {
         let updates = self.updates.max(1) as f64;
         metrics.insert("actor/skipped_updates".into(), self.skipped as f64);
-        metrics.insert("actor/pg_loss".into(), self.loss / updates);
+        metrics.insert("actor/loss".into(), self.loss / updates);
+        for (name, sum) in &self.parts {
+            metrics.insert(name.to_string(), sum / updates);
+        }
         metrics.insert("actor/grad_norm".into(), self.grad_norm / updates);
         metrics.insert("actor/lr".into(), self.lr);
         if self.response_tokens > 0.0 {

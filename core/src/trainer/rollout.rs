@@ -1,11 +1,11 @@
 //! Rollout: sample groups, verify them, keep the groups dynamic sampling accepts, and build
-//! the teacher contexts of a step.
+//! the teacher contexts of a step (with the objective's rules for them).
 
 use crate::batch::{Rollout, RolloutBatch};
 use crate::metrics::Metrics;
-use crate::objective::{Shortfall, TeacherContext, WrongAnswerRule};
+use crate::objective::{Shortfall, TeacherGroup};
 use crate::rng;
-use crate::task::{Hint, Problem, Verdict};
+use crate::task::{Problem, Verdict};
 use crate::{Error, Result};
 
 use super::Trainer;
@@ -131,14 +131,19 @@ impl Trainer<'_> {
         Ok((problems, RolloutBatch { prompts, rollouts }))
     }
 
-    /// The context of every response under a teacher `context`, and whether it holds its hint.
+    /// Every response's context under teacher pass `pass`, as the objective's
+    /// [`teacher_rows`](crate::Objective::teacher_rows) picks it per group, with whether the row
+    /// holds its hint and whether the pass scores it (every row with `score_all`). Unscored
+    /// rows get an empty context.
     pub(super) fn teacher_contexts(
         &self,
-        context: TeacherContext,
+        step: usize,
+        pass: usize,
+        score_all: bool,
         problems: &[Problem],
         batch: &RolloutBatch,
         verdicts: &[Verdict],
-    ) -> Result<(Vec<Vec<u32>>, Vec<bool>)> {
+    ) -> Result<TeacherContexts> {
         let tokenizer = self.policy.tokenizer();
         let n = batch.rollouts.len();
         let group_size = n / problems.len();
@@ -147,192 +152,47 @@ impl Trainer<'_> {
             .iter()
             .map(|r| tokenizer.decode(&r.tokens))
             .collect();
-        let mut contexts = Vec::with_capacity(n);
-        let mut has_hint = Vec::with_capacity(n);
+        let mut out = TeacherContexts {
+            contexts: Vec::with_capacity(n),
+            has_hint: Vec::with_capacity(n),
+            scored: Vec::with_capacity(n),
+        };
         for (g, problem) in problems.iter().enumerate() {
-            let members: Vec<usize> = (g * group_size..(g + 1) * group_size).collect();
-            let gold = Hint::Answer(problem.answer.clone());
-            // Group-level hints (CEPO's wrong answer) are computed once per group.
-            let wrong = match context {
-                TeacherContext::WrongAnswer(rule) => wrong_answer(rule, &members, verdicts, &texts),
-                _ => None,
+            let members = g * group_size..(g + 1) * group_size;
+            let group = TeacherGroup {
+                problem,
+                responses: &texts[members.clone()],
+                verdicts: &verdicts[members],
             };
-            for &i in &members {
-                let (hint, found) = match context {
-                    TeacherContext::GoldAnswer => (Some(gold.clone()), true),
-                    TeacherContext::Solution => {
-                        (Some(Hint::Solution(problem.solution.clone())), true)
+            let rows = self.objective.teacher_rows(step, pass, &group)?;
+            if rows.len() != group_size {
+                return Err(Error::Config(format!(
+                    "objective `{}` returned {} teacher rows for a group of {group_size} (pass {pass})\nhint: `teacher_rows` returns one row per response of the group",
+                    self.objective.name(),
+                    rows.len()
+                )));
+            }
+            for mut row in rows {
+                row.scored |= score_all;
+                let context = match (&row.hint, row.scored) {
+                    (_, false) => Vec::new(),
+                    (Some(hint), true) => {
+                        tokenizer.encode_prompt(&self.task.hinted_prompt(problem, hint))?
                     }
-                    TeacherContext::WrongAnswer(_) => match &wrong {
-                        Some(w) => (Some(Hint::Answer(w.clone())), true),
-                        None => (Some(gold.clone()), false),
-                    },
-                    TeacherContext::SuccessfulGroupMate { threshold } => {
-                        match successful_group_mate(i, &members, verdicts, threshold) {
-                            Some(j) => (Some(Hint::Solution(texts[j].clone())), true),
-                            None => (None, false),
-                        }
-                    }
+                    (None, true) => tokenizer.encode_prompt(&problem.prompt)?,
                 };
-                let prompt = match hint {
-                    Some(hint) => self.task.hinted_prompt(problem, &hint),
-                    None => problem.prompt.clone(),
-                };
-                contexts.push(tokenizer.encode_prompt(&prompt)?);
-                has_hint.push(found);
+                out.contexts.push(context);
+                out.has_hint.push(row.has_hint);
+                out.scored.push(row.scored);
             }
         }
-        Ok((contexts, has_hint))
+        Ok(out)
     }
 }
 
-/// SDPO's demonstration for response `i`: the first response of its group, other than `i`,
-/// whose score reaches `threshold` (`dont_reprompt_on_self_success`).
-fn successful_group_mate(
-    i: usize,
-    members: &[usize],
-    verdicts: &[Verdict],
-    threshold: f32,
-) -> Option<usize> {
-    members
-        .iter()
-        .copied()
-        .find(|&j| j != i && verdicts[j].score >= threshold)
-}
-
-/// The wrong answer of one group's negative teacher, or `None` when no rejected response
-/// (score < 0.5, as in the CEPO reference) yields one.
-fn wrong_answer(
-    rule: WrongAnswerRule,
-    members: &[usize],
-    verdicts: &[Verdict],
-    texts: &[String],
-) -> Option<String> {
-    let rejected = members.iter().copied().filter(|&i| verdicts[i].score < 0.5);
-    match rule {
-        WrongAnswerRule::MostFrequent => {
-            // (answer, count, lowest score, first index)
-            let mut tally: Vec<(&str, usize, f32, usize)> = Vec::new();
-            for i in rejected {
-                // Only an answer the verifier could parse is a wrong answer: unparsable text
-                // after the answer marker is no answer at all.
-                let Some(answer) = verdicts[i]
-                    .extracted
-                    .as_deref()
-                    .filter(|a| !a.is_empty() && verdicts[i].parsed)
-                else {
-                    continue;
-                };
-                match tally.iter_mut().find(|(a, ..)| *a == answer) {
-                    Some(entry) => {
-                        entry.1 += 1;
-                        entry.2 = entry.2.min(verdicts[i].score);
-                    }
-                    None => tally.push((answer, 1, verdicts[i].score, i)),
-                }
-            }
-            tally
-                .into_iter()
-                .min_by(|a, b| b.1.cmp(&a.1).then(a.2.total_cmp(&b.2)).then(a.3.cmp(&b.3)))
-                .map(|(answer, ..)| answer.to_string())
-        }
-        WrongAnswerRule::LowestScore => rejected
-            .min_by(|&a, &b| {
-                verdicts[a]
-                    .score
-                    .total_cmp(&verdicts[b].score)
-                    .then(a.cmp(&b))
-            })
-            .map(|i| match verdicts[i].extracted.as_deref() {
-                Some(answer) if !answer.is_empty() => answer.to_string(),
-                _ => texts[i].chars().take(50).collect(),
-            }),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn verdict(score: f32, extracted: Option<&str>) -> Verdict {
-        Verdict {
-            score,
-            correct: score >= 1.0,
-            extracted: extracted.map(str::to_string),
-            parsed: extracted.is_some(),
-            reason: String::new(),
-        }
-    }
-
-    #[test]
-    fn wrong_answer_is_the_most_frequent_extracted_one() {
-        let verdicts = [
-            verdict(1.0, Some("42")),
-            verdict(0.0, Some("41")),
-            verdict(0.0, None),
-            verdict(0.0, Some("43")),
-            verdict(0.0, Some("43")),
-            verdict(0.2, Some("41")),
-        ];
-        let texts: Vec<String> = (0..6).map(|i| format!("text {i}")).collect();
-        let members: Vec<usize> = (0..6).collect();
-        let pick = |rule, members: &[usize]| wrong_answer(rule, members, &verdicts, &texts);
-        // 41 and 43 both appear twice; 43's lowest score (0.0) ties 41's (0.0): first wins.
-        assert_eq!(
-            pick(WrongAnswerRule::MostFrequent, &members).as_deref(),
-            Some("41")
-        );
-        assert_eq!(
-            pick(WrongAnswerRule::MostFrequent, &[0, 3, 4, 5]).as_deref(),
-            Some("43")
-        );
-        // Ties on count: the lower score wins.
-        assert_eq!(
-            pick(WrongAnswerRule::MostFrequent, &[5, 3]).as_deref(),
-            Some("43")
-        );
-        // Only correct or answer-less rejected responses: no wrong answer.
-        assert_eq!(pick(WrongAnswerRule::MostFrequent, &[0, 2]), None);
-        // Text the verifier extracted but could not parse is no answer either.
-        let unparsed = [
-            Verdict {
-                parsed: false,
-                ..verdict(0.0, Some("4x"))
-            },
-            Verdict {
-                parsed: false,
-                ..verdict(0.0, Some("4x"))
-            },
-            verdict(0.0, Some("44")),
-        ];
-        assert_eq!(
-            wrong_answer(WrongAnswerRule::MostFrequent, &[0, 1, 2], &unparsed, &texts).as_deref(),
-            Some("44")
-        );
-        assert_eq!(
-            wrong_answer(WrongAnswerRule::MostFrequent, &[0, 1], &unparsed, &texts),
-            None
-        );
-        // The reference rule: the lowest score, first on ties, its text when it has no answer.
-        assert_eq!(
-            pick(WrongAnswerRule::LowestScore, &[0, 2, 3]).as_deref(),
-            Some("text 2")
-        );
-        assert_eq!(
-            pick(WrongAnswerRule::LowestScore, &[5, 3]).as_deref(),
-            Some("43")
-        );
-        assert_eq!(pick(WrongAnswerRule::LowestScore, &[0]), None);
-    }
-
-    #[test]
-    fn group_mate_is_the_first_other_success() {
-        let verdicts = [verdict(1.0, None), verdict(0.0, None), verdict(1.0, None)];
-        let members = [0, 1, 2];
-        assert_eq!(successful_group_mate(0, &members, &verdicts, 0.5), Some(2));
-        assert_eq!(successful_group_mate(1, &members, &verdicts, 0.5), Some(0));
-        assert_eq!(successful_group_mate(2, &members, &verdicts, 0.5), Some(0));
-        let lone = [verdict(1.0, None), verdict(0.0, None)];
-        assert_eq!(successful_group_mate(0, &[0, 1], &lone, 0.5), None);
-    }
+/// The contexts of one teacher pass over a rollout batch, `[n]` each.
+pub(super) struct TeacherContexts {
+    pub(super) contexts: Vec<Vec<u32>>,
+    pub(super) has_hint: Vec<bool>,
+    pub(super) scored: Vec<bool>,
 }

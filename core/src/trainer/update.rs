@@ -156,6 +156,8 @@ pub struct MiniBatchGradient {
     pub loss: f64,
     /// Loss-mask tokens in the mini-batch.
     pub tokens: f64,
+    /// Each loss part ([`LossTerms::parts`](crate::LossTerms)) reduced as the loss is.
+    pub parts: Vec<(&'static str, f64)>,
     /// `Σ mask · metric` per token metric.
     pub token_metric_sums: Vec<(&'static str, f64)>,
     /// The objective's scalar metrics, averaged over its calls.
@@ -176,6 +178,7 @@ pub struct MiniBatchGradient {
 struct Sums {
     grads: NamedTensors,
     loss: f64,
+    parts: Vec<(&'static str, f64)>,
     token_metrics: Vec<(&'static str, f64)>,
     metrics: Vec<(&'static str, f64)>,
     calls: usize,
@@ -340,6 +343,7 @@ pub fn mini_batch_gradient(
     Ok(MiniBatchGradient {
         grads: params::fill_zeros(sums.grads, &policy.parameters()),
         loss: sums.loss,
+        parts: sums.parts,
         tokens: mini_mask.data.iter().map(|&m| m as f64).sum(),
         token_metric_sums: sums.token_metrics,
         metrics: sums.metrics,
@@ -510,7 +514,12 @@ fn loss_gradient(
         rewards: part.rows.iter().map(|&r| batch.rewards[r]).collect(),
         group_ids: part.rows.iter().map(|&r| batch.group_ids[r]).collect(),
     });
-    let mut loss = terms.per_token.mul(take(coefficients, &part.local)).sum();
+    let coefficients = take(coefficients, &part.local);
+    for (name, values) in terms.parts {
+        let value = values.detach().mul(coefficients.clone()).sum();
+        add_to(&mut sums.parts, name, value.into_scalar::<f64>());
+    }
+    let mut loss = terms.per_token.mul(coefficients).sum();
     if let Some(scalar) = terms.scalar {
         if !whole {
             return Err(Error::Config(format!(

@@ -150,6 +150,7 @@ mod tests {
                 max_new_tokens: 2,
                 group_size: 2,
                 steps: 1,
+                temperature: 1.0,
                 evaluation: true,
             })
             .unwrap();
