@@ -2,10 +2,14 @@
 //! the compiler's version and a fingerprint of the types that cross the boundary.
 //!
 //! The fingerprint hashes every source file of this crate, its manifest, the workspace's
-//! `Cargo.lock` (the exact Burn, serde, typetag and inventory builds zoo-core links) and the
-//! target and enabled features. It is conservative on purpose: any change to zoo-core, or to
-//! a dependency version, asks for plugins to be rebuilt, because the Rust ABI between them is
-//! not stable.
+//! `Cargo.lock` (the exact Burn, serde, typetag and inventory builds zoo-core links), the
+//! target and enabled features, and what makes two builds of the same sources incompatible:
+//! the compiler flags (`-C prefer-dynamic` of the dynamic build, in
+//! `CARGO_ENCODED_RUSTFLAGS`), the profile (`PROFILE`, `OPT_LEVEL`, `DEBUG`) and cargo's
+//! metadata hash of this build unit (the hash in `OUT_DIR`, which cargo derives from the
+//! package, its features, profile and target). It is conservative on purpose: any change to
+//! zoo-core, a dependency version or the build's flags asks for plugins to be rebuilt,
+//! because the Rust ABI between them is not stable.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -60,9 +64,23 @@ fn main() {
         .filter(|k| k.starts_with("CARGO_FEATURE_"))
         .collect();
     features.sort();
-    for key in ["TARGET", "CARGO_CFG_PANIC"] {
+    for key in [
+        "TARGET",
+        "CARGO_CFG_PANIC",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "PROFILE",
+        "OPT_LEVEL",
+        "DEBUG",
+    ] {
         features.push(std::env::var(key).unwrap_or_default());
     }
+    // `.../build/zoo-core-<hash>/out`: the hash of this build unit, not the folder it is in.
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR").unwrap_or_default());
+    let unit = out_dir.parent().and_then(Path::file_name);
+    features.push(
+        unit.map(|u| u.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    );
     fnv1a(&mut hash, features.join(",").as_bytes());
     println!("cargo:rustc-env=ZOO_CORE_FINGERPRINT={hash:016x}");
 

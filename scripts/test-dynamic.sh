@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Tests the dynamic build (tests/dynamic/main.rs): builds a plugin that declares another ABI
-# number, the dynamic build itself, the static binary to compare with, then runs the tests.
+# number, the dynamic build itself, the static binary to compare with (whose own plugin file,
+# target/debug/libzoo_rloo.so, must be refused by the dynamic binary), then runs the tests.
 #
 #   scripts/test-dynamic.sh
 set -euo pipefail
@@ -26,5 +27,6 @@ scripts/build-dynamic.sh
 ZOO_DYNAMIC_DIR="$ZOO_DYNAMIC_DIR" \
 ZOO_STATIC_BIN="$static_bin" \
 ZOO_MISMATCHED_PLUGIN="$mismatch/libzoo_rloo.so" \
+ZOO_DEFAULT_BUILD_PLUGIN="$ZOO_TARGET_DIR/debug/libzoo_rloo.so" \
     cargo test --target "$ZOO_TARGET" -p zoo --no-default-features --features dynamic \
     --test dynamic

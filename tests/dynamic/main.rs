@@ -177,6 +177,26 @@ fn a_plugin_declaring_another_abi_is_refused_before_it_is_loaded() {
     assert!(stderr(&output).contains("refusing plugin"));
 }
 
+/// The default (static) build's file of the same plugin crate, same sources and lock file:
+/// built without `-C prefer-dynamic`, so it cannot link against this binary's shared zoo-core.
+/// The declaration says so and the file is refused before the dynamic linker sees it.
+#[test]
+fn a_plugin_from_the_default_build_is_refused_before_it_is_loaded() {
+    let other = env_path("ZOO_DEFAULT_BUILD_PLUGIN");
+    let other = other.to_string_lossy().into_owned();
+    let output = run(&dynamic_dir().join("zoo"), &["--plugin", &other, "list"]);
+    assert_eq!(output.status.code(), Some(1));
+    let error = stderr(&output);
+    assert!(error.contains("refusing plugin"), "{error}");
+    assert!(error.contains("type fingerprint: plugin"), "{error}");
+    assert!(
+        error.contains("hint: build zoo and its plugins together"),
+        "{error}"
+    );
+    assert!(!error.contains("undefined symbol"), "{error}");
+    assert!(!error.contains("panicked"), "{error}");
+}
+
 #[test]
 fn inspect_reads_a_plugin_and_refuses_other_files_cleanly() {
     let dir = dynamic_dir();
