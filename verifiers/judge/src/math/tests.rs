@@ -565,10 +565,13 @@ fn datasets_dir() -> std::path::PathBuf {
         })
 }
 
-/// Whether the tests run on CI (`CI` set, and not to `false` or `0`): there a missing data set
-/// fails the test instead of warning.
-fn on_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !matches!(v.trim(), "" | "0" | "false" | "FALSE"))
+/// Whether a missing data set fails the test instead of warning (`ZOO_REQUIRE_DATASETS` set,
+/// and not to `0` or `false`): for machines that must have `../shared/datasets`. A clean
+/// clone elsewhere has no `../shared`, so by default the test warns on stderr and checks the
+/// built-in sample golds.
+fn datasets_required() -> bool {
+    std::env::var("ZOO_REQUIRE_DATASETS")
+        .is_ok_and(|v| !matches!(v.trim(), "" | "0" | "false" | "FALSE"))
 }
 
 /// Gold answers in the styles of the shipped sets, for machines without them.
@@ -665,7 +668,10 @@ fn every_shipped_gold_verifies_in_its_written_forms_and_perturbed_golds_fail() {
             missing.join(", "),
             SAMPLE_GOLDS.len(),
         );
-        assert!(!on_ci(), "on CI (CI is set): {message}");
+        assert!(
+            !datasets_required(),
+            "ZOO_REQUIRE_DATASETS is set: {message}"
+        );
         // Straight to the process's stderr: the test harness would capture `eprintln!` and
         // hide it when the test passes.
         let _ = writeln!(std::io::stderr(), "WARNING: {message}");
