@@ -12,6 +12,8 @@ pub mod base;
 pub mod cli;
 pub mod commands;
 pub mod run_config;
+pub mod stats;
+pub mod svg;
 
 pub use zoo_core;
 pub use zoo_llm;

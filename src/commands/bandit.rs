@@ -1,6 +1,6 @@
 //! `zoo bandit`: objectives side by side on one toy environment, with the same trainer and
 //! objective code as `zoo train`, on the tabular policy. Writes `curves.csv` (exact expected
-//! reward and the environment's diagnostics per step, per algorithm and seed), `curves.png`
+//! reward and the environment's diagnostics per step, per algorithm and seed), `curves.svg`
 //! (the seed-mean reward curves) and `results.json`, and prints the final table: mean and 95%
 //! confidence interval over seeds.
 
@@ -155,7 +155,7 @@ impl Env {
 type Overrides = Vec<(String, toml::Value)>;
 
 /// `grpo[norm_adv_by_std=false, clip_high=0.28]` → (`grpo`, overrides).
-fn parse_algo(entry: &str) -> Result<(String, Overrides)> {
+pub(crate) fn parse_algo(entry: &str) -> Result<(String, Overrides)> {
     let entry = entry.trim();
     let Some(open) = entry.find('[') else {
         return Ok((entry.to_string(), Vec::new()));
@@ -180,7 +180,7 @@ fn parse_algo(entry: &str) -> Result<(String, Overrides)> {
 }
 
 /// Splits `a,b[x=1,y=2],c` at the commas outside brackets.
-fn split_algos(list: &str) -> Vec<String> {
+pub(crate) fn split_algos(list: &str) -> Vec<String> {
     let (mut out, mut current, mut depth) = (Vec::new(), String::new(), 0);
     for c in list.chars() {
         match c {
@@ -198,19 +198,6 @@ fn split_algos(list: &str) -> Vec<String> {
     out.into_iter().filter(|s| !s.trim().is_empty()).collect()
 }
 
-/// The two-sided 95% Student-t quantile for `df` degrees of freedom.
-fn t95(df: usize) -> f64 {
-    const TABLE: [f64; 10] = [
-        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
-    ];
-    match df {
-        0 => f64::NAN,
-        1..=10 => TABLE[df - 1],
-        11..=30 => 2.086,
-        _ => 1.96,
-    }
-}
-
 /// Mean and Student-t 95% confidence interval of `values`, clamped to [0, 1]: every reported
 /// quantity (expected rewards, probabilities) lies there.
 fn mean_ci(values: &[f64]) -> (f64, [f64; 2]) {
@@ -219,14 +206,7 @@ fn mean_ci(values: &[f64]) -> (f64, [f64; 2]) {
 }
 
 fn mean_ci_unclamped(values: &[f64]) -> (f64, [f64; 2]) {
-    let n = values.len() as f64;
-    let mean = values.iter().sum::<f64>() / n;
-    if values.len() < 2 {
-        return (mean, [mean, mean]);
-    }
-    let sd = (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
-    let half = t95(values.len() - 1) * sd / n.sqrt();
-    (mean, [mean - half, mean + half])
+    crate::stats::mean_ci(values).map_or((f64::NAN, [f64::NAN; 2]), |e| (e.mean, [e.low, e.high]))
 }
 
 /// Runs `zoo bandit`.
@@ -348,10 +328,11 @@ pub fn run(args: &BanditArgs) -> Result<()> {
     }
     checkpoint_write(&out.join("curves.csv"), &csv)?;
     let colors = plot(
-        &out.join("curves.png"),
+        &out.join("curves.svg"),
         &csv,
         &objectives_config,
-        args.steps,
+        &args.env,
+        args.seeds,
     )?;
 
     let mut results = serde_json::Map::new();
@@ -405,7 +386,7 @@ pub fn run(args: &BanditArgs) -> Result<()> {
     println!(
         "curves: `{}`, plot: `{}` ({})",
         out.join("curves.csv").display(),
-        out.join("curves.png").display(),
+        out.join("curves.svg").display(),
         colors
             .iter()
             .map(|(label, color)| format!("{label} {color}"))
@@ -415,77 +396,55 @@ pub fn run(args: &BanditArgs) -> Result<()> {
     Ok(())
 }
 
-/// Line colors of the plot, in `--algos` order.
-const PALETTE: [(&str, (u8, u8, u8)); 8] = [
-    ("blue", (31, 119, 180)),
-    ("orange", (255, 127, 14)),
-    ("green", (44, 160, 44)),
-    ("red", (214, 39, 40)),
-    ("purple", (148, 103, 189)),
-    ("brown", (140, 86, 75)),
-    ("pink", (227, 119, 194)),
-    ("gray", (127, 127, 127)),
-];
-
-/// Draws the seed-mean reward curve of each algorithm to `path` (PNG, reward 0..1 against the
-/// step, grid lines every 0.25 and every tenth of the run); returns each label's color. The
-/// image carries no text (no font is bundled): the colors are printed and stored in
-/// `results.json`.
+/// Draws the seed-mean reward curve of each algorithm with its Student-t 95% band to `path`
+/// (SVG with a title, axis labels and a legend); returns each label's color name.
 fn plot(
     path: &std::path::Path,
     csv: &str,
     algos: &[(String, toml::Value)],
-    steps: usize,
+    env: &str,
+    seeds: usize,
 ) -> Result<Vec<(String, String)>> {
-    use plotters::prelude::*;
-    // Mean reward per (algo, step) over seeds, from the CSV just written.
-    let mut sums: BTreeMap<(String, usize), (f64, usize)> = BTreeMap::new();
+    use crate::svg::{Chart, PALETTE, Series};
+    // Rewards per (algo, step) over seeds, from the CSV just written.
+    let mut rewards: BTreeMap<(String, usize), Vec<f64>> = BTreeMap::new();
     for line in csv.lines().skip(1) {
         let (label, rest) = line[1..].split_once("\",").unwrap_or(("", ""));
         let fields: Vec<&str> = rest.split(',').collect();
         if let (Some(step), Some(reward)) = (fields.get(1), fields.get(2)) {
             let (step, reward): (usize, f64) = (step.parse()?, reward.parse()?);
-            let entry = sums.entry((label.to_string(), step)).or_default();
-            entry.0 += reward;
-            entry.1 += 1;
+            rewards
+                .entry((label.to_string(), step))
+                .or_default()
+                .push(reward);
         }
     }
-    let root = BitMapBackend::new(path, (800, 500)).into_drawing_area();
-    root.fill(&WHITE)
-        .map_err(|e| anyhow::anyhow!("plot: {e}"))?;
-    let mut chart = ChartBuilder::on(&root)
-        .margin(20)
-        .build_cartesian_2d(0..steps, 0f64..1f64)
-        .map_err(|e| anyhow::anyhow!("plot: {e}"))?;
-    let grid = RGBColor(225, 225, 225);
-    for k in 0..=4 {
-        let y = k as f64 / 4.0;
-        chart
-            .draw_series(LineSeries::new([(0, y), (steps, y)], grid.stroke_width(1)))
-            .map_err(|e| anyhow::anyhow!("plot: {e}"))?;
-    }
-    for k in 0..=10 {
-        let x = steps * k / 10;
-        chart
-            .draw_series(LineSeries::new([(x, 0.0), (x, 1.0)], grid.stroke_width(1)))
-            .map_err(|e| anyhow::anyhow!("plot: {e}"))?;
-    }
+    let mut series = Vec::new();
     let mut colors = Vec::new();
     for (i, (label, _)) in algos.iter().enumerate() {
-        let (name, (r, g, b)) = PALETTE[i % PALETTE.len()];
-        let points: Vec<(usize, f64)> = (0..=steps)
-            .filter_map(|step| {
-                sums.get(&(label.clone(), step))
-                    .map(|(sum, n)| (step, sum / *n as f64))
-            })
+        let estimates: Vec<(f64, crate::stats::Estimate)> = rewards
+            .iter()
+            .filter(|((l, _), _)| l == label)
+            .filter_map(|((_, step), v)| crate::stats::mean_ci(v).map(|e| (*step as f64, e)))
             .collect();
-        chart
-            .draw_series(LineSeries::new(points, RGBColor(r, g, b).stroke_width(3)))
-            .map_err(|e| anyhow::anyhow!("plot: {e}"))?;
-        colors.push((label.clone(), name.to_string()));
+        series.push(Series {
+            label: label.clone(),
+            points: estimates.iter().map(|(x, e)| (*x, e.mean)).collect(),
+            band: estimates
+                .iter()
+                .map(|(x, e)| (*x, e.low.max(0.0), e.high.min(1.0)))
+                .collect(),
+        });
+        colors.push((label.clone(), PALETTE[i % PALETTE.len()].0.to_string()));
     }
-    root.present()
-        .map_err(|e| anyhow::anyhow!("cannot write `{}`: {e}", path.display()))?;
+    let chart = Chart {
+        title: format!("`{env}`: expected reward, mean over {seeds} seeds with 95% band"),
+        x_label: "step".into(),
+        y_label: "expected reward".into(),
+        y_range: Some((0.0, 1.0)),
+        series,
+    };
+    checkpoint_write(path, &chart.to_svg())?;
     Ok(colors)
 }
 

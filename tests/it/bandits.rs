@@ -407,8 +407,16 @@ fn zoo_bandit_compares_objectives_and_reports_a_table() {
     let csv = std::fs::read_to_string(dir.join("curves.csv")).unwrap();
     // A header and 2 algorithms × 2 seeds × 301 points (step 0 included).
     assert_eq!(csv.lines().count(), 1 + 2 * 2 * 301);
-    let png = std::fs::read(dir.join("curves.png")).unwrap();
-    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "curves.png is a PNG");
+    let svg = std::fs::read_to_string(dir.join("curves.svg")).unwrap();
+    assert!(svg.starts_with("<svg"), "curves.svg is an SVG");
+    for text in ["expected reward", ">step<", ">opsd<", ">grpo<"] {
+        assert!(svg.contains(text), "the plot lacks `{text}`");
+    }
+    assert_eq!(
+        svg.matches("<polygon").count(),
+        2,
+        "one 95% band per algorithm"
+    );
     assert_eq!(table["plot_colors"][0][0], "opsd");
     // The difficulty bias, early: DisCO-b moves the hardest question further than GRPO.
     let output = crate::run(
