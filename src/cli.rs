@@ -44,6 +44,10 @@ pub enum Command {
     /// Run objectives side by side on a toy bandit (the tabular policy, the same trainer).
     #[command(after_help = BANDIT_EXAMPLES)]
     Bandit(BanditArgs),
+    /// Train objectives side by side on equal footing (same seeds, base policy, data order),
+    /// with confidence intervals, paired differences to a baseline and a report.
+    #[command(after_help = COMPARE_EXAMPLES)]
+    Compare(CompareArgs),
     /// Judge responses against gold answers with a verifier, one JSON line in, one verdict out.
     #[command(after_help = VERIFY_HELP)]
     Verify(VerifyArgs),
@@ -244,6 +248,50 @@ pub struct BanditArgs {
     #[arg(long)]
     pub json: bool,
 }
+
+/// `zoo compare`.
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// Comma-separated algorithms, each with optional objective overrides:
+    /// `grpo,grpo[norm_adv_by_std=false],cepo`.
+    #[arg(long, required_unless_present = "report")]
+    pub algos: Option<String>,
+    /// Seeds per algorithm (seeds 1..=N, the same for every algorithm).
+    #[arg(long, default_value_t = 3)]
+    pub seeds: usize,
+    /// The algorithm differences are taken against [default: the first of `--algos`].
+    #[arg(long)]
+    pub baseline: Option<String>,
+    /// Task by registry name [default: `zoo train`'s].
+    #[arg(long)]
+    pub task: Option<String>,
+    /// RL steps per run [default: `zoo train`'s].
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Compute device for every run [default: flex].
+    #[arg(long)]
+    pub device: Option<String>,
+    /// A `zoo train` setting for every run, e.g. `rollout.group_size=4`; repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Runs at a time (each a `zoo train` process).
+    #[arg(long, default_value_t = 1)]
+    pub jobs: usize,
+    /// Output folder [default: runs/compare-<time>]; rerunning with it resumes the matrix.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Rebuild results and report from the finished runs in this folder, training nothing.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["algos", "out"])]
+    pub report: Option<PathBuf>,
+    /// No progress and no table on the terminal.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+const COMPARE_EXAMPLES: &str = "Examples:
+  zoo compare --algos grpo,dapo,disco,cepo,rlsd,opsd,sdpo --seeds 5 --out runs/compare-all
+  zoo compare --algos 'grpo,grpo[norm_adv_by_std=false]' --baseline grpo --steps 20 --jobs 2
+  zoo compare --report runs/compare-all";
 
 const BANDIT_EXAMPLES: &str = "Examples:
   zoo bandit --env leakage --algos opsd,sdpo,grpo,rlsd,cepo

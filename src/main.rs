@@ -24,6 +24,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Score(args) => commands::score::run(&args),
         Command::Objective(ObjectiveCommand::Eval(args)) => commands::objective::run(&args),
         Command::Bandit(args) => commands::bandit::run(&args),
+        Command::Compare(args) => commands::compare::run(&args),
         Command::Verify(args) => commands::verify::run(&args),
         Command::NewAlgo(args) => commands::new_algo::run(&args),
         Command::Plugins(PluginsCommand::List) => commands::list::plugins(),

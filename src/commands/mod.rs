@@ -3,6 +3,7 @@
 pub mod bandit;
 pub mod bench;
 pub mod bench_model;
+pub mod compare;
 pub mod eval;
 pub mod generate;
 pub mod list;

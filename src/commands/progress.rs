@@ -16,6 +16,11 @@ impl Progress {
         Self { quiet, terminal }
     }
 
+    /// Whether progress and reports are silenced.
+    pub fn is_quiet(&self) -> bool {
+        self.quiet
+    }
+
     /// A bar of `len` steps (hidden when stderr is not a terminal or when quiet).
     pub fn bar(&self, len: u64, prefix: &str) -> ProgressBar {
         if self.quiet || !self.terminal {

@@ -2,6 +2,7 @@
 
 mod bandits;
 mod cli;
+mod compare;
 mod llm;
 mod micro_batch;
 mod objectives;

@@ -1,0 +1,645 @@
+//! `zoo compare`: objectives side by side on equal footing.
+//!
+//! Every algorithm (with optional config overrides, `grpo[norm_adv_by_std=false]`) trains once
+//! per seed through `zoo train`, in a child process of this binary, with the same task, steps,
+//! device, settings and seeds: the same base policy, data order and sampling streams. The
+//! matrix lives in `--out`:
+//!
+//! ```text
+//! compare.json            what was asked (algorithms, seeds, baseline, settings)
+//! runs/<label>/seed-<s>/  one `zoo train` run each (its log in train.log)
+//! results.json            per algorithm: held-out pass@1 per seed, mean and 95% interval,
+//!                         paired differences to the baseline, diagnostics
+//! curves.csv              label, seed, step, reward/mean, accuracy/train
+//! report.md, report.html  the table and the learning curves (self-contained SVG)
+//! ```
+//!
+//! A run whose `eval.json` exists is finished and reused; one with checkpoints resumes from
+//! the latest; `--report DIR` rebuilds the report from finished runs. Intervals and paired
+//! differences: [`crate::stats`].
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::cli::CompareArgs;
+use crate::commands::bandit::{parse_algo, split_algos};
+use crate::commands::progress::Progress;
+use crate::stats::{Estimate, mean_ci, paired_difference};
+use crate::svg::{Chart, Series};
+
+/// What a comparison was asked to do: written first, read by `--report` and on reruns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    /// `--algos` entries, as given (labels).
+    pub algos: Vec<String>,
+    /// The seeds, `1..=--seeds`.
+    pub seeds: Vec<u64>,
+    /// The label differences are taken against.
+    pub baseline: String,
+    /// `zoo train` flags shared by every run (`--task`, `--steps`, `--device`, `--set`).
+    pub train_args: Vec<String>,
+}
+
+impl Plan {
+    /// The run folder of `label` and `seed` under `out`.
+    pub fn run_dir(out: &Path, label: &str, seed: u64) -> PathBuf {
+        out.join("runs")
+            .join(slug(label))
+            .join(format!("seed-{seed}"))
+    }
+}
+
+/// `grpo[norm_adv_by_std=false]` → `grpo_norm_adv_by_std_false`: a folder name.
+fn slug(label: &str) -> String {
+    let mut out = String::new();
+    for c in label.chars() {
+        if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+            out.push(c);
+        } else if !out.ends_with('_') {
+            out.push('_');
+        }
+    }
+    out.trim_end_matches('_').to_string()
+}
+
+/// Runs `zoo compare`.
+pub fn run(args: &CompareArgs) -> Result<()> {
+    if let Some(dir) = &args.report {
+        let plan = read_plan(dir)?;
+        return report(dir, &plan, &Progress::new(args.quiet));
+    }
+    let Some(algos) = &args.algos else {
+        bail!(
+            "`--algos` is missing\nhint: e.g. `zoo compare --algos grpo,cepo --seeds 3`, or `--report DIR` to rebuild a report"
+        );
+    };
+    let labels: Vec<String> = split_algos(algos)
+        .into_iter()
+        .map(|l| l.trim().to_string())
+        .collect();
+    if labels.is_empty() {
+        bail!(
+            "`--algos` lists no algorithm\nhint: e.g. `--algos 'grpo,grpo[norm_adv_by_std=false],cepo'`"
+        );
+    }
+    if args.seeds == 0 || args.jobs == 0 {
+        bail!("`--seeds` and `--jobs` must be at least 1");
+    }
+    let mut seen = std::collections::HashSet::new();
+    for label in &labels {
+        parse_algo(label)?;
+        if !seen.insert(slug(label)) {
+            bail!(
+                "`{label}` is listed twice (or two labels share a folder name)\nhint: list each variant once"
+            );
+        }
+    }
+    let baseline = args.baseline.clone().unwrap_or_else(|| labels[0].clone());
+    if !labels.contains(&baseline) {
+        bail!(
+            "the baseline `{baseline}` is not among `--algos` ({})\nhint: pass one of them to `--baseline`",
+            labels.join(", ")
+        );
+    }
+    let mut train_args = Vec::new();
+    for (flag, value) in [
+        ("--task", args.task.clone()),
+        ("--steps", args.steps.map(|s| s.to_string())),
+        ("--device", args.device.clone()),
+    ] {
+        if let Some(value) = value {
+            train_args.extend([flag.to_string(), value]);
+        }
+    }
+    for set in &args.set {
+        train_args.extend(["--set".to_string(), set.clone()]);
+    }
+    let plan = Plan {
+        algos: labels,
+        seeds: (1..=args.seeds as u64).collect(),
+        baseline,
+        train_args,
+    };
+    let out = args.out.clone().unwrap_or_else(|| {
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        PathBuf::from(format!("runs/compare-{stamp}"))
+    });
+    fs_err::create_dir_all(&out)?;
+    let plan_path = out.join("compare.json");
+    if plan_path.exists() {
+        let earlier = read_plan(&out)?;
+        if earlier.train_args != plan.train_args {
+            bail!(
+                "`{}` holds a comparison with other settings ({})\nhint: use another `--out`, or the same settings to resume it",
+                out.display(),
+                earlier.train_args.join(" ")
+            );
+        }
+    }
+    write(&plan_path, &serde_json::to_string_pretty(&plan)?)?;
+    let progress = Progress::new(args.quiet);
+    run_matrix(&out, &plan, args.jobs, &progress)?;
+    report(&out, &plan, &progress)
+}
+
+fn read_plan(dir: &Path) -> Result<Plan> {
+    let path = dir.join("compare.json");
+    let text = fs_err::read_to_string(&path)
+        .with_context(|| format!("`{}` holds no comparison (no compare.json)", dir.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("`{}` is not a comparison plan", path.display()))
+}
+
+fn write(path: &Path, text: &str) -> Result<()> {
+    zoo_core::checkpoint::write_atomic(path, text.as_bytes())?;
+    Ok(())
+}
+
+/// One cell of the matrix.
+#[derive(Debug, Clone)]
+struct Job {
+    label: String,
+    seed: u64,
+    dir: PathBuf,
+}
+
+/// Runs every unfinished (label, seed) with `jobs` child processes at a time; one progress bar
+/// counts the steps of the whole matrix.
+fn run_matrix(out: &Path, plan: &Plan, jobs: usize, progress: &Progress) -> Result<()> {
+    let all: Vec<Job> = plan
+        .algos
+        .iter()
+        .flat_map(|label| {
+            plan.seeds.iter().map(move |&seed| Job {
+                label: label.clone(),
+                seed,
+                dir: Plan::run_dir(out, label, seed),
+            })
+        })
+        .collect();
+    let (done, todo): (Vec<Job>, Vec<Job>) = all
+        .iter()
+        .cloned()
+        .partition(|j| j.dir.join("eval.json").exists());
+    progress.line(&format!(
+        "compare: {} runs ({} algorithms × {} seeds), {} finished, {} to run, {jobs} at a time, in `{}`",
+        all.len(),
+        plan.algos.len(),
+        plan.seeds.len(),
+        done.len(),
+        todo.len(),
+        out.display()
+    ));
+    if todo.is_empty() {
+        return Ok(());
+    }
+    let steps_per_run = steps_of(plan);
+    let bar = progress.bar((todo.len() * steps_per_run) as u64, "compare");
+    let queue = Arc::new(Mutex::new(todo.clone()));
+    let failures = Arc::new(Mutex::new(Vec::<String>::new()));
+    let finished = Arc::new(AtomicUsize::new(0));
+    let exe = std::env::current_exe().context("cannot locate the zoo binary to run `zoo train`")?;
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.min(todo.len()) {
+            let (queue, failures, finished, exe) = (&queue, &failures, &finished, &exe);
+            scope.spawn(move || {
+                loop {
+                    let job = queue.lock().expect("queue lock").pop();
+                    let Some(job) = job else { break };
+                    if let Err(e) = train(exe, plan, &job) {
+                        failures
+                            .lock()
+                            .expect("failure lock")
+                            .push(format!("{} seed {}: {e:#}", job.label, job.seed));
+                    }
+                    finished.fetch_add(1, Ordering::SeqCst);
+                }
+            });
+        }
+        // The bar: steps logged so far by the runs of this invocation.
+        let started = Instant::now();
+        while finished.load(Ordering::SeqCst) < todo.len() {
+            let steps: usize = todo.iter().map(|j| logged_steps(&j.dir)).sum();
+            bar.set_position(steps as u64);
+            bar.set_message(format!(
+                "{}/{} runs",
+                finished.load(Ordering::SeqCst),
+                todo.len()
+            ));
+            std::thread::sleep(Duration::from_millis(if started.elapsed().as_secs() < 5 {
+                100
+            } else {
+                500
+            }));
+        }
+    });
+    bar.finish_and_clear();
+    let failures = failures.lock().expect("failure lock");
+    if !failures.is_empty() {
+        bail!(
+            "{} of {} runs failed:\n{}\nhint: each run's log is `train.log` in its folder; rerun the same command to retry only those",
+            failures.len(),
+            todo.len(),
+            failures.join("\n")
+        );
+    }
+    Ok(())
+}
+
+/// The steps each run trains (`--steps`, else `zoo train`'s default of 30).
+fn steps_of(plan: &Plan) -> usize {
+    plan.train_args
+        .windows(2)
+        .find(|w| w[0] == "--steps")
+        .and_then(|w| w[1].parse().ok())
+        .unwrap_or(30)
+}
+
+/// Lines of a run's `metrics.jsonl`: its steps done.
+fn logged_steps(dir: &Path) -> usize {
+    std::fs::read_to_string(dir.join("metrics.jsonl")).map_or(0, |t| t.lines().count())
+}
+
+/// One `zoo train` child for `job`: resumes from the latest checkpoint when it has one.
+fn train(exe: &Path, plan: &Plan, job: &Job) -> Result<()> {
+    let (name, overrides) = parse_algo(&job.label)?;
+    fs_err::create_dir_all(&job.dir)?;
+    let has_checkpoint = zoo_core::checkpoint::latest(&job.dir.join("checkpoints"))?.is_some();
+    if !has_checkpoint {
+        // A run that died before its first checkpoint starts over.
+        let _ = std::fs::remove_file(job.dir.join("metrics.jsonl"));
+    }
+    let mut command = Command::new(exe);
+    command
+        .args([
+            "train",
+            "--algo",
+            &name,
+            "--seed",
+            &job.seed.to_string(),
+            "--quiet",
+        ])
+        .arg("--out")
+        .arg(&job.dir)
+        .args(&plan.train_args);
+    for (key, value) in &overrides {
+        command.args(["--set", &format!("objective.{key}={value}")]);
+    }
+    if has_checkpoint {
+        command.arg("--resume");
+    }
+    let log_path = job.dir.join("train.log");
+    let log = std::fs::File::create(&log_path)
+        .with_context(|| format!("cannot create `{}`", log_path.display()))?;
+    let status = command
+        .stdout(Stdio::from(log.try_clone()?))
+        .stderr(Stdio::from(log))
+        .status()
+        .with_context(|| format!("cannot start `{}`", exe.display()))?;
+    if !status.success() {
+        let log = std::fs::read_to_string(job.dir.join("train.log")).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(3).collect();
+        bail!(
+            "`zoo train` exited with {status}: {}",
+            tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+        );
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Results
+// ---------------------------------------------------------------------------------------------
+
+/// One finished run, as `results.json` lists it.
+#[derive(Debug, Clone, Serialize)]
+struct RunResult {
+    seed: u64,
+    dir: PathBuf,
+    greedy: f64,
+    sampled: f64,
+    greedy_before: f64,
+    sampled_before: f64,
+    seconds: f64,
+}
+
+fn read_run(dir: &Path, seed: u64) -> Result<RunResult> {
+    let path = dir.join("eval.json");
+    let text = fs_err::read_to_string(&path)?;
+    let eval: Value = serde_json::from_str(&text)?;
+    let get = |a: &str, b: &str| {
+        eval[a][b]
+            .as_f64()
+            .with_context(|| format!("`{}` has no `{a}.{b}`", path.display()))
+    };
+    Ok(RunResult {
+        seed,
+        dir: dir.to_path_buf(),
+        greedy: get("after", "greedy")?,
+        sampled: get("after", "sampled")?,
+        greedy_before: get("before", "greedy")?,
+        sampled_before: get("before", "sampled")?,
+        seconds: eval["seconds"].as_f64().unwrap_or(0.0),
+    })
+}
+
+/// Per step: `(reward/mean, accuracy/train)` and every `<algo>/...` diagnostic.
+fn read_metrics(dir: &Path) -> Result<Vec<BTreeMap<String, f64>>> {
+    let path = dir.join("metrics.jsonl");
+    let text = fs_err::read_to_string(&path)?;
+    text.lines()
+        .map(|line| {
+            let value: Value = serde_json::from_str(line)
+                .with_context(|| format!("a bad line in `{}`", path.display()))?;
+            Ok(value
+                .as_object()
+                .map(|o| {
+                    o.iter()
+                        .filter_map(|(k, v)| v.as_f64().map(|x| (k.clone(), x)))
+                        .collect()
+                })
+                .unwrap_or_default())
+        })
+        .collect()
+}
+
+/// Writes `results.json`, `curves.csv`, `report.md` and `report.html`, and prints the table.
+fn report(out: &Path, plan: &Plan, progress: &Progress) -> Result<()> {
+    let mut rows = Vec::new();
+    let mut curves = String::from("label,seed,step,reward_mean,accuracy_train\n");
+    // label → step → values over seeds
+    let mut reward: BTreeMap<&str, BTreeMap<u64, Vec<f64>>> = BTreeMap::new();
+    for label in &plan.algos {
+        let mut runs = Vec::new();
+        let mut diagnostics: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        let algo = parse_algo(label)?.0;
+        for &seed in &plan.seeds {
+            let dir = Plan::run_dir(out, label, seed);
+            if !dir.join("eval.json").exists() {
+                continue;
+            }
+            runs.push(read_run(&dir, seed)?);
+            for metrics in read_metrics(&dir)? {
+                let step = metrics.get("step").copied().unwrap_or(0.0) as u64;
+                let r = metrics.get("reward/mean").copied().unwrap_or(f64::NAN);
+                let a = metrics.get("accuracy/train").copied().unwrap_or(f64::NAN);
+                curves.push_str(&format!("\"{label}\",{seed},{step},{r},{a}\n"));
+                reward
+                    .entry(label)
+                    .or_default()
+                    .entry(step)
+                    .or_default()
+                    .push(r);
+                for (key, value) in metrics {
+                    if key.starts_with(&format!("{algo}/")) {
+                        diagnostics.entry(key).or_default().push(value);
+                    }
+                }
+            }
+        }
+        rows.push((label.clone(), algo, runs, diagnostics));
+    }
+    let baseline_runs = rows
+        .iter()
+        .find(|r| r.0 == plan.baseline)
+        .map(|r| r.2.clone())
+        .unwrap_or_default();
+    let pairs = |runs: &[RunResult], pick: fn(&RunResult) -> f64| -> Vec<(u64, f64)> {
+        runs.iter().map(|r| (r.seed, pick(r))).collect()
+    };
+    let mut results = Vec::new();
+    for (label, algo, runs, diagnostics) in &rows {
+        let greedy: Vec<f64> = runs.iter().map(|r| r.greedy).collect();
+        let sampled: Vec<f64> = runs.iter().map(|r| r.sampled).collect();
+        let versus = |pick: fn(&RunResult) -> f64| {
+            (label != &plan.baseline)
+                .then(|| paired_difference(&pairs(runs, pick), &pairs(&baseline_runs, pick)))
+                .flatten()
+        };
+        results.push(json!({
+            "label": label,
+            "algo": algo,
+            "runs": runs,
+            "greedy": mean_ci(&greedy),
+            "sampled": mean_ci(&sampled),
+            "vs_baseline": {
+                "greedy": versus(|r| r.greedy),
+                "sampled": versus(|r| r.sampled),
+            },
+            "diagnostics": diagnostics
+                .iter()
+                .map(|(k, v)| (k.clone(), v.iter().sum::<f64>() / v.len().max(1) as f64))
+                .collect::<BTreeMap<_, _>>(),
+        }));
+    }
+    let document = json!({
+        "baseline": plan.baseline,
+        "seeds": plan.seeds,
+        "train_args": plan.train_args,
+        "algorithms": results,
+    });
+    write(
+        &out.join("results.json"),
+        &serde_json::to_string_pretty(&document)?,
+    )?;
+    write(&out.join("curves.csv"), &curves)?;
+
+    let chart = Chart {
+        title: format!(
+            "training reward, mean over seeds with 95% band ({} seeds)",
+            plan.seeds.len()
+        ),
+        x_label: "step".into(),
+        y_label: "reward/mean".into(),
+        y_range: None,
+        series: plan
+            .algos
+            .iter()
+            .map(|label| {
+                let by_step = reward.get(label.as_str()).cloned().unwrap_or_default();
+                let estimates: Vec<(f64, Estimate)> = by_step
+                    .iter()
+                    .filter_map(|(&step, v)| mean_ci(v).map(|e| (step as f64, e)))
+                    .collect();
+                Series {
+                    label: label.clone(),
+                    points: estimates.iter().map(|(s, e)| (*s, e.mean)).collect(),
+                    band: estimates.iter().map(|(s, e)| (*s, e.low, e.high)).collect(),
+                }
+            })
+            .collect(),
+    };
+    let svg = chart.to_svg();
+    write(&out.join("reward.svg"), &svg)?;
+    let table = table(&document);
+    let command = format!(
+        "zoo compare --algos '{}' --seeds {} --baseline '{}' {}",
+        plan.algos.join(","),
+        plan.seeds.len(),
+        plan.baseline,
+        plan.train_args.join(" ")
+    );
+    write(
+        &out.join("report.md"),
+        &format!(
+            "# zoo compare\n\n`{}`\n\n{table}\n![training reward](reward.svg)\n",
+            command.trim()
+        ),
+    )?;
+    write(&out.join("report.html"), &html(&command, &table, &svg))?;
+    if progress.is_quiet() {
+        return Ok(());
+    }
+    println!("{table}");
+    println!(
+        "files: {}/{{results.json, curves.csv, report.md, report.html}}",
+        out.display()
+    );
+    Ok(())
+}
+
+/// `0.823 [0.801, 0.845]`, or `-` when absent.
+fn cell(estimate: &Value) -> String {
+    let n = estimate["n"].as_u64().unwrap_or(0);
+    match (
+        estimate["mean"].as_f64(),
+        estimate["low"].as_f64(),
+        estimate["high"].as_f64(),
+    ) {
+        (Some(m), _, _) if n == 1 => format!("{m:.3}"),
+        (Some(m), Some(l), Some(h)) => format!("{m:.3} [{l:.3}, {h:.3}]"),
+        _ => "-".into(),
+    }
+}
+
+/// A difference cell, marked `*` when its interval excludes 0.
+fn difference(estimate: &Value) -> String {
+    let significant = match (
+        estimate["low"].as_f64(),
+        estimate["high"].as_f64(),
+        estimate["n"].as_u64(),
+    ) {
+        (Some(l), Some(h), Some(n)) => n >= 2 && (l > 0.0 || h < 0.0),
+        _ => false,
+    };
+    let text = match (
+        estimate["mean"].as_f64(),
+        estimate["low"].as_f64(),
+        estimate["high"].as_f64(),
+    ) {
+        (Some(m), Some(l), Some(h)) => format!("{m:+.3} [{l:+.3}, {h:+.3}]"),
+        _ => "-".into(),
+    };
+    if significant {
+        format!("{text} *")
+    } else {
+        text
+    }
+}
+
+/// The results as a Markdown table, the baseline's row first.
+fn table(document: &Value) -> String {
+    let baseline = document["baseline"].as_str().unwrap_or_default();
+    let mut rows: Vec<&Value> = document["algorithms"]
+        .as_array()
+        .map(|a| a.iter().collect())
+        .unwrap_or_default();
+    rows.sort_by_key(|r| r["label"].as_str() != Some(baseline));
+    let mut out = format!(
+        "| algorithm | seeds | greedy pass@1 | sampled pass@1 | greedy − {baseline} | sampled − {baseline} |\n|---|---|---|---|---|---|\n"
+    );
+    for row in rows {
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} |\n",
+            row["label"].as_str().unwrap_or_default(),
+            row["runs"].as_array().map_or(0, Vec::len),
+            cell(&row["greedy"]),
+            cell(&row["sampled"]),
+            difference(&row["vs_baseline"]["greedy"]),
+            difference(&row["vs_baseline"]["sampled"]),
+        ));
+    }
+    out.push_str("\nMeans over seeds with Student-t 95% intervals; differences are paired over the same seeds, `*` when the interval excludes 0.\n");
+    out
+}
+
+/// A self-contained HTML page: the command, the table and the inline SVG plot.
+fn html(command: &str, table: &str, svg: &str) -> String {
+    let mut rows = String::new();
+    for (k, line) in table.lines().filter(|l| l.starts_with('|')).enumerate() {
+        if k == 1 {
+            continue; // the Markdown separator
+        }
+        let tag = if k == 0 { "th" } else { "td" };
+        let cells: Vec<String> = line
+            .trim_matches('|')
+            .split('|')
+            .map(|c| format!("<{tag}>{}</{tag}>", crate::svg::escape(c.trim())))
+            .collect();
+        rows.push_str(&format!("<tr>{}</tr>\n", cells.concat()));
+    }
+    let note = table
+        .lines()
+        .find(|l| l.starts_with("Means"))
+        .unwrap_or_default();
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>zoo compare</title>\n<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child,th:first-child{{text-align:left}}code{{background:#f4f4f4}}</style></head>\n<body><h1>zoo compare</h1>\n<p><code>{}</code></p>\n<table>\n{rows}</table>\n<p>{}</p>\n{svg}</body></html>\n",
+        crate::svg::escape(command.trim()),
+        crate::svg::escape(note)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_become_folder_names() {
+        assert_eq!(slug("grpo"), "grpo");
+        assert_eq!(
+            slug("grpo[norm_adv_by_std=false]"),
+            "grpo_norm_adv_by_std_false"
+        );
+        assert_eq!(
+            slug("disco[variant=\"basic\", tau=0.5]"),
+            "disco_variant_basic_tau_0.5"
+        );
+    }
+
+    #[test]
+    fn the_table_puts_the_baseline_first_and_marks_significant_differences() {
+        let document = json!({
+            "baseline": "grpo",
+            "algorithms": [
+                {"label": "cepo", "runs": [1, 2, 3],
+                 "greedy": {"mean": 0.5, "low": 0.4, "high": 0.6, "n": 3},
+                 "sampled": {"mean": 0.4, "low": 0.3, "high": 0.5, "n": 3},
+                 "vs_baseline": {"greedy": {"mean": 0.1, "low": 0.05, "high": 0.15, "n": 3},
+                                 "sampled": {"mean": 0.0, "low": -0.1, "high": 0.1, "n": 3}}},
+                {"label": "grpo", "runs": [1, 2, 3],
+                 "greedy": {"mean": 0.4, "low": 0.3, "high": 0.5, "n": 3},
+                 "sampled": {"mean": 0.4, "low": 0.3, "high": 0.5, "n": 3},
+                 "vs_baseline": {"greedy": null, "sampled": null}},
+            ],
+        });
+        let text = table(&document);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[2].starts_with("| grpo |"), "{text}");
+        assert!(lines[3].contains("+0.100 [+0.050, +0.150] *"), "{text}");
+        assert!(lines[3].contains("+0.000 [-0.100, +0.100] |"), "{text}");
+        assert!(lines[2].ends_with("| - | - |"), "{text}");
+        let page = html("zoo compare --algos grpo,cepo", &text, "<svg></svg>");
+        assert!(page.contains("<th>algorithm</th>") && page.contains("<td>cepo</td>"));
+        assert!(page.contains("<svg></svg>"));
+    }
+}

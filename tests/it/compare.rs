@@ -1,0 +1,167 @@
+//! `zoo compare` end to end on the tiny model: two algorithms × two seeds × two steps.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::{TEST_WARM_START, mod10_cache, run};
+
+fn compare(cache: &Path, out: &Path) -> std::process::Output {
+    let out = out.to_string_lossy().to_string();
+    let mut args = vec![
+        "compare",
+        "--algos",
+        "grpo,grpo[norm_adv_by_std=false]",
+        "--seeds",
+        "2",
+        "--steps",
+        "2",
+        "--out",
+        &out,
+        "--set",
+        "eval.problems=20",
+        "--set",
+        "rollout.prompts_per_step=4",
+    ];
+    args.extend_from_slice(TEST_WARM_START);
+    run(cache, &args)
+}
+
+fn json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// `results.json` without the wall-clock seconds of its runs.
+fn numbers(mut results: Value) -> Value {
+    for algorithm in results["algorithms"].as_array_mut().unwrap() {
+        for run in algorithm["runs"].as_array_mut().unwrap() {
+            run.as_object_mut().unwrap().remove("seconds");
+        }
+    }
+    results
+}
+
+#[test]
+fn compare_reports_the_runs_numbers_and_reuses_finished_runs() {
+    let cache = mod10_cache();
+    let out = std::env::temp_dir().join(format!("zoo-it-compare-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let output = compare(cache, &out);
+    assert!(output.status.success());
+    for file in [
+        "compare.json",
+        "results.json",
+        "curves.csv",
+        "report.md",
+        "report.html",
+        "reward.svg",
+    ] {
+        assert!(out.join(file).is_file(), "{file} missing");
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.lines().nth(2).unwrap().starts_with("| grpo |"),
+        "{stdout}"
+    );
+
+    // results.json holds exactly the runs' eval.json numbers, their mean and interval.
+    let results = json(&out.join("results.json"));
+    assert_eq!(results["baseline"], "grpo");
+    let algorithms = results["algorithms"].as_array().unwrap();
+    assert_eq!(algorithms.len(), 2);
+    for algorithm in algorithms {
+        let runs = algorithm["runs"].as_array().unwrap();
+        assert_eq!(runs.len(), 2);
+        let mut greedy = Vec::new();
+        for run in runs {
+            let eval = json(&Path::new(run["dir"].as_str().unwrap()).join("eval.json"));
+            assert_eq!(run["greedy"], eval["after"]["greedy"]);
+            assert_eq!(run["sampled"], eval["after"]["sampled"]);
+            assert_eq!(eval["seed"], run["seed"]);
+            greedy.push(run["greedy"].as_f64().unwrap());
+        }
+        let mean = algorithm["greedy"]["mean"].as_f64().unwrap();
+        assert!((mean - (greedy[0] + greedy[1]) / 2.0).abs() < 1e-12);
+        let half = algorithm["greedy"]["high"].as_f64().unwrap() - mean;
+        let sd = (greedy[0] - greedy[1]).abs() / 2f64.sqrt();
+        assert!(
+            (half - 12.706 * sd / 2f64.sqrt()).abs() < 1e-9,
+            "t_{{0.975,1}} interval"
+        );
+    }
+    assert!(algorithms[0]["vs_baseline"]["greedy"].is_null());
+    let difference = &algorithms[1]["vs_baseline"]["greedy"];
+    let paired: Vec<f64> = (0..2)
+        .map(|k| {
+            algorithms[1]["runs"][k]["greedy"].as_f64().unwrap()
+                - algorithms[0]["runs"][k]["greedy"].as_f64().unwrap()
+        })
+        .collect();
+    assert!((difference["mean"].as_f64().unwrap() - (paired[0] + paired[1]) / 2.0).abs() < 1e-12);
+    // One curve line per algorithm, seed and step.
+    let curves = std::fs::read_to_string(out.join("curves.csv")).unwrap();
+    assert_eq!(curves.lines().count(), 1 + 2 * 2 * 2);
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(
+        html.contains("<svg") && html.contains(">step</text>") && html.contains("<td>grpo</td>")
+    );
+
+    // Rerun: every run is reused, nothing retrains.
+    let before = std::fs::metadata(out.join("runs/grpo/seed-1/eval.json"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    let output = compare(cache, &out);
+    assert!(output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("4 finished, 0 to run"));
+    let after = std::fs::metadata(out.join("runs/grpo/seed-1/eval.json"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    assert_eq!(before, after);
+
+    // A run that lost its eval.json runs again (from its last checkpoint, or from the start:
+    // the same seed gives the same numbers on the CPU); the others are reused.
+    std::fs::remove_file(out.join("runs/grpo/seed-2/eval.json")).unwrap();
+    let output = compare(cache, &out);
+    assert!(output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("3 finished, 1 to run"));
+    assert_eq!(
+        numbers(json(&out.join("results.json"))),
+        numbers(results.clone())
+    );
+
+    // `--report` rebuilds the same results from the runs alone.
+    std::fs::remove_file(out.join("results.json")).unwrap();
+    let out_str = out.to_string_lossy().to_string();
+    let output = run(cache, &["compare", "--report", &out_str, "--quiet"]);
+    assert!(output.status.success());
+    assert_eq!(numbers(json(&out.join("results.json"))), numbers(results));
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn compare_refuses_bad_requests_with_a_hint() {
+    let cache = mod10_cache();
+    for (args, message) in [
+        (
+            vec!["compare", "--algos", "grpo", "--baseline", "cepo"],
+            "is not among `--algos`",
+        ),
+        (vec!["compare", "--algos", "grpo,grpo"], "is listed twice"),
+        (
+            vec!["compare", "--algos", "grpo[clip_high=0.3"],
+            "must end with `]`",
+        ),
+        (
+            vec!["compare", "--report", "/nonexistent/zoo-compare"],
+            "holds no comparison",
+        ),
+    ] {
+        let output = run(cache, &args);
+        assert_eq!(output.status.code(), Some(1), "{args:?}");
+        let error = String::from_utf8_lossy(&output.stderr);
+        assert!(error.contains(message), "{args:?}: {error}");
+        assert!(!error.contains("panicked"), "{error}");
+    }
+}
