@@ -114,6 +114,9 @@ pub struct EvalConfig {
     pub problems: usize,
     /// Temperature of the sampled pass@1 (greedy pass@1 is always reported).
     pub temperature: f32,
+    /// Also evaluate every this many steps, logged as `eval/greedy` and `eval/sampled`
+    /// (0: only before and after the run).
+    pub every: usize,
 }
 
 impl Default for EvalConfig {
@@ -121,6 +124,7 @@ impl Default for EvalConfig {
         Self {
             problems: 400,
             temperature: 1.0,
+            every: 0,
         }
     }
 }

@@ -376,9 +376,12 @@ fn read_metrics(dir: &Path) -> Result<Vec<BTreeMap<String, f64>>> {
 /// Writes `results.json`, `curves.csv`, `report.md` and `report.html`, and prints the table.
 fn report(out: &Path, plan: &Plan, progress: &Progress) -> Result<()> {
     let mut rows = Vec::new();
-    let mut curves = String::from("label,seed,step,reward_mean,accuracy_train\n");
-    // label → step → values over seeds
+    let mut curves =
+        String::from("label,seed,step,reward_mean,accuracy_train,eval_greedy,eval_sampled\n");
+    // label → step → values over seeds: training reward, held-out greedy pass@1 (with
+    // `eval.every`).
     let mut reward: BTreeMap<&str, BTreeMap<u64, Vec<f64>>> = BTreeMap::new();
+    let mut heldout: BTreeMap<&str, BTreeMap<u64, Vec<f64>>> = BTreeMap::new();
     for label in &plan.algos {
         let mut runs = Vec::new();
         let mut diagnostics: BTreeMap<String, Vec<f64>> = BTreeMap::new();
@@ -393,7 +396,20 @@ fn report(out: &Path, plan: &Plan, progress: &Progress) -> Result<()> {
                 let step = metrics.get("step").copied().unwrap_or(0.0) as u64;
                 let r = metrics.get("reward/mean").copied().unwrap_or(f64::NAN);
                 let a = metrics.get("accuracy/train").copied().unwrap_or(f64::NAN);
-                curves.push_str(&format!("\"{label}\",{seed},{step},{r},{a}\n"));
+                let optional = |key: &str| metrics.get(key).map_or(String::new(), f64::to_string);
+                curves.push_str(&format!(
+                    "\"{label}\",{seed},{step},{r},{a},{},{}\n",
+                    optional("eval/greedy"),
+                    optional("eval/sampled")
+                ));
+                if let Some(&greedy) = metrics.get("eval/greedy") {
+                    heldout
+                        .entry(label)
+                        .or_default()
+                        .entry(step)
+                        .or_default()
+                        .push(greedy);
+                }
                 reward
                     .entry(label)
                     .or_default()
@@ -454,34 +470,29 @@ fn report(out: &Path, plan: &Plan, progress: &Progress) -> Result<()> {
     )?;
     write(&out.join("curves.csv"), &curves)?;
 
-    let chart = Chart {
-        title: format!(
-            "training reward, mean over seeds with 95% band ({} seeds)",
-            plan.seeds.len()
-        ),
-        x_label: "step".into(),
-        y_label: "reward/mean".into(),
-        y_range: None,
-        series: plan
-            .algos
-            .iter()
-            .map(|label| {
-                let by_step = reward.get(label.as_str()).cloned().unwrap_or_default();
-                let estimates: Vec<(f64, Estimate)> = by_step
-                    .iter()
-                    .filter_map(|(&step, v)| mean_ci(v).map(|e| (step as f64, e)))
-                    .collect();
-                Series {
-                    label: label.clone(),
-                    points: estimates.iter().map(|(s, e)| (*s, e.mean)).collect(),
-                    band: estimates.iter().map(|(s, e)| (*s, e.low, e.high)).collect(),
-                }
-            })
-            .collect(),
-    };
-    let svg = chart.to_svg();
-    write(&out.join("reward.svg"), &svg)?;
-    let table = table(&document);
+    let seeds = plan.seeds.len();
+    let reward_chart = curve_chart(
+        &plan.algos,
+        &reward,
+        format!("training reward, mean over {seeds} seeds with 95% band"),
+        "reward/mean",
+        None,
+    );
+    let mut svgs = vec![("reward.svg", "training reward", reward_chart.to_svg())];
+    if !heldout.is_empty() {
+        let chart = curve_chart(
+            &plan.algos,
+            &heldout,
+            format!("held-out greedy pass@1 (eval.every), mean over {seeds} seeds with 95% band"),
+            "greedy pass@1",
+            Some((0.0, 1.0)),
+        );
+        svgs.push(("heldout.svg", "held-out greedy pass@1", chart.to_svg()));
+    }
+    for (file, _, svg) in &svgs {
+        write(&out.join(file), svg)?;
+    }
+    let table = format!("{}\n{}", table(&document), diagnostics(&document));
     let command = format!(
         "zoo compare --algos '{}' --seeds {} --baseline '{}' {}",
         plan.algos.join(","),
@@ -489,14 +500,16 @@ fn report(out: &Path, plan: &Plan, progress: &Progress) -> Result<()> {
         plan.baseline,
         plan.train_args.join(" ")
     );
+    let images: String = svgs
+        .iter()
+        .map(|(file, title, _)| format!("![{title}]({file})\n"))
+        .collect();
     write(
         &out.join("report.md"),
-        &format!(
-            "# zoo compare\n\n`{}`\n\n{table}\n![training reward](reward.svg)\n",
-            command.trim()
-        ),
+        &format!("# zoo compare\n\n`{}`\n\n{table}\n{images}", command.trim()),
     )?;
-    write(&out.join("report.html"), &html(&command, &table, &svg))?;
+    let inline: String = svgs.iter().map(|(_, _, svg)| svg.as_str()).collect();
+    write(&out.join("report.html"), &html(&command, &table, &inline))?;
     if progress.is_quiet() {
         return Ok(());
     }
@@ -506,6 +519,38 @@ fn report(out: &Path, plan: &Plan, progress: &Progress) -> Result<()> {
         out.display()
     );
     Ok(())
+}
+
+/// One line per label through its per-step means over seeds, with their 95% band.
+fn curve_chart(
+    labels: &[String],
+    values: &BTreeMap<&str, BTreeMap<u64, Vec<f64>>>,
+    title: String,
+    y_label: &str,
+    y_range: Option<(f64, f64)>,
+) -> Chart {
+    Chart {
+        title,
+        x_label: "step".into(),
+        y_label: y_label.into(),
+        y_range,
+        series: labels
+            .iter()
+            .map(|label| {
+                let estimates: Vec<(f64, Estimate)> = values
+                    .get(label.as_str())
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|(&step, v)| mean_ci(v).map(|e| (step as f64, e)))
+                    .collect();
+                Series {
+                    label: label.clone(),
+                    points: estimates.iter().map(|(s, e)| (*s, e.mean)).collect(),
+                    band: estimates.iter().map(|(s, e)| (*s, e.low, e.high)).collect(),
+                }
+            })
+            .collect(),
+    }
 }
 
 /// `0.823 [0.801, 0.845]`, or `-` when absent.
@@ -573,29 +618,62 @@ fn table(document: &Value) -> String {
     out
 }
 
-/// A self-contained HTML page: the command, the table and the inline SVG plot.
-fn html(command: &str, table: &str, svg: &str) -> String {
-    let mut rows = String::new();
-    for (k, line) in table.lines().filter(|l| l.starts_with('|')).enumerate() {
-        if k == 1 {
-            continue; // the Markdown separator
+/// Each algorithm's own metrics (`cepo/weight_dev_mean`, `disco/penalty_active`, ...), mean
+/// over steps and seeds, as a Markdown table per algorithm with any.
+fn diagnostics(document: &Value) -> String {
+    let mut out = String::new();
+    for row in document["algorithms"].as_array().into_iter().flatten() {
+        let Some(values) = row["diagnostics"].as_object().filter(|d| !d.is_empty()) else {
+            continue;
+        };
+        out.push_str(&format!(
+            "| {} diagnostic | mean over steps and seeds |\n|---|---|\n",
+            row["label"].as_str().unwrap_or_default()
+        ));
+        for (name, value) in values {
+            out.push_str(&format!(
+                "| `{name}` | {:.4} |\n",
+                value.as_f64().unwrap_or(f64::NAN)
+            ));
         }
-        let tag = if k == 0 { "th" } else { "td" };
-        let cells: Vec<String> = line
-            .trim_matches('|')
-            .split('|')
-            .map(|c| format!("<{tag}>{}</{tag}>", crate::svg::escape(c.trim())))
-            .collect();
-        rows.push_str(&format!("<tr>{}</tr>\n", cells.concat()));
+        out.push('\n');
     }
-    let note = table
-        .lines()
-        .find(|l| l.starts_with("Means"))
-        .unwrap_or_default();
+    out
+}
+
+/// A self-contained HTML page: the command, the tables and the inline SVG plot.
+fn html(command: &str, tables: &str, svg: &str) -> String {
+    let mut body = String::new();
+    // Markdown tables (separated by blank lines) become HTML tables; other lines paragraphs.
+    for block in tables.split("\n\n").filter(|b| !b.trim().is_empty()) {
+        let lines: Vec<&str> = block.lines().collect();
+        if !lines.first().is_some_and(|l| l.starts_with('|')) {
+            body.push_str(&format!("<p>{}</p>\n", crate::svg::escape(block.trim())));
+            continue;
+        }
+        body.push_str("<table>\n");
+        for (k, line) in lines.iter().enumerate() {
+            if k == 1 {
+                continue; // the Markdown separator
+            }
+            let tag = if k == 0 { "th" } else { "td" };
+            let cells: Vec<String> = line
+                .trim_matches('|')
+                .split('|')
+                .map(|c| {
+                    format!(
+                        "<{tag}>{}</{tag}>",
+                        crate::svg::escape(c.trim().trim_matches('`'))
+                    )
+                })
+                .collect();
+            body.push_str(&format!("<tr>{}</tr>\n", cells.concat()));
+        }
+        body.push_str("</table>\n");
+    }
     format!(
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>zoo compare</title>\n<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child,th:first-child{{text-align:left}}code{{background:#f4f4f4}}</style></head>\n<body><h1>zoo compare</h1>\n<p><code>{}</code></p>\n<table>\n{rows}</table>\n<p>{}</p>\n{svg}</body></html>\n",
-        crate::svg::escape(command.trim()),
-        crate::svg::escape(note)
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>zoo compare</title>\n<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child,th:first-child{{text-align:left}}code{{background:#f4f4f4}}</style></head>\n<body><h1>zoo compare</h1>\n<p><code>{}</code></p>\n{body}{svg}</body></html>\n",
+        crate::svg::escape(command.trim())
     )
 }
 
@@ -622,6 +700,7 @@ mod tests {
             "baseline": "grpo",
             "algorithms": [
                 {"label": "cepo", "runs": [1, 2, 3],
+                 "diagnostics": {"cepo/weight_dev_mean": 0.0123, "cepo/lambda": 0.25},
                  "greedy": {"mean": 0.5, "low": 0.4, "high": 0.6, "n": 3},
                  "sampled": {"mean": 0.4, "low": 0.3, "high": 0.5, "n": 3},
                  "vs_baseline": {"greedy": {"mean": 0.1, "low": 0.05, "high": 0.15, "n": 3},
@@ -638,8 +717,27 @@ mod tests {
         assert!(lines[3].contains("+0.100 [+0.050, +0.150] *"), "{text}");
         assert!(lines[3].contains("+0.000 [-0.100, +0.100] |"), "{text}");
         assert!(lines[2].ends_with("| - | - |"), "{text}");
-        let page = html("zoo compare --algos grpo,cepo", &text, "<svg></svg>");
+        let extra = diagnostics(&document);
+        assert!(
+            extra.contains("| `cepo/weight_dev_mean` | 0.0123 |"),
+            "{extra}"
+        );
+        assert_eq!(
+            extra.matches("diagnostic |").count(),
+            1,
+            "grpo has none: {extra}"
+        );
+        let page = html(
+            "zoo compare --algos grpo,cepo",
+            &format!("{text}\n{extra}"),
+            "<svg></svg>",
+        );
         assert!(page.contains("<th>algorithm</th>") && page.contains("<td>cepo</td>"));
+        assert!(
+            page.contains("<td>cepo/weight_dev_mean</td><td>0.0123</td>"),
+            "{page}"
+        );
+        assert_eq!(page.matches("<table>").count(), 2);
         assert!(page.contains("<svg></svg>"));
     }
 }

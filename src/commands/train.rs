@@ -55,10 +55,10 @@ pub fn heldout_accuracy(
     temperature: f32,
     max_new_tokens: usize,
     seed: u64,
-) -> Result<Accuracy> {
+) -> zoo_core::Result<Accuracy> {
     let heldout = &task.heldout()[..problems.min(task.heldout().len())];
-    let run = |temperature: f32| -> Result<EvalReport> {
-        Ok(evaluate(
+    let run = |temperature: f32| -> zoo_core::Result<EvalReport> {
+        evaluate(
             policy,
             task,
             heldout,
@@ -69,7 +69,7 @@ pub fn heldout_accuracy(
             1,
             &[],
             seed,
-        )?)
+        )
     };
     Ok(Accuracy {
         greedy: run(0.0)?.pass_at_1,
@@ -276,7 +276,14 @@ pub fn run(args: &TrainArgs) -> Result<Option<TrainReport>> {
     bar.set_position((first - 1) as u64);
     let steps = config.steps;
     if first <= steps {
-        trainer.run(first, steps, Some(&checkpoints), &mut |step, m| {
+        let every = config.eval.every;
+        trainer.run(first, steps, Some(&checkpoints), &mut |step, m, policy| {
+            // Held-out pass@1 of the updated policy every `eval.every` steps.
+            if every > 0 && step % every == 0 {
+                let accuracy = evaluate_heldout(policy)?;
+                m.insert("eval/greedy".into(), accuracy.greedy);
+                m.insert("eval/sampled".into(), accuracy.sampled);
+            }
             metrics_out.write(step, m)?;
             bar.set_position(step as u64);
             let Some(&reward) = m.get("reward/mean") else {

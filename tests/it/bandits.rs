@@ -254,7 +254,7 @@ fn the_trainer_runs_objectives_on_a_tabular_bandit() {
         .unwrap();
         let mut last = None;
         trainer
-            .run(1, steps, None, &mut |_, m| {
+            .run(1, steps, None, &mut |_, m, _| {
                 last = Some(m.clone());
                 Ok(())
             })
@@ -328,7 +328,7 @@ fn train_leakage(
         env,
     )
     .unwrap();
-    trainer.run(1, steps, None, &mut |_, _| Ok(())).unwrap();
+    trainer.run(1, steps, None, &mut |_, _, _| Ok(())).unwrap();
     let snapshot = trainer.policy().parameters();
     let mut reader = TabularPolicy::shared(env.rows(), env.vocab(), &Device::flex()).unwrap();
     zoo::zoo_core::Policy::set_parameters(&mut reader, &snapshot).unwrap();

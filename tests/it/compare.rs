@@ -22,6 +22,8 @@ fn compare(cache: &Path, out: &Path) -> std::process::Output {
         "eval.problems=20",
         "--set",
         "rollout.prompts_per_step=4",
+        "--set",
+        "eval.every=1",
     ];
     args.extend_from_slice(TEST_WARM_START);
     run(cache, &args)
@@ -98,6 +100,14 @@ fn compare_reports_the_runs_numbers_and_reuses_finished_runs() {
         })
         .collect();
     assert!((difference["mean"].as_f64().unwrap() - (paired[0] + paired[1]) / 2.0).abs() < 1e-12);
+    // `eval.every = 1`: the last step's held-out numbers are the final evaluation's (the same
+    // policy, the same evaluation seed).
+    let run_dir = out.join("runs/grpo/seed-1");
+    let metrics = std::fs::read_to_string(run_dir.join("metrics.jsonl")).unwrap();
+    let last: Value = serde_json::from_str(metrics.lines().last().unwrap()).unwrap();
+    let eval = json(&run_dir.join("eval.json"));
+    assert_eq!(last["eval/greedy"], eval["after"]["greedy"]);
+    assert_eq!(last["eval/sampled"], eval["after"]["sampled"]);
     // One curve line per algorithm, seed and step.
     let curves = std::fs::read_to_string(out.join("curves.csv")).unwrap();
     assert_eq!(curves.lines().count(), 1 + 2 * 2 * 2);

@@ -124,7 +124,7 @@ fn too_many_nan_losses_in_a_row_stop_the_run_with_the_last_checkpoint_intact() {
     let _ = std::fs::remove_dir_all(&dir);
     let mut seen = Vec::new();
     let err = trainer
-        .run(1, 6, Some(&dir), &mut |step, m| {
+        .run(1, 6, Some(&dir), &mut |step, m, _| {
             seen.push((step, m["actor/skipped_updates"]));
             Ok(())
         })

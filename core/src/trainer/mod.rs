@@ -282,18 +282,19 @@ impl<'a> Trainer<'a> {
         }
     }
 
-    /// Runs steps `first..=last`, calling `on_step` after each with its metrics, and writes
+    /// Runs steps `first..=last`, calling `on_step` after each with its metrics (which it may
+    /// add to, e.g. a held-out evaluation of the updated policy it is given), and writes
     /// checkpoints under `checkpoint_dir` if given.
     pub fn run(
         &mut self,
         first: usize,
         last: usize,
         checkpoint_dir: Option<&Path>,
-        on_step: &mut dyn FnMut(usize, &Metrics) -> Result<()>,
+        on_step: &mut dyn FnMut(usize, &mut Metrics, &dyn Policy) -> Result<()>,
     ) -> Result<()> {
         for step in first..=last {
-            let metrics = self.step(step)?;
-            on_step(step, &metrics)?;
+            let mut metrics = self.step(step)?;
+            on_step(step, &mut metrics, self.policy.as_ref())?;
             let every = self.config.checkpoint_every;
             let due = step == last || (every > 0 && step % every == 0);
             if let (Some(dir), true) = (checkpoint_dir, due) {
