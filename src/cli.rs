@@ -407,8 +407,8 @@ pub struct TrainArgs {
     /// tokenizer.json) or a `.gguf` file [default: the CPU world's tiny decoder].
     #[arg(long, value_name = "DIR_OR_GGUF", help_heading = "Objective")]
     pub model: Option<PathBuf>,
-    /// Output folder: config.toml, metrics.jsonl, eval.json, checkpoints/
-    /// [default: runs/<algo>-<task>-s<seed>-<time>].
+    /// Output folder: config.toml, metrics.jsonl, a TensorBoard event file, eval.json,
+    /// checkpoints/ [default: runs/<algo>-<task>-s<seed>-<time>].
     #[arg(long, help_heading = "Output")]
     pub out: Option<PathBuf>,
     /// Continue the run in `--out` from its latest checkpoint.

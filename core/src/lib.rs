@@ -35,6 +35,7 @@ pub mod registry;
 pub mod rng;
 pub mod sft;
 pub mod task;
+pub mod tensorboard;
 pub mod trainer;
 
 pub use aggregation::Aggregation;

@@ -337,7 +337,7 @@ pub fn run(args: &TrainArgs) -> Result<Option<TrainReport>> {
         config.eval.temperature, report.before.sampled, report.after.sampled
     );
     println!(
-        "run files in `{}`: config.toml, metrics.jsonl, eval.json, checkpoints/ ({:.0}s)",
+        "run files in `{}`: config.toml, metrics.jsonl, events.out.tfevents.* (TensorBoard), eval.json, checkpoints/ ({:.0}s)",
         out.display(),
         report.seconds
     );

@@ -6,6 +6,16 @@ fn eval_json(dir: &std::path::Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(dir.join("eval.json")).unwrap()).unwrap()
 }
 
+/// The number of `key` in one `metrics.jsonl` line, parsed from its text by `str::parse`
+/// (correctly rounded; `None` for `null`). serde_json's default number parser can be one f64 ULP
+/// off, enough to flip the f32 rounding of a mean of f32 values, which often lies exactly halfway
+/// between two f32 values.
+fn json_number(line: &str, key: &str) -> Option<f64> {
+    let pattern = format!("\"{key}\":");
+    let rest = &line[line.find(&pattern)? + pattern.len()..];
+    rest[..rest.find([',', '}'])?].parse().ok()
+}
+
 #[test]
 fn grpo_raises_heldout_accuracy_on_mod10() {
     let cache = mod10_cache();
@@ -62,6 +72,48 @@ fn grpo_raises_heldout_accuracy_on_mod10() {
     // pass ran, and the comparison above used the update's log-probs.
     assert_eq!(first["perf/tokens_per_s/scoring"], 0.0, "{first}");
     assert_eq!(first["actor/pg_clipfrac"], 0.0, "the ratio is exactly 1");
+    // The same metrics, as TensorBoard scalars by step, in one event file beside them.
+    let events: Vec<std::path::PathBuf> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| {
+            path.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("events.out.tfevents.")
+        })
+        .collect();
+    assert_eq!(events.len(), 1, "want one event file: {events:?}");
+    let scalars = zoo::zoo_core::tensorboard::read_scalars(&events[0]).unwrap();
+    for text in metrics.lines() {
+        let line: serde_json::Value = serde_json::from_str(text).unwrap();
+        let step = line["step"].as_u64().unwrap();
+        let at_step: std::collections::BTreeMap<&str, f32> = scalars
+            .iter()
+            .filter(|(s, _, _)| *s == step)
+            .map(|(_, tag, value)| (tag.as_str(), *value))
+            .collect();
+        let mut keys: Vec<&str> = line
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .filter(|k| *k != "step")
+            .collect();
+        keys.sort_unstable();
+        assert_eq!(
+            at_step.keys().copied().collect::<Vec<_>>(),
+            keys,
+            "step {step}"
+        );
+        for key in keys {
+            // `null` in JSON: a non-finite value, kept as is in the event file.
+            match json_number(text, key) {
+                Some(want) => assert_eq!(at_step[key], want as f32, "step {step} `{key}`"),
+                None => assert!(!at_step[key].is_finite(), "step {step} `{key}`"),
+            }
+        }
+    }
     assert!(out.join("config.toml").exists());
     assert!(
         out.join("checkpoints/step-000030/model.safetensors")
