@@ -12,6 +12,7 @@ mod rl;
 mod skips;
 #[cfg(feature = "tch")]
 mod tch;
+mod teachers;
 mod verify;
 
 use std::path::{Path, PathBuf};
