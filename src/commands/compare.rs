@@ -205,7 +205,8 @@ fn run_matrix(out: &Path, plan: &Plan, jobs: usize, progress: &Progress) -> Resu
     }
     let steps_per_run = steps_of(plan);
     let bar = progress.bar((todo.len() * steps_per_run) as u64, "compare");
-    let queue = Arc::new(Mutex::new(todo.clone()));
+    // Popped from the back: reversed, the runs start in `--algos` order, seed by seed.
+    let queue = Arc::new(Mutex::new(todo.iter().rev().cloned().collect::<Vec<_>>()));
     let failures = Arc::new(Mutex::new(Vec::<String>::new()));
     let finished = Arc::new(AtomicUsize::new(0));
     let exe = std::env::current_exe().context("cannot locate the zoo binary to run `zoo train`")?;

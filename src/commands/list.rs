@@ -11,7 +11,7 @@ use zoo_core::registry;
 pub fn run() -> Result<()> {
     println!("algorithms:");
     for entry in registry::algorithms()? {
-        println!("  {:<10} {}", entry.name, entry.summary);
+        println!("  {:<14} {}", entry.name, entry.summary);
     }
     println!("tasks:");
     for entry in registry::tasks() {
@@ -19,11 +19,11 @@ pub fn run() -> Result<()> {
             Ok(task) => format!(" (verifier `{}`)", task.verifier().name()),
             Err(_) => String::new(), // configured by `[data]`
         };
-        println!("  {:<10} {}{verifier}", entry.name, entry.summary);
+        println!("  {:<14} {}{verifier}", entry.name, entry.summary);
     }
     println!("verifiers:");
     for entry in registry::verifiers() {
-        println!("  {:<10} {}", entry.name, entry.summary);
+        println!("  {:<14} {}", entry.name, entry.summary);
     }
     println!("devices:");
     for name in DEVICE_NAMES {
@@ -32,7 +32,7 @@ pub fn run() -> Result<()> {
             (_, true) => "LibTorch backend",
             (_, false) => "LibTorch backend (not in this build: feature `tch`)",
         };
-        println!("  {name:<10} {note}");
+        println!("  {name:<14} {note}");
     }
     Ok(())
 }

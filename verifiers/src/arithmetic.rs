@@ -23,7 +23,15 @@ pub enum Kind {
     Addition,
     /// The last digit of `a+b` for `a, b < 100`.
     LastDigit,
+    /// [`Kind::Addition`]'s problems with a warm start that has a habit: most plain-prompt
+    /// targets drop the first carry ([`HABIT`]), and a wrong-answer hint is always that
+    /// habit's answer. Greedy decoding follows the habit, so RL has room in greedy pass@1
+    /// too, and a wrong-answer teacher disagrees with the gold one exactly at the carry.
+    CarryHabit,
 }
+
+/// How often the habit task's warm start drops the first carry on a plain prompt.
+pub const HABIT: f64 = 0.65;
 
 /// Size of the fixed held-out split.
 pub const HELDOUT_SIZE: usize = 400;
@@ -169,14 +177,14 @@ impl Arithmetic {
 
     fn positions(&self) -> Option<usize> {
         match self.kind {
-            Kind::Addition => None,
+            Kind::Addition | Kind::CarryHabit => None,
             Kind::LastDigit => Some(1),
         }
     }
 
     fn draw_pair(&self, rng: &mut ChaCha8Rng) -> (u64, u64) {
         match self.kind {
-            Kind::Addition => {
+            Kind::Addition | Kind::CarryHabit => {
                 let mut operand = || {
                     let digits = rng.random_range(2..=4u32);
                     rng.random_range(10u64.pow(digits - 1)..10u64.pow(digits))
@@ -203,6 +211,17 @@ impl Arithmetic {
         (a.parse().expect("operand"), b.parse().expect("operand"))
     }
 
+    /// The habit's chain for `problem`: its first carry dropped, the rest consistent; `None`
+    /// when the sum has no carry.
+    fn habit(&self, problem: &Problem) -> Option<(String, String)> {
+        let (a, b) = Self::operands(problem);
+        let (chain, _) = write_chain(a, b, self.positions(), None);
+        let first = chain.split(';').position(|s| s.ends_with("c1"))?;
+        let (chain, answer) =
+            write_chain(a, b, self.positions(), Some(Corruption::DropCarry(first)));
+        Some((format!("{chain};=>{answer}"), answer))
+    }
+
     /// A wrong chain for `problem` (one dropped carry or one digit sum off by one, the rest
     /// consistent) and its wrong answer.
     fn corrupted(&self, problem: &Problem, rng: &mut ChaCha8Rng) -> (String, String) {
@@ -217,7 +236,7 @@ impl Arithmetic {
             })
             .collect();
         let corruption =
-            if !carries.is_empty() && self.kind == Kind::Addition && rng.random_bool(0.5) {
+            if !carries.is_empty() && self.kind != Kind::LastDigit && rng.random_bool(0.5) {
                 Corruption::DropCarry(carries[rng.random_range(0..carries.len())])
             } else {
                 Corruption::OffByOne(rng.random_range(0..positions), rng.random_bool(0.5))
@@ -227,11 +246,43 @@ impl Arithmetic {
     }
 }
 
+impl Arithmetic {
+    /// The habit task's warm-start mix for `u < 0.85` (the reference-solution share is the
+    /// addition task's): 50% plain prompts, the habit's chain with probability [`HABIT`] when
+    /// there is a carry; 20% `[h:gold]` → the correct chain; 15% `[h:wrong]` → the habit's
+    /// chain with its answer (an off-by-one chain when there is no carry).
+    fn habit_example(&self, problem: &Problem, u: f64, rng: &mut ChaCha8Rng) -> SftExample {
+        let habit = self.habit(problem);
+        if u < 0.5 {
+            let target = match &habit {
+                Some((chain, _)) if rng.random_bool(HABIT) => chain.clone(),
+                _ => problem.solution.clone(),
+            };
+            SftExample {
+                context: problem.prompt.clone(),
+                target,
+            }
+        } else if u < 0.7 {
+            SftExample {
+                context: self.hinted_prompt(problem, &Hint::Answer(problem.answer.clone())),
+                target: problem.solution.clone(),
+            }
+        } else {
+            let (chain, wrong) = habit.unwrap_or_else(|| self.corrupted(problem, rng));
+            SftExample {
+                context: self.hinted_prompt(problem, &Hint::Answer(wrong)),
+                target: chain,
+            }
+        }
+    }
+}
+
 impl Task for Arithmetic {
     fn name(&self) -> &str {
         match self.kind {
             Kind::Addition => "addition",
             Kind::LastDigit => "mod10",
+            Kind::CarryHabit => "addition-habit",
         }
     }
 
@@ -268,6 +319,9 @@ impl Task for Arithmetic {
     fn sft_example(&self, rng: &mut ChaCha8Rng) -> SftExample {
         let problem = self.sample_problems(rng, 1).remove(0);
         let u: f64 = rng.random();
+        if self.kind == Kind::CarryHabit && u < 0.85 {
+            return self.habit_example(&problem, u, rng);
+        }
         if u < 0.5 {
             let target = if rng.random_bool(0.5) {
                 self.corrupted(&problem, rng).0
@@ -302,7 +356,7 @@ impl Task for Arithmetic {
 
     fn max_new_tokens(&self) -> usize {
         match self.kind {
-            Kind::Addition => 60,
+            Kind::Addition | Kind::CarryHabit => 60,
             Kind::LastDigit => 16,
         }
     }
@@ -313,6 +367,14 @@ zoo_core::inventory::submit! {
         name: "addition",
         summary: "a+b with 2-4 digit operands, answered by a written carry chain",
         build: |data| procedural("addition", data, Kind::Addition),
+    }
+}
+
+zoo_core::inventory::submit! {
+    TaskEntry {
+        name: "addition-habit",
+        summary: "addition, from a warm start that mostly drops the first carry (headroom for RL)",
+        build: |data| procedural("addition-habit", data, Kind::CarryHabit),
     }
 }
 
@@ -359,6 +421,55 @@ mod tests {
     }
 
     #[test]
+    fn the_habit_drops_the_first_carry_and_nothing_else() {
+        let task = Arithmetic::new(Kind::CarryHabit);
+        let (chain, answer) = task.habit(&task.problem(347, 589)).unwrap();
+        assert_eq!(chain, "7+9=16;4+8=12c1;3+5+1=9;=>926");
+        assert_eq!(answer, "926");
+        // The first carry may come later; a sum without a carry has no habit.
+        let (chain, _) = task.habit(&task.problem(1250, 1370)).unwrap();
+        assert_eq!(chain, "0+0=0;5+7=12;2+3=5;1+1=2;=>2520");
+        assert!(task.habit(&task.problem(12, 34)).is_none());
+        // The same problems as `addition`, held-out split included.
+        assert_eq!(task.heldout(), Arithmetic::new(Kind::Addition).heldout());
+    }
+
+    #[test]
+    fn the_habit_warm_start_mostly_drops_the_carry_and_follows_wrong_hints_to_it() {
+        let task = Arithmetic::new(Kind::CarryHabit);
+        let mut rng = zoo_core::rng::stream(3, 0, "t");
+        let (mut plain_with_carry, mut habitual, mut wrong_hints) = (0, 0, 0);
+        for _ in 0..4000 {
+            let example = task.sft_example(&mut rng);
+            let prompt = example.context.split('[').next().unwrap();
+            let (a, b) = prompt.trim_end_matches('=').split_once('+').unwrap();
+            let problem = task.problem(a.parse().unwrap(), b.parse().unwrap());
+            let habit = task.habit(&problem);
+            if example.context == problem.prompt {
+                if let Some((chain, _)) = &habit {
+                    plain_with_carry += 1;
+                    habitual += usize::from(example.target == *chain);
+                }
+            } else if let Some(answer) = example
+                .context
+                .strip_suffix(']')
+                .and_then(|c| c.split("[h:").nth(1))
+                .filter(|&a| a != problem.answer)
+            {
+                wrong_hints += 1;
+                // A wrong hint is the habit's answer, written out by the habit's chain.
+                if let Some((chain, habit_answer)) = &habit {
+                    assert_eq!(answer, habit_answer);
+                    assert_eq!(&example.target, chain);
+                }
+            }
+        }
+        let share = habitual as f64 / plain_with_carry as f64;
+        assert!((share - HABIT).abs() < 0.05, "habit share {share}");
+        assert!(wrong_hints > 400, "{wrong_hints} wrong-hint examples");
+    }
+
+    #[test]
     fn mod10_answers_the_last_digit() {
         let task = Arithmetic::new(Kind::LastDigit);
         let p = task.problem(47, 38);
@@ -368,7 +479,7 @@ mod tests {
 
     #[test]
     fn every_reference_solution_verifies() {
-        for kind in [Kind::Addition, Kind::LastDigit] {
+        for kind in [Kind::Addition, Kind::LastDigit, Kind::CarryHabit] {
             let task = Arithmetic::new(kind);
             for p in task.heldout() {
                 assert!(task.verifier().verify(&p.solution, p).correct, "{p:?}");
