@@ -213,7 +213,7 @@ impl Arithmetic {
 
     /// The habit's chain for `problem`: its first carry dropped, the rest consistent; `None`
     /// when the sum has no carry.
-    fn habit(&self, problem: &Problem) -> Option<(String, String)> {
+    pub fn habit(&self, problem: &Problem) -> Option<(String, String)> {
         let (a, b) = Self::operands(problem);
         let (chain, _) = write_chain(a, b, self.positions(), None);
         let first = chain.split(';').position(|s| s.ends_with("c1"))?;
