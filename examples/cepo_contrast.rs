@@ -40,7 +40,12 @@ fn main() -> Result<()> {
             let mut tokens = tokenizer.encode(&response)?;
             tokens.push(tokenizer.eos());
             let score = |context: &Vec<u32>| {
-                let lp = policy.token_logprobs(&[context.clone()], &[tokens.clone()], 1.0, false);
+                let lp = policy.token_logprobs(
+                    std::slice::from_ref(context),
+                    std::slice::from_ref(&tokens),
+                    1.0,
+                    false,
+                );
                 TokenMatrix::from_tensor(lp).data
             };
             let delta: Vec<f32> = score(&gold)

@@ -392,7 +392,15 @@ fn report(out: &Path, plan: &Plan, progress: &Progress) -> Result<()> {
             if !dir.join("eval.json").exists() {
                 continue;
             }
-            runs.push(read_run(&dir, seed)?);
+            let run = read_run(&dir, seed)?;
+            // The held-out curve starts at the base policy (step 0).
+            heldout
+                .entry(label)
+                .or_default()
+                .entry(0)
+                .or_default()
+                .push(run.greedy_before);
+            runs.push(run);
             for metrics in read_metrics(&dir)? {
                 let step = metrics.get("step").copied().unwrap_or(0.0) as u64;
                 let r = metrics.get("reward/mean").copied().unwrap_or(f64::NAN);
@@ -480,7 +488,8 @@ fn report(out: &Path, plan: &Plan, progress: &Progress) -> Result<()> {
         None,
     );
     let mut svgs = vec![("reward.svg", "training reward", reward_chart.to_svg())];
-    if !heldout.is_empty() {
+    // Drawn when the runs evaluated during training (`eval.every`), not from step 0 alone.
+    if heldout.values().any(|by_step| by_step.len() > 1) {
         let chart = curve_chart(
             &plan.algos,
             &heldout,
@@ -642,6 +651,21 @@ fn diagnostics(document: &Value) -> String {
     out
 }
 
+/// Escaped `text` with Markdown's `code` spans as `<code>`.
+fn inline_code(text: &str) -> String {
+    crate::svg::escape(text)
+        .split('`')
+        .enumerate()
+        .map(|(k, part)| {
+            if k % 2 == 1 {
+                format!("<code>{part}</code>")
+            } else {
+                part.to_string()
+            }
+        })
+        .collect()
+}
+
 /// A self-contained HTML page: the command, the tables and the inline SVG plot.
 fn html(command: &str, tables: &str, svg: &str) -> String {
     let mut body = String::new();
@@ -649,7 +673,7 @@ fn html(command: &str, tables: &str, svg: &str) -> String {
     for block in tables.split("\n\n").filter(|b| !b.trim().is_empty()) {
         let lines: Vec<&str> = block.lines().collect();
         if !lines.first().is_some_and(|l| l.starts_with('|')) {
-            body.push_str(&format!("<p>{}</p>\n", crate::svg::escape(block.trim())));
+            body.push_str(&format!("<p>{}</p>\n", inline_code(block.trim())));
             continue;
         }
         body.push_str("<table>\n");
