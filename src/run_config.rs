@@ -183,11 +183,14 @@ fn failing_objective_key(objective: &toml::Value) -> Option<String> {
     })
 }
 
+/// RL steps of a run that does not set `steps`.
+pub const DEFAULT_STEPS: usize = 30;
+
 /// The defaults of a run with `algo` (with a real language model when `llm`), as a TOML table.
 fn defaults(algo: &str, llm: bool) -> Result<toml::Value> {
     let mut table = toml::Table::new();
     table.insert("seed".into(), 0.into());
-    table.insert("steps".into(), 30.into());
+    table.insert("steps".into(), (DEFAULT_STEPS as i64).into());
     table.insert("task".into(), "addition".into());
     table.insert("device".into(), "flex".into());
     table.insert(

@@ -35,7 +35,7 @@ pub fn t95(df: usize) -> f64 {
 }
 
 /// A sample's mean and 95% confidence interval.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Estimate {
     /// The sample mean.
     pub mean: f64,

@@ -32,6 +32,7 @@ use serde_json::{Value, json};
 use crate::cli::CompareArgs;
 use crate::commands::bandit::{parse_algo, split_algos};
 use crate::commands::progress::Progress;
+use crate::commands::train::TrainReport;
 use crate::stats::{Estimate, mean_ci, paired_difference};
 use crate::svg::{Chart, Series};
 
@@ -257,13 +258,13 @@ fn run_matrix(out: &Path, plan: &Plan, jobs: usize, progress: &Progress) -> Resu
     Ok(())
 }
 
-/// The steps each run trains (`--steps`, else `zoo train`'s default of 30).
+/// The steps each run trains (`--steps`, else `zoo train`'s default).
 fn steps_of(plan: &Plan) -> usize {
     plan.train_args
         .windows(2)
         .find(|w| w[0] == "--steps")
         .and_then(|w| w[1].parse().ok())
-        .unwrap_or(30)
+        .unwrap_or(crate::run_config::DEFAULT_STEPS)
 }
 
 /// Lines of a run's `metrics.jsonl`: its steps done.
@@ -275,11 +276,8 @@ fn logged_steps(dir: &Path) -> usize {
 fn train(exe: &Path, plan: &Plan, job: &Job) -> Result<()> {
     let (name, overrides) = parse_algo(&job.label)?;
     fs_err::create_dir_all(&job.dir)?;
+    // Without a checkpoint the run starts over (zoo train drops the old metrics lines).
     let has_checkpoint = zoo_core::checkpoint::latest(&job.dir.join("checkpoints"))?.is_some();
-    if !has_checkpoint {
-        // A run that died before its first checkpoint starts over.
-        let _ = std::fs::remove_file(job.dir.join("metrics.jsonl"));
-    }
     let mut command = Command::new(exe);
     command
         .args([
@@ -337,20 +335,16 @@ struct RunResult {
 fn read_run(dir: &Path, seed: u64) -> Result<RunResult> {
     let path = dir.join("eval.json");
     let text = fs_err::read_to_string(&path)?;
-    let eval: Value = serde_json::from_str(&text)?;
-    let get = |a: &str, b: &str| {
-        eval[a][b]
-            .as_f64()
-            .with_context(|| format!("`{}` has no `{a}.{b}`", path.display()))
-    };
+    let eval: TrainReport = serde_json::from_str(&text)
+        .with_context(|| format!("`{}` is not a `zoo train` report", path.display()))?;
     Ok(RunResult {
         seed,
         dir: dir.to_path_buf(),
-        greedy: get("after", "greedy")?,
-        sampled: get("after", "sampled")?,
-        greedy_before: get("before", "greedy")?,
-        sampled_before: get("before", "sampled")?,
-        seconds: eval["seconds"].as_f64().unwrap_or(0.0),
+        greedy: eval.after.greedy,
+        sampled: eval.after.sampled,
+        greedy_before: eval.before.greedy,
+        sampled_before: eval.before.sampled,
+        seconds: eval.seconds,
     })
 }
 
@@ -563,42 +557,28 @@ fn curve_chart(
     }
 }
 
-/// `0.823 [0.801, 0.845]`, or `-` when absent.
-fn cell(estimate: &Value) -> String {
-    let n = estimate["n"].as_u64().unwrap_or(0);
-    match (
-        estimate["mean"].as_f64(),
-        estimate["low"].as_f64(),
-        estimate["high"].as_f64(),
-    ) {
-        (Some(m), _, _) if n == 1 => format!("{m:.3}"),
-        (Some(m), Some(l), Some(h)) => format!("{m:.3} [{l:.3}, {h:.3}]"),
-        _ => "-".into(),
+/// An [`Estimate`] stored in `results.json` (`null` when there is none).
+fn estimate(value: &Value) -> Option<Estimate> {
+    serde_json::from_value(value.clone()).ok()
+}
+
+/// `0.823 [0.801, 0.845]` (a point for one seed), or `-` when absent.
+fn cell(value: &Value) -> String {
+    match estimate(value) {
+        Some(e) if e.n == 1 => format!("{:.3}", e.mean),
+        Some(e) => format!("{:.3} [{:.3}, {:.3}]", e.mean, e.low, e.high),
+        None => "-".into(),
     }
 }
 
 /// A difference cell, marked `*` when its interval excludes 0.
-fn difference(estimate: &Value) -> String {
-    let significant = match (
-        estimate["low"].as_f64(),
-        estimate["high"].as_f64(),
-        estimate["n"].as_u64(),
-    ) {
-        (Some(l), Some(h), Some(n)) => n >= 2 && (l > 0.0 || h < 0.0),
-        _ => false,
-    };
-    let text = match (
-        estimate["mean"].as_f64(),
-        estimate["low"].as_f64(),
-        estimate["high"].as_f64(),
-    ) {
-        (Some(m), Some(l), Some(h)) => format!("{m:+.3} [{l:+.3}, {h:+.3}]"),
-        _ => "-".into(),
-    };
-    if significant {
-        format!("{text} *")
-    } else {
-        text
+fn difference(value: &Value) -> String {
+    match estimate(value) {
+        Some(e) => {
+            let mark = if e.excludes_zero() { " *" } else { "" };
+            format!("{:+.3} [{:+.3}, {:+.3}]{mark}", e.mean, e.low, e.high)
+        }
+        None => "-".into(),
     }
 }
 

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use zoo_core::checkpoint;
 use zoo_core::eval::{EvalReport, evaluate};
 use zoo_core::metrics::MetricsWriter;
@@ -18,7 +18,7 @@ use crate::commands::progress::Progress;
 use crate::run_config::{Overrides, RunConfig, given_flags};
 
 /// Held-out pass@1, greedy and sampled.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Accuracy {
     /// Greedy decoding.
     pub greedy: f64,
@@ -27,7 +27,7 @@ pub struct Accuracy {
 }
 
 /// What `zoo train` reports at the end (also written as `eval.json`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainReport {
     /// The algorithm.
     pub algo: String,
