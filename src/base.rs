@@ -43,12 +43,19 @@ pub fn shipped_dir() -> PathBuf {
 pub const RECIPE_VERSION: u32 = 2;
 
 /// The cache key of the base policy for `task` and `settings`: `<task>-<16 hex digits>`.
-pub fn key(task: &str, settings: &WarmStartConfig) -> String {
+/// A task's own [`Task::warm_start_version`] enters the hash when it is not 0, so bumping it
+/// retires that task's cached policies and no other's.
+pub fn key(task: &dyn Task, settings: &WarmStartConfig) -> String {
+    let name = task.name();
+    let task_version = match task.warm_start_version() {
+        0 => String::new(),
+        v => format!("task_recipe = {v}\n"),
+    };
     let text = format!(
-        "recipe = {RECIPE_VERSION}\ntask = {task:?}\n{}",
+        "recipe = {RECIPE_VERSION}\n{task_version}task = {name:?}\n{}",
         toml::to_string(settings).expect("settings serialize")
     );
-    format!("{task}-{:016x}", rng::fnv1a(text.as_bytes()))
+    format!("{name}-{:016x}", rng::fnv1a(text.as_bytes()))
 }
 
 /// Where a base policy came from.
@@ -92,12 +99,12 @@ pub fn train(
 }
 
 /// Saves `policy` as the cached base policy for `task` and `settings`.
-pub fn store(policy: &TinyPolicy, task: &str, settings: &WarmStartConfig) -> Result<PathBuf> {
+pub fn store(policy: &TinyPolicy, task: &dyn Task, settings: &WarmStartConfig) -> Result<PathBuf> {
     let dir = cache_dir().join("base");
     fs_err::create_dir_all(&dir).context("cannot create the cache folder (set `ZOO_CACHE_DIR`)")?;
     let path = dir.join(format!("{}.safetensors", key(task, settings)));
     let metadata = zoo_core::checkpoint::Metadata::from([
-        ("zoo.task".to_string(), task.to_string()),
+        ("zoo.task".to_string(), task.name().to_string()),
         (
             "zoo.warm_start".to_string(),
             toml::to_string(settings).expect("settings serialize"),
@@ -126,7 +133,7 @@ pub fn load_or_train(
                 )
             })?;
     }
-    let name = format!("{}.safetensors", key(task.name(), settings));
+    let name = format!("{}.safetensors", key(task, settings));
     for (dir, shipped) in [(cache_dir().join("base"), false), (shipped_dir(), true)] {
         let path = dir.join(&name);
         if path.exists() {
@@ -144,7 +151,7 @@ pub fn load_or_train(
         "no base policy for these warm-start settings (`{name}`): training it now with `zoo sft` settings"
     ));
     let policy = train(task, settings, device, progress)?;
-    let path = store(&policy, task.name(), settings)?;
+    let path = store(&policy, task, settings)?;
     Ok((policy, Origin::Trained(path)))
 }
 
@@ -221,4 +228,40 @@ pub fn check_prompts_fit(
     }
     zoo_core::policy::check_context(policy, longest, max_new_tokens)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(name: &str) -> Box<dyn Task> {
+        crate::link_all();
+        (zoo_core::registry::task(name)
+            .expect("a registered task")
+            .build)(&toml::Table::new())
+        .expect("the task builds")
+    }
+
+    #[test]
+    fn the_default_addition_key_names_the_shipped_checkpoint() {
+        let name = key(task("addition").as_ref(), &WarmStartConfig::default());
+        let path = shipped_dir().join(format!("{name}.safetensors"));
+        assert!(path.exists(), "`{}` is not shipped", path.display());
+    }
+
+    #[test]
+    fn a_task_warm_start_version_enters_its_key_only() {
+        let settings = WarmStartConfig::default();
+        let habit = task("addition-habit");
+        assert_eq!(habit.warm_start_version(), 1);
+        let versioned = key(habit.as_ref(), &settings);
+        // The same name and settings without the version hash to the old key.
+        let text = format!(
+            "recipe = {RECIPE_VERSION}\ntask = \"addition-habit\"\n{}",
+            toml::to_string(&settings).unwrap()
+        );
+        let unversioned = format!("addition-habit-{:016x}", rng::fnv1a(text.as_bytes()));
+        assert_ne!(versioned, unversioned);
+        assert!(versioned.starts_with("addition-habit-"));
+    }
 }

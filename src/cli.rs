@@ -499,4 +499,8 @@ pub struct EvalArgs {
     /// Compute device.
     #[arg(long, default_value = "flex")]
     pub device: String,
+    /// Also write every response as a JSON line (prompt, gold answer, response, verdict,
+    /// response features) to this file.
+    #[arg(long, value_name = "FILE.jsonl")]
+    pub responses: Option<PathBuf>,
 }

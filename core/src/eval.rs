@@ -1,5 +1,7 @@
 //! Held-out evaluation: pass@1 (greedy or sampled) and the unbiased pass@k estimator.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 use crate::Result;
@@ -17,6 +19,12 @@ pub struct EvalReport {
     pub pass_at_1: f64,
     /// Unbiased pass@k for each `k ≤ samples` asked for: `(k, value)`.
     pub pass_at_k: Vec<(usize, f64)>,
+    /// The share of all responses with each of the task's response features
+    /// ([`Task::response_features`]).
+    pub features: BTreeMap<String, f64>,
+    /// Every decoded response, problem by problem (`samples` each).
+    #[serde(skip)]
+    pub responses: Vec<String>,
 }
 
 /// The unbiased pass@k estimate from `n` samples of which `c` are correct (Chen et al. 2021):
@@ -45,6 +53,8 @@ pub fn evaluate(
 ) -> Result<EvalReport> {
     let batch = 128usize.div_ceil(samples).max(1);
     let mut correct_counts = Vec::with_capacity(problems.len());
+    let mut feature_counts: BTreeMap<String, usize> = BTreeMap::new();
+    let mut responses = Vec::with_capacity(problems.len() * samples);
     for (chunk_index, chunk) in problems.chunks(batch).enumerate() {
         let mut rows = Vec::new();
         for problem in chunk {
@@ -54,13 +64,15 @@ pub fn evaluate(
         let mut rng = crate::rng::stream(seed, chunk_index as u64, "eval");
         let outputs = policy.sample(&rows, sampling, &mut rng);
         for (p, problem) in chunk.iter().enumerate() {
-            let correct = outputs[p * samples..(p + 1) * samples]
-                .iter()
-                .filter(|s| {
-                    let text = policy.tokenizer().decode(&s.tokens);
-                    task.verifier().verify(&text, problem).correct
-                })
-                .count();
+            let mut correct = 0;
+            for sample in &outputs[p * samples..(p + 1) * samples] {
+                let text = policy.tokenizer().decode(&sample.tokens);
+                correct += usize::from(task.verifier().verify(&text, problem).correct);
+                for (name, present) in task.response_features(&text, problem) {
+                    *feature_counts.entry(name.to_string()).or_default() += usize::from(present);
+                }
+                responses.push(text);
+            }
             correct_counts.push(correct);
         }
     }
@@ -82,11 +94,17 @@ pub fn evaluate(
             (k, v)
         })
         .collect();
+    let total = (problems.len() * samples).max(1) as f64;
     Ok(EvalReport {
         problems: problems.len(),
         samples,
         pass_at_1,
         pass_at_k,
+        features: feature_counts
+            .into_iter()
+            .map(|(name, count)| (name, count as f64 / total))
+            .collect(),
+        responses,
     })
 }
 

@@ -76,4 +76,16 @@ pub trait Task: Send + Sync {
     fn sft_example(&self, rng: &mut ChaCha8Rng) -> SftExample;
     /// The longest response a policy needs, in tokens, end-of-sequence included.
     fn max_new_tokens(&self) -> usize;
+    /// The version of this task's warm-start data (`sft_example`): bumped when the mix
+    /// changes, so that base policies cached under the old mix are not reused. 0 by default.
+    fn warm_start_version(&self) -> u32 {
+        0
+    }
+    /// Named yes/no features of one response that diagnose *how* a policy answers (the
+    /// arithmetic task's `chainless`: an answer written without its carry chain). The trainer
+    /// logs each one's share of a step's responses as `task/<name>`, the held-out evaluation
+    /// its share of the sampled responses. None by default.
+    fn response_features(&self, _response: &str, _problem: &Problem) -> Vec<(&'static str, bool)> {
+        Vec::new()
+    }
 }

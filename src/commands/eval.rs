@@ -29,6 +29,9 @@ pub struct EvalOutput {
     pub pass_at_1: f64,
     /// Unbiased pass@k by k.
     pub pass_at_k: std::collections::BTreeMap<String, f64>,
+    /// The share of all responses with each of the task's response features (`chainless`,
+    /// `off_chain`, ...).
+    pub features: std::collections::BTreeMap<String, f64>,
 }
 
 /// The policy file a `--checkpoint` argument names: a `.safetensors` file, a checkpoint
@@ -139,6 +142,29 @@ pub fn run(args: &EvalArgs) -> Result<EvalOutput> {
         args.seed,
     )?;
     progress.line(&format!("done in {:.1}s", started.elapsed().as_secs_f64()));
+    if let Some(path) = &args.responses {
+        let mut lines = String::new();
+        for (k, response) in report.responses.iter().enumerate() {
+            let problem = &problems[k / args.samples];
+            let verdict = task.verifier().verify(response, problem);
+            let features: std::collections::BTreeMap<&str, bool> = task
+                .response_features(response, problem)
+                .into_iter()
+                .collect();
+            let line = serde_json::json!({
+                "prompt": problem.prompt,
+                "answer": problem.answer,
+                "response": response,
+                "correct": verdict.correct,
+                "reason": verdict.reason,
+                "features": features,
+            });
+            lines.push_str(&format!("{line}\n"));
+        }
+        checkpoint::write_atomic(path, lines.as_bytes())
+            .with_context(|| format!("cannot write `{}`", path.display()))?;
+        progress.line(&format!("responses written to `{}`", path.display()));
+    }
     let output = EvalOutput {
         checkpoint: file,
         task: task.name().to_string(),
@@ -151,6 +177,7 @@ pub fn run(args: &EvalArgs) -> Result<EvalOutput> {
             .iter()
             .map(|(k, v)| (format!("pass@{k}"), *v))
             .collect(),
+        features: report.features,
     };
     println!("{}", serde_json::to_string_pretty(&output)?);
     Ok(output)
@@ -163,7 +190,7 @@ fn tiny_policy_file(args: &EvalArgs, task: &dyn zoo_core::Task) -> Result<PathBu
         None => {
             let name = format!(
                 "{}.safetensors",
-                base::key(task.name(), &WarmStartConfig::default())
+                base::key(task, &WarmStartConfig::default())
             );
             [base::cache_dir().join("base"), base::shipped_dir()]
                 .iter()

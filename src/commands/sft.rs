@@ -41,14 +41,14 @@ pub fn run(args: &SftArgs) -> Result<Option<Accuracy>> {
     let device = config.device_spec()?.device()?;
     let started = Instant::now();
     let policy = base::train(task.as_ref(), &config.warm_start, &device, &progress)?;
-    let path = base::store(&policy, task.name(), &config.warm_start)?;
+    let path = base::store(&policy, task.as_ref(), &config.warm_start)?;
     let mut written = vec![path];
     if args.ship {
         let dir = base::shipped_dir();
         fs_err::create_dir_all(&dir)?;
         let shipped = dir.join(format!(
             "{}.safetensors",
-            base::key(task.name(), &config.warm_start)
+            base::key(task.as_ref(), &config.warm_start)
         ));
         fs_err::copy(&written[0], &shipped)?;
         written.push(shipped);

@@ -24,6 +24,10 @@ pub struct Accuracy {
     pub greedy: f64,
     /// Sampling at the configured evaluation temperature.
     pub sampled: f64,
+    /// The share of the sampled responses with each of the task's response features
+    /// (`chainless`, ...); empty for a task without any.
+    #[serde(default)]
+    pub features: std::collections::BTreeMap<String, f64>,
 }
 
 /// What `zoo train` reports at the end (also written as `eval.json`).
@@ -71,9 +75,11 @@ pub fn heldout_accuracy(
             seed,
         )
     };
+    let sampled = run(temperature)?;
     Ok(Accuracy {
         greedy: run(0.0)?.pass_at_1,
-        sampled: run(temperature)?.pass_at_1,
+        sampled: sampled.pass_at_1,
+        features: sampled.features,
     })
 }
 
@@ -283,6 +289,9 @@ pub fn run(args: &TrainArgs) -> Result<Option<TrainReport>> {
                 let accuracy = evaluate_heldout(policy)?;
                 m.insert("eval/greedy".into(), accuracy.greedy);
                 m.insert("eval/sampled".into(), accuracy.sampled);
+                for (name, share) in accuracy.features {
+                    m.insert(format!("eval/task/{name}"), share);
+                }
             }
             metrics_out.write(step, m)?;
             bar.set_position(step as u64);

@@ -124,6 +124,8 @@ fn grpo_raises_heldout_accuracy_on_mod10() {
             .exists()
     );
     // `zoo eval` reads the run folder's latest checkpoint.
+    let responses = out.join("responses.jsonl");
+    let responses_str = responses.to_string_lossy().to_string();
     let output = run(
         cache,
         &[
@@ -138,10 +140,34 @@ fn grpo_raises_heldout_accuracy_on_mod10() {
             "1",
             "--problems",
             "50",
+            "--responses",
+            &responses_str,
         ],
     );
     assert!(output.status.success());
     let eval: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    // `--responses` keeps every response; its verdicts and features are the summary's.
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&responses)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 50 * 4);
+    let share = |pick: &dyn Fn(&serde_json::Value) -> bool| {
+        lines.iter().filter(|l| pick(l)).count() as f64 / lines.len() as f64
+    };
+    approx::assert_relative_eq!(
+        share(&|l| l["correct"].as_bool().unwrap()),
+        eval["pass_at_1"].as_f64().unwrap(),
+        epsilon = 1e-12
+    );
+    for feature in ["chainless", "off_chain", "misread"] {
+        approx::assert_relative_eq!(
+            share(&|l| l["features"][feature].as_bool().unwrap()),
+            eval["features"][feature].as_f64().unwrap(),
+            epsilon = 1e-12
+        );
+    }
     let pass = |k: &str| eval["pass_at_k"][k].as_f64().unwrap();
     assert!(
         eval["checkpoint"]

@@ -35,6 +35,8 @@ impl Trainer<'_> {
             verdicts: Vec::new(),
         };
         let (mut generated, mut correct_count, mut rounds_used) = (0usize, 0usize, 0usize);
+        let mut feature_counts: std::collections::BTreeMap<&'static str, usize> =
+            Default::default();
         for round in 0..rounds {
             rounds_used += 1;
             let (problems, batch) = self.rollout(step, round)?;
@@ -44,6 +46,9 @@ impl Trainer<'_> {
                     .iter()
                     .map(|r| {
                         let text = tokenizer.decode(&r.tokens);
+                        for (name, present) in self.task.response_features(&text, &problem) {
+                            *feature_counts.entry(name).or_default() += usize::from(present);
+                        }
                         self.task.verifier().verify(&text, &problem)
                     })
                     .collect();
@@ -75,6 +80,12 @@ impl Trainer<'_> {
             "accuracy/train".into(),
             correct_count as f64 / generated.max(1) as f64,
         );
+        for (name, count) in feature_counts {
+            metrics.insert(
+                format!("task/{name}"),
+                count as f64 / generated.max(1) as f64,
+            );
+        }
         if let Some(dynamic) = dynamic {
             metrics.insert("rollout/generation_rounds".into(), rounds_used as f64);
             metrics.insert("rollout/kept_groups".into(), kept.problems.len() as f64);
