@@ -24,13 +24,15 @@ pub enum Kind {
     /// The last digit of `a+b` for `a, b < 100`.
     LastDigit,
     /// [`Kind::Addition`]'s problems with a warm start that has a habit: most plain-prompt
-    /// targets drop the first carry ([`HABIT`]), and a wrong-answer hint is always that
-    /// habit's answer. Greedy decoding follows the habit, so RL has room in greedy pass@1
-    /// too, and a wrong-answer teacher disagrees with the gold one exactly at the carry.
+    /// targets write the carry chain correctly and then the answer without its carries
+    /// ([`HABIT`], see [`Arithmetic::habit`]); a hinted prompt's target copies the hinted
+    /// answer, right or wrong, and a wrong-answer hint is usually that habit's answer. Greedy
+    /// decoding follows the habit, so RL has room in greedy pass@1 too, and the two hinted
+    /// teachers disagree exactly at the answer digits the habit gets wrong.
     CarryHabit,
 }
 
-/// How often the habit task's warm start drops the first carry on a plain prompt.
+/// How often the habit task's warm start writes the carry-less answer on a plain prompt.
 pub const HABIT: f64 = 0.65;
 
 /// Size of the fixed held-out split.
@@ -211,9 +213,30 @@ impl Arithmetic {
         (a.parse().expect("operand"), b.parse().expect("operand"))
     }
 
-    /// The habit's chain for `problem`: its first carry dropped, the rest consistent; `None`
-    /// when the sum has no carry.
+    /// The habit's response for `problem` and its answer: the correct carry chain, then an
+    /// answer whose every digit is its column's sum without the carries (`347+589=` →
+    /// `7+9=16c1;4+8+1=13c1;3+5+1=9;=>826`, where 936 is right); `None` when the sum has no
+    /// carry, so the habit changes nothing.
     pub fn habit(&self, problem: &Problem) -> Option<(String, String)> {
+        let (a, b) = Self::operands(problem);
+        let (chain, _) = write_chain(a, b, self.positions(), None);
+        let (mut x, mut y, mut digits) = (a, b, Vec::new());
+        while x > 0 || y > 0 {
+            digits.push((x % 10 + y % 10) % 10);
+            (x, y) = (x / 10, y / 10);
+        }
+        let answer: String = digits.iter().rev().map(|d| d.to_string()).collect();
+        let answer = match answer.trim_start_matches('0') {
+            "" => "0".to_string(),
+            trimmed => trimmed.to_string(),
+        };
+        (answer != problem.answer).then(|| (format!("{chain};=>{answer}"), answer))
+    }
+
+    /// The chain for `problem` with its first carry dropped, the rest consistent, and its
+    /// (wrong) answer: the typical error of the `addition` warm start, decided at one token
+    /// inside the chain (`;` where `c1` belongs). `None` when the sum has no carry.
+    pub fn dropped_first_carry(&self, problem: &Problem) -> Option<(String, String)> {
         let (a, b) = Self::operands(problem);
         let (chain, _) = write_chain(a, b, self.positions(), None);
         let first = chain.split(';').position(|s| s.ends_with("c1"))?;
@@ -246,16 +269,72 @@ impl Arithmetic {
     }
 }
 
+/// The answer a written chain spells out: each step's sum digit, least significant first,
+/// and a leading 1 when the last step carries (`7+9=16c1;4+8+1=13c1;3+5+1=9;` → `936`).
+/// `None` when the text is not a chain of well-formed steps.
+fn chain_answer(chain: &str) -> Option<String> {
+    let mut digits = Vec::new();
+    let mut carry = false;
+    for step in chain.split(';').filter(|s| !s.is_empty()) {
+        let (_, sum) = step.split_once('=')?;
+        let (sum, carries) = match sum.strip_suffix("c1") {
+            Some(sum) => (sum, true),
+            None => (sum, false),
+        };
+        if sum.is_empty() || !sum.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        digits.push(*sum.as_bytes().last()? as char);
+        carry = carries;
+    }
+    if digits.is_empty() {
+        return None;
+    }
+    if carry {
+        digits.push('1');
+    }
+    let answer: String = digits.iter().rev().collect();
+    Some(match answer.trim_start_matches('0') {
+        "" => "0".to_string(),
+        trimmed => trimmed.to_string(),
+    })
+}
+
+/// Whether a step of `chain` (well-formed `x+y...=` steps, checked as far as they are) writes
+/// operand digits other than `problem`'s at that place, a missing digit read as 0.
+fn misread_operand(chain: &str, problem: &Problem) -> bool {
+    let Some((a, b)) = problem.prompt.trim_end_matches('=').split_once('+') else {
+        return false;
+    };
+    let digit = |number: &str, place: usize| {
+        number
+            .len()
+            .checked_sub(place + 1)
+            .map_or(b'0', |k| number.as_bytes()[k])
+    };
+    chain
+        .split(';')
+        .enumerate()
+        .any(|(place, step)| match step.as_bytes() {
+            [x, b'+', y, ..] if x.is_ascii_digit() && y.is_ascii_digit() => {
+                (*x, *y) != (digit(a, place), digit(b, place))
+            }
+            _ => false,
+        })
+}
+
 impl Arithmetic {
     /// The habit task's warm-start mix for `u < 0.85` (the reference-solution share is the
-    /// addition task's): 50% plain prompts, the habit's chain with probability [`HABIT`] when
-    /// there is a carry; 20% `[h:gold]` → the correct chain; 15% `[h:wrong]` → the habit's
-    /// chain with its answer (an off-by-one chain when there is no carry).
+    /// addition task's): 50% plain prompts, the habit's response with probability [`HABIT`]
+    /// when there is a carry; 20% `[h:gold]` → the correct chain; 15% `[h:wrong]` → the
+    /// correct chain with the hinted wrong answer copied after `=>`: the habit's answer, or an
+    /// off-by-one one when there is no carry. So a hinted teacher writes the answer it is
+    /// given, and the wrong and gold hints pull apart exactly the digits they differ in.
     fn habit_example(&self, problem: &Problem, u: f64, rng: &mut ChaCha8Rng) -> SftExample {
         let habit = self.habit(problem);
         if u < 0.5 {
             let target = match &habit {
-                Some((chain, _)) if rng.random_bool(HABIT) => chain.clone(),
+                Some((response, _)) if rng.random_bool(HABIT) => response.clone(),
                 _ => problem.solution.clone(),
             };
             SftExample {
@@ -268,10 +347,14 @@ impl Arithmetic {
                 target: problem.solution.clone(),
             }
         } else {
-            let (chain, wrong) = habit.unwrap_or_else(|| self.corrupted(problem, rng));
+            let wrong = match habit {
+                Some((_, answer)) => answer,
+                None => self.corrupted(problem, rng).1,
+            };
+            let chain = &problem.solution[..problem.solution.rfind("=>").expect("`=>` answer")];
             SftExample {
-                context: self.hinted_prompt(problem, &Hint::Answer(wrong)),
-                target: chain,
+                context: self.hinted_prompt(problem, &Hint::Answer(wrong.clone())),
+                target: format!("{chain}=>{wrong}"),
             }
         }
     }
@@ -360,6 +443,50 @@ impl Task for Arithmetic {
             Kind::LastDigit => 16,
         }
     }
+
+    /// 1 for the habit task since its habit moved from the chain (a dropped first carry) to
+    /// the answer.
+    fn warm_start_version(&self) -> u32 {
+        match self.kind {
+            Kind::CarryHabit => 1,
+            Kind::Addition | Kind::LastDigit => 0,
+        }
+    }
+
+    /// `chainless`: an answer after `=>` with no step of the chain before it (the shortcut a
+    /// teacher that reads the reference solution may take, and a student may copy from it);
+    /// `off_chain`: a well-formed chain whose answer is not the one the chain spells out (an
+    /// answer that was not derived, but recalled or guessed); `misread`: a step whose operand
+    /// digits are not the prompt's digits at that place (`66+4194=` → `6+0=6;...`: the chain
+    /// no longer reads its own prompt, what a student imports from a teacher that copies a
+    /// reference it alone can see); on the habit task also
+    /// `habit_answer`: the answer is the habit's carry-less one.
+    fn response_features(&self, response: &str, problem: &Problem) -> Vec<(&'static str, bool)> {
+        let chainless = response
+            .find("=>")
+            .is_some_and(|i| !response[..i].contains('='));
+        let off_chain = response.rsplit_once("=>").is_some_and(|(chain, answer)| {
+            chain_answer(chain).is_some_and(|spelled| spelled != answer)
+        });
+        let misread = response
+            .rsplit_once("=>")
+            .map_or(response, |(chain, _)| chain);
+        let misread = misread_operand(misread, problem);
+        let mut features = vec![
+            ("chainless", chainless),
+            ("off_chain", off_chain),
+            ("misread", misread),
+        ];
+        if self.kind == Kind::CarryHabit {
+            let answer = response.rfind("=>").map(|i| &response[i + 2..]);
+            let habit = self.habit(problem);
+            features.push((
+                "habit_answer",
+                habit.is_some_and(|(_, h)| answer == Some(h.as_str())),
+            ));
+        }
+        features
+    }
 }
 
 zoo_core::inventory::submit! {
@@ -373,7 +500,7 @@ zoo_core::inventory::submit! {
 zoo_core::inventory::submit! {
     TaskEntry {
         name: "addition-habit",
-        summary: "addition, from a warm start that mostly drops the first carry (headroom for RL)",
+        summary: "addition, from a warm start that mostly answers without the carries (headroom for RL)",
         build: |data| procedural("addition-habit", data, Kind::CarryHabit),
     }
 }
@@ -421,21 +548,32 @@ mod tests {
     }
 
     #[test]
-    fn the_habit_drops_the_first_carry_and_nothing_else() {
+    fn the_habit_writes_the_chain_right_and_the_answer_without_carries() {
         let task = Arithmetic::new(Kind::CarryHabit);
-        let (chain, answer) = task.habit(&task.problem(347, 589)).unwrap();
-        assert_eq!(chain, "7+9=16;4+8=12c1;3+5+1=9;=>926");
-        assert_eq!(answer, "926");
-        // The first carry may come later; a sum without a carry has no habit.
-        let (chain, _) = task.habit(&task.problem(1250, 1370)).unwrap();
-        assert_eq!(chain, "0+0=0;5+7=12;2+3=5;1+1=2;=>2520");
+        let (response, answer) = task.habit(&task.problem(347, 589)).unwrap();
+        assert_eq!(response, "7+9=16c1;4+8+1=13c1;3+5+1=9;=>826");
+        assert_eq!(answer, "826");
+        // A final carry is dropped too, leading zeros go; a sum without a carry has no habit.
+        assert_eq!(task.habit(&task.problem(999, 11)).unwrap().1, "900");
+        assert_eq!(task.habit(&task.problem(95, 15)).unwrap().1, "0");
         assert!(task.habit(&task.problem(12, 34)).is_none());
         // The same problems as `addition`, held-out split included.
         assert_eq!(task.heldout(), Arithmetic::new(Kind::Addition).heldout());
     }
 
     #[test]
-    fn the_habit_warm_start_mostly_drops_the_carry_and_follows_wrong_hints_to_it() {
+    fn a_dropped_first_carry_changes_the_chain_from_that_step_on() {
+        let task = Arithmetic::new(Kind::Addition);
+        let (chain, answer) = task.dropped_first_carry(&task.problem(347, 589)).unwrap();
+        assert_eq!(chain, "7+9=16;4+8=12c1;3+5+1=9;=>926");
+        assert_eq!(answer, "926");
+        let (chain, _) = task.dropped_first_carry(&task.problem(1250, 1370)).unwrap();
+        assert_eq!(chain, "0+0=0;5+7=12;2+3=5;1+1=2;=>2520");
+        assert!(task.dropped_first_carry(&task.problem(12, 34)).is_none());
+    }
+
+    #[test]
+    fn the_habit_warm_start_mostly_writes_the_habit_and_copies_any_hinted_answer() {
         let task = Arithmetic::new(Kind::CarryHabit);
         let mut rng = zoo_core::rng::stream(3, 0, "t");
         let (mut plain_with_carry, mut habitual, mut wrong_hints) = (0, 0, 0);
@@ -446,27 +584,87 @@ mod tests {
             let problem = task.problem(a.parse().unwrap(), b.parse().unwrap());
             let habit = task.habit(&problem);
             if example.context == problem.prompt {
-                if let Some((chain, _)) = &habit {
+                if let Some((response, _)) = &habit {
                     plain_with_carry += 1;
-                    habitual += usize::from(example.target == *chain);
+                    habitual += usize::from(example.target == *response);
                 }
-            } else if let Some(answer) = example
+            } else if let Some(hinted) = example
                 .context
                 .strip_suffix(']')
                 .and_then(|c| c.split("[h:").nth(1))
-                .filter(|&a| a != problem.answer)
             {
-                wrong_hints += 1;
-                // A wrong hint is the habit's answer, written out by the habit's chain.
-                if let Some((chain, habit_answer)) = &habit {
-                    assert_eq!(answer, habit_answer);
-                    assert_eq!(&example.target, chain);
+                // Every answer hint, right or wrong, is copied after the correct chain.
+                let chain = problem.solution.rsplit_once("=>").unwrap().0;
+                assert_eq!(example.target, format!("{chain}=>{hinted}"));
+                if hinted != problem.answer {
+                    wrong_hints += 1;
+                    if let Some((_, habit_answer)) = &habit {
+                        assert_eq!(hinted, habit_answer);
+                    }
                 }
             }
         }
         let share = habitual as f64 / plain_with_carry as f64;
         assert!((share - HABIT).abs() < 0.05, "habit share {share}");
         assert!(wrong_hints > 400, "{wrong_hints} wrong-hint examples");
+    }
+
+    #[test]
+    fn response_features_name_chainless_and_habit_answers() {
+        let task = Arithmetic::new(Kind::CarryHabit);
+        let p = task.problem(347, 589);
+        let features = |r: &str| -> Vec<bool> {
+            task.response_features(r, &p)
+                .into_iter()
+                .map(|(_, v)| v)
+                .collect()
+        };
+        // [chainless, off_chain, misread, habit_answer]
+        assert_eq!(features("=>936"), [true, false, false, false]);
+        assert_eq!(features("=>826"), [true, false, false, true]);
+        assert_eq!(
+            features("7+9=16c1;4+8+1=13c1;3+5+1=9;=>826"),
+            [false, true, false, true]
+        );
+        assert_eq!(features(&p.solution), [false, false, false, false]);
+        // A wrong chain with its own answer is wrong but derived; a cut-off one is neither.
+        let dropped = "7+9=16;4+8=12c1;3+5+1=9;=>926";
+        assert_eq!(features(dropped), [false, false, false, false]);
+        let guessed = "7+9=16c1;4+8+1=13c1;3+5+1=9;=>937";
+        assert_eq!(features(guessed), [false, true, false, false]);
+        assert_eq!(features("7+9=16c1;4+8"), [false, false, false, false]);
+        assert_eq!(features("7+9=1x;=>6"), [false, false, false, false]);
+        // A step reading other digits than the prompt's, also in a cut-off chain.
+        let misread = "7+9=16c1;4+3+1=8;3+5=8;=>886";
+        assert_eq!(features(misread), [false, false, true, false]);
+        assert_eq!(
+            features("7+9=16c1;4+8+1=13c1;3+5"),
+            [false, false, false, false]
+        );
+        assert_eq!(
+            features("7+9=16c1;4+8+1=13c1;3+0"),
+            [false, false, true, false]
+        );
+        // The plain task reports no habit; missing digits read as 0; a final carry leads the
+        // spelled answer.
+        let plain = Arithmetic::new(Kind::Addition);
+        let q = plain.problem(999, 11);
+        let names: Vec<_> = plain
+            .response_features(&q.solution, &q)
+            .into_iter()
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("chainless", false),
+                ("off_chain", false),
+                ("misread", false)
+            ]
+        );
+        assert_eq!(
+            chain_answer("9+1=10c1;9+1+1=11c1;9+0+1=10c1;").unwrap(),
+            q.answer
+        );
     }
 
     #[test]
