@@ -317,17 +317,22 @@ impl Objective for Cepo {
             },
         );
         let mask = input.mask;
-        let (mut delta_sum, mut tokens) = (0.0, 0.0);
-        // Over the rows both teachers scored.
+        // Over the rows both teachers scored: |Δ| per token, and each row's largest |Δ| (the
+        // decisive tokens are a few per response, so the token mean dilutes them).
+        let (mut delta_sum, mut tokens, mut max_sum, mut rows) = (0.0, 0.0, 0.0, 0.0);
         for i in (0..mask.rows).filter(|&i| positive.scored[i] && negative.scored[i]) {
+            let mut row_max: f64 = 0.0;
             for t in 0..mask.cols {
                 if mask.get(i, t) != 0.0 {
                     let d =
                         evidence_delta(positive.logprobs.get(i, t), negative.logprobs.get(i, t));
                     delta_sum += d.abs().min(1e6);
+                    row_max = row_max.max(d.abs().min(1e6));
                     tokens += 1.0;
                 }
             }
+            max_sum += row_max;
+            rows += 1.0;
         }
         let found = negative.has_hint.iter().filter(|&&h| h).count() as f64;
         let mut metrics = advantage_metrics("cepo", &advantages);
@@ -335,6 +340,10 @@ impl Objective for Cepo {
         metrics.push((
             "cepo/delta_abs_mean".into(),
             delta_sum / f64::max(tokens, 1.0),
+        ));
+        metrics.push((
+            "cepo/delta_abs_max_mean".into(),
+            max_sum / f64::max(rows, 1.0),
         ));
         metrics.push(("cepo/weight_dev_mean".into(), dev));
         metrics.push(("cepo/weight_clip_frac".into(), clip_frac));
@@ -483,6 +492,39 @@ mod tests {
             let a = if k < 2 { a0() } else { -a0() };
             assert!(adv.data[k] != a, "token {k}");
         }
+    }
+
+    #[test]
+    fn contrast_metrics_are_the_token_mean_and_the_row_max_of_the_teacher_gap() {
+        let pos = [-0.1, -0.2, -0.3, -0.4, -1.0, -2.0];
+        let neg = [-0.1, -0.7, -0.3, -0.4, -3.0, -2.5];
+        // |Δ| per token: 0, 0.5, 0 | 0, 2, 0.5.
+        let credit = constant(LAMBDA)
+            .credit(&CreditInput {
+                step: 1,
+                rewards: &[1.0, 0.0],
+                correct: &[true, false],
+                group_ids: &[0, 0],
+                mask: &m(2, &[1.0; 6]),
+                old_logprobs: &m(2, &[-1.0; 6]),
+                ref_logprobs: None,
+                teachers: &[scores(m(2, &pos)), scores(m(2, &neg))],
+            })
+            .unwrap();
+        let metric = |name: &str| {
+            credit
+                .metrics
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| *v)
+                .unwrap()
+        };
+        assert_relative_eq!(metric("cepo/delta_abs_mean"), 3.0 / 6.0, epsilon = 1e-6);
+        assert_relative_eq!(
+            metric("cepo/delta_abs_max_mean"),
+            (0.5 + 2.0) / 2.0,
+            epsilon = 1e-6
+        );
     }
 
     #[test]
