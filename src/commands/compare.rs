@@ -329,6 +329,10 @@ struct RunResult {
     sampled: f64,
     greedy_before: f64,
     sampled_before: f64,
+    /// The task's response features (`chainless`, ...) among the sampled held-out responses
+    /// after training, and before.
+    features: BTreeMap<String, f64>,
+    features_before: BTreeMap<String, f64>,
     seconds: f64,
 }
 
@@ -344,6 +348,8 @@ fn read_run(dir: &Path, seed: u64) -> Result<RunResult> {
         sampled: eval.after.sampled,
         greedy_before: eval.before.greedy,
         sampled_before: eval.before.sampled,
+        features: eval.after.features,
+        features_before: eval.before.features,
         seconds: eval.seconds,
     })
 }
@@ -377,6 +383,9 @@ fn report(out: &Path, plan: &Plan, progress: &Progress) -> Result<()> {
     // `eval.every`).
     let mut reward: BTreeMap<&str, BTreeMap<u64, Vec<f64>>> = BTreeMap::new();
     let mut heldout: BTreeMap<&str, BTreeMap<u64, Vec<f64>>> = BTreeMap::new();
+    // Task response feature (`task/misread`, ...) → label → step → shares over seeds.
+    type Curves<'a> = BTreeMap<&'a str, BTreeMap<u64, Vec<f64>>>;
+    let mut task_curves: BTreeMap<String, Curves> = BTreeMap::new();
     for label in &plan.algos {
         let mut runs = Vec::new();
         let mut diagnostics: BTreeMap<String, Vec<f64>> = BTreeMap::new();
@@ -419,8 +428,23 @@ fn report(out: &Path, plan: &Plan, progress: &Progress) -> Result<()> {
                     .entry(step)
                     .or_default()
                     .push(r);
+                for (key, &value) in metrics.iter().filter(|(k, _)| k.starts_with("task/")) {
+                    task_curves
+                        .entry(key.clone())
+                        .or_default()
+                        .entry(label)
+                        .or_default()
+                        .entry(step)
+                        .or_default()
+                        .push(value);
+                }
                 for (key, value) in metrics {
-                    if key.starts_with(&format!("{algo}/")) {
+                    // The algorithm's own metrics, how its responses are written, and the
+                    // generation rounds of dynamic sampling (its extra rollout cost).
+                    if key.starts_with(&format!("{algo}/"))
+                        || key.starts_with("task/")
+                        || key == "rollout/generation_rounds"
+                    {
                         diagnostics.entry(key).or_default().push(value);
                     }
                 }
@@ -455,6 +479,7 @@ fn report(out: &Path, plan: &Plan, progress: &Progress) -> Result<()> {
                 "greedy": versus(|r| r.greedy),
                 "sampled": versus(|r| r.sampled),
             },
+            "heldout_features": features(runs),
             "diagnostics": diagnostics
                 .iter()
                 .map(|(k, v)| (k.clone(), v.iter().sum::<f64>() / v.len().max(1) as f64))
@@ -493,10 +518,32 @@ fn report(out: &Path, plan: &Plan, progress: &Progress) -> Result<()> {
         );
         svgs.push(("heldout.svg", "held-out greedy pass@1", chart.to_svg()));
     }
+    // How the policies answer over training: one chart per task response feature.
+    let task_files: Vec<String> = task_curves
+        .keys()
+        .map(|key| format!("{}.svg", key.replace('/', "-")))
+        .collect();
+    for ((key, curves), file) in task_curves.iter().zip(&task_files) {
+        let chart = curve_chart(
+            &plan.algos,
+            curves,
+            format!(
+                "{key}: share of the training responses, mean over {seeds} seeds with 95% band"
+            ),
+            "share of responses",
+            Some((0.0, 1.0)),
+        );
+        svgs.push((file.as_str(), key.as_str(), chart.to_svg()));
+    }
     for (file, _, svg) in &svgs {
         write(&out.join(file), svg)?;
     }
-    let table = format!("{}\n{}", table(&document), diagnostics(&document));
+    let table = format!(
+        "{}\n{}{}",
+        table(&document),
+        features_table(&document),
+        diagnostics(&document)
+    );
     let command = format!(
         "zoo compare --algos '{}' --seeds {} --baseline '{}' {}",
         plan.algos.join(","),
@@ -608,8 +655,69 @@ fn table(document: &Value) -> String {
     out
 }
 
-/// Each algorithm's own metrics (`cepo/weight_dev_mean`, `disco/penalty_active`, ...), mean
-/// over steps and seeds, as a Markdown table per algorithm with any.
+/// Per response feature: its share among the sampled held-out responses after training, mean
+/// over seeds with its interval, and the base policy's share (`before`).
+fn features(runs: &[RunResult]) -> BTreeMap<String, Value> {
+    let names: std::collections::BTreeSet<&String> =
+        runs.iter().flat_map(|r| r.features.keys()).collect();
+    names
+        .into_iter()
+        .map(|name| {
+            let pick = |m: &BTreeMap<String, f64>| m.get(name).copied().unwrap_or(0.0);
+            let after: Vec<f64> = runs.iter().map(|r| pick(&r.features)).collect();
+            let before: Vec<f64> = runs.iter().map(|r| pick(&r.features_before)).collect();
+            let value = json!({ "after": mean_ci(&after), "before": mean_ci(&before) });
+            (name.clone(), value)
+        })
+        .collect()
+}
+
+/// The held-out response features as a Markdown table (empty when the task has none).
+fn features_table(document: &Value) -> String {
+    let rows: Vec<&Value> = document["algorithms"]
+        .as_array()
+        .map(|a| a.iter().collect())
+        .unwrap_or_default();
+    let names: std::collections::BTreeSet<String> = rows
+        .iter()
+        .filter_map(|r| r["heldout_features"].as_object())
+        .flat_map(|o| o.keys().cloned())
+        .collect();
+    if names.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("| held-out responses of |");
+    for name in &names {
+        out.push_str(&format!(" `{name}` |"));
+    }
+    out.push_str(&format!("\n|---|{}\n", "---|".repeat(names.len())));
+    // The base policy first (from the baseline's runs: the same policy, each seed's sampling).
+    let baseline = document["baseline"].as_str().unwrap_or_default();
+    let base = rows.iter().find(|r| r["label"].as_str() == Some(baseline));
+    let lines = base
+        .map(|r| ("the base policy".to_string(), *r, "before"))
+        .into_iter()
+        .chain(rows.iter().map(|r| {
+            let label = r["label"].as_str().unwrap_or_default().to_string();
+            (label, *r, "after")
+        }));
+    for (label, row, when) in lines {
+        out.push_str(&format!("| {label} |"));
+        for name in &names {
+            out.push_str(&format!(
+                " {} |",
+                cell(&row["heldout_features"][name.as_str()][when])
+            ));
+        }
+        out.push('\n');
+    }
+    out.push_str("\nShare of the sampled held-out responses with each of the task's response features, before training and after (`docs/metrics.md`: `task/<feature>`).\n\n");
+    out
+}
+
+/// Each algorithm's own metrics (`cepo/weight_dev_mean`, `disco/penalty_active`, ...) and the
+/// task's response features in training (`task/chainless`), mean over steps and seeds, as a
+/// Markdown table per algorithm with any.
 fn diagnostics(document: &Value) -> String {
     let mut out = String::new();
     for row in document["algorithms"].as_array().into_iter().flatten() {

@@ -57,6 +57,7 @@ fn compare_reports_the_runs_numbers_and_reuses_finished_runs() {
         "report.md",
         "report.html",
         "reward.svg",
+        "task-misread.svg",
     ] {
         assert!(out.join(file).is_file(), "{file} missing");
     }
@@ -80,8 +81,19 @@ fn compare_reports_the_runs_numbers_and_reuses_finished_runs() {
             assert_eq!(run["greedy"], eval["after"]["greedy"]);
             assert_eq!(run["sampled"], eval["after"]["sampled"]);
             assert_eq!(eval["seed"], run["seed"]);
+            // The task's response features come through too (mod10 has `chainless`).
+            assert_eq!(
+                run["features"]["chainless"],
+                eval["after"]["features"]["chainless"]
+            );
             greedy.push(run["greedy"].as_f64().unwrap());
         }
+        let chainless: Vec<f64> = runs
+            .iter()
+            .map(|r| r["features"]["chainless"].as_f64().unwrap())
+            .collect();
+        let feature = &algorithm["heldout_features"]["chainless"]["after"]["mean"];
+        assert!((feature.as_f64().unwrap() - (chainless[0] + chainless[1]) / 2.0).abs() < 1e-12);
         let mean = algorithm["greedy"]["mean"].as_f64().unwrap();
         assert!((mean - (greedy[0] + greedy[1]) / 2.0).abs() < 1e-12);
         let half = algorithm["greedy"]["high"].as_f64().unwrap() - mean;
@@ -108,6 +120,12 @@ fn compare_reports_the_runs_numbers_and_reuses_finished_runs() {
     let eval = json(&run_dir.join("eval.json"));
     assert_eq!(last["eval/greedy"], eval["after"]["greedy"]);
     assert_eq!(last["eval/sampled"], eval["after"]["sampled"]);
+    assert_eq!(
+        last["eval/task/chainless"],
+        eval["after"]["features"]["chainless"]
+    );
+    let share = last["task/chainless"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&share), "task/chainless {share}");
     // One curve line per algorithm, seed and step.
     let curves = std::fs::read_to_string(out.join("curves.csv")).unwrap();
     assert_eq!(curves.lines().count(), 1 + 2 * 2 * 2);
