@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::Result;
 use crate::policy::{Policy, SamplingConfig};
-use crate::task::{Problem, Task};
+use crate::task::{Problem, Task, Verdict};
 
 /// Evaluation results.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -22,9 +22,20 @@ pub struct EvalReport {
     /// The share of all responses with each of the task's response features
     /// ([`Task::response_features`]).
     pub features: BTreeMap<String, f64>,
-    /// Every decoded response, problem by problem (`samples` each).
+    /// Every response, problem by problem (`samples` each).
     #[serde(skip)]
-    pub responses: Vec<String>,
+    pub responses: Vec<ScoredResponse>,
+}
+
+/// One evaluated response: its text, its verdict and its task features.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoredResponse {
+    /// The decoded response.
+    pub text: String,
+    /// The verifier's verdict.
+    pub verdict: Verdict,
+    /// The task's response features ([`Task::response_features`]).
+    pub features: Vec<(&'static str, bool)>,
 }
 
 /// The unbiased pass@k estimate from `n` samples of which `c` are correct (Chen et al. 2021):
@@ -67,11 +78,17 @@ pub fn evaluate(
             let mut correct = 0;
             for sample in &outputs[p * samples..(p + 1) * samples] {
                 let text = policy.tokenizer().decode(&sample.tokens);
-                correct += usize::from(task.verifier().verify(&text, problem).correct);
-                for (name, present) in task.response_features(&text, problem) {
+                let verdict = task.verifier().verify(&text, problem);
+                let features = task.response_features(&text, problem);
+                correct += usize::from(verdict.correct);
+                for &(name, present) in &features {
                     *feature_counts.entry(name.to_string()).or_default() += usize::from(present);
                 }
-                responses.push(text);
+                responses.push(ScoredResponse {
+                    text,
+                    verdict,
+                    features,
+                });
             }
             correct_counts.push(correct);
         }

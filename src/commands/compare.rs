@@ -428,21 +428,22 @@ fn report(out: &Path, plan: &Plan, progress: &Progress) -> Result<()> {
                     .entry(step)
                     .or_default()
                     .push(r);
-                for (key, &value) in metrics.iter().filter(|(k, _)| k.starts_with("task/")) {
-                    task_curves
-                        .entry(key.clone())
-                        .or_default()
-                        .entry(label)
-                        .or_default()
-                        .entry(step)
-                        .or_default()
-                        .push(value);
-                }
                 for (key, value) in metrics {
+                    let task_feature = key.starts_with("task/");
+                    if task_feature {
+                        task_curves
+                            .entry(key.clone())
+                            .or_default()
+                            .entry(label)
+                            .or_default()
+                            .entry(step)
+                            .or_default()
+                            .push(value);
+                    }
                     // The algorithm's own metrics, how its responses are written, and the
                     // generation rounds of dynamic sampling (its extra rollout cost).
-                    if key.starts_with(&format!("{algo}/"))
-                        || key.starts_with("task/")
+                    if task_feature
+                        || key.starts_with(&format!("{algo}/"))
                         || key == "rollout/generation_rounds"
                     {
                         diagnostics.entry(key).or_default().push(value);

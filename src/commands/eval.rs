@@ -146,17 +146,14 @@ pub fn run(args: &EvalArgs) -> Result<EvalOutput> {
         let mut lines = String::new();
         for (k, response) in report.responses.iter().enumerate() {
             let problem = &problems[k / args.samples];
-            let verdict = task.verifier().verify(response, problem);
-            let features: std::collections::BTreeMap<&str, bool> = task
-                .response_features(response, problem)
-                .into_iter()
-                .collect();
+            let features: std::collections::BTreeMap<&str, bool> =
+                response.features.iter().copied().collect();
             let line = serde_json::json!({
                 "prompt": problem.prompt,
                 "answer": problem.answer,
-                "response": response,
-                "correct": verdict.correct,
-                "reason": verdict.reason,
+                "response": response.text,
+                "correct": response.verdict.correct,
+                "reason": response.verdict.reason,
                 "features": features,
             });
             lines.push_str(&format!("{line}\n"));

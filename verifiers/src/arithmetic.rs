@@ -144,12 +144,7 @@ fn write_chain(
     }
     let mut answer: String = answer_digits.iter().rev().map(|d| d.to_string()).collect();
     if positions.is_none() {
-        let trimmed = answer.trim_start_matches('0');
-        answer = if trimmed.is_empty() {
-            "0".into()
-        } else {
-            trimmed.into()
-        };
+        answer = without_leading_zeros(&answer);
     }
     (steps.join(";"), answer)
 }
@@ -226,10 +221,7 @@ impl Arithmetic {
             (x, y) = (x / 10, y / 10);
         }
         let answer: String = digits.iter().rev().map(|d| d.to_string()).collect();
-        let answer = match answer.trim_start_matches('0') {
-            "" => "0".to_string(),
-            trimmed => trimmed.to_string(),
-        };
+        let answer = without_leading_zeros(&answer);
         (answer != problem.answer).then(|| (format!("{chain};=>{answer}"), answer))
     }
 
@@ -294,10 +286,15 @@ fn chain_answer(chain: &str) -> Option<String> {
         digits.push('1');
     }
     let answer: String = digits.iter().rev().collect();
-    Some(match answer.trim_start_matches('0') {
+    Some(without_leading_zeros(&answer))
+}
+
+/// A digit string as a number is written: `0042` → `42`, `000` → `0`.
+fn without_leading_zeros(digits: &str) -> String {
+    match digits.trim_start_matches('0') {
         "" => "0".to_string(),
         trimmed => trimmed.to_string(),
-    })
+    }
 }
 
 /// Whether a step of `chain` (well-formed `x+y...=` steps, checked as far as they are) writes
