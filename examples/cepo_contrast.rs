@@ -17,7 +17,7 @@
 
 use anyhow::{Context, Result, bail};
 use zoo::zoo_core::burn::prelude::*;
-use zoo::zoo_core::{Hint, Policy, Task, TokenMatrix};
+use zoo::zoo_core::{Policy, Task, TokenMatrix};
 use zoo::zoo_models::TinyPolicy;
 use zoo::zoo_verifiers::{Arithmetic, Kind};
 
@@ -57,8 +57,15 @@ fn main() -> Result<()> {
             continue; // no carry: no typical error
         };
         count += 1;
-        let gold = encode(&task.hinted_prompt(problem, &Hint::Answer(problem.answer.clone())))?;
-        let wrong = encode(&task.hinted_prompt(problem, &Hint::Answer(wrong_answer)))?;
+        // CEPO's two teachers on the CPU world: the answers in the task's `[h:…]` slot.
+        let hinted = |answer: &str| {
+            let prompt = task
+                .hint_slot(problem, "answer", answer)
+                .expect("the arithmetic tasks have an answer slot");
+            encode(&prompt)
+        };
+        let gold = hinted(&problem.answer)?;
+        let wrong = hinted(&wrong_answer)?;
         let departure = wrong_response
             .bytes()
             .zip(problem.solution.bytes())

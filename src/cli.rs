@@ -345,11 +345,12 @@ pub struct ObjectiveEvalArgs {
 }
 
 const OBJECTIVE_EVAL_HELP: &str = "Input: one JSON object
-  {\"algo\": \"grpo|dapo|disco|cepo|rlsd|rlsd-cepo|opsd|sdpo\",
+  {\"algo\": \"grpo|dapo|disco|cepo|rlsd|rlsd-cepo|rlcsd|opsd|sdpo\",
    \"config\": {clip_low, clip_high, clip_dual, loss_agg, loss_scale, adv_eps, norm_adv_by_std,
               kl_coef, kl_estimator, score, variant, tau, delta, beta, lambda, lambda_schedule,
               decay_steps, eps_w, jsd_beta, temperature, topk, tail, accuracy_reward,
-              dynamic_sampling, overlong_buffer, overlong_buffer_len, overlong_penalty_factor}
+              dynamic_sampling, overlong_buffer, overlong_buffer_len, overlong_penalty_factor,
+              lam, eta, residual_clip_low, residual_clip_high, k_max}
               (absent keys take the objective's defaults; null is \"none\" for an optional
               one, e.g. \"topk\": null),
    \"training\": {step, max_new_tokens, temperature} (optional: build the objective as the
@@ -357,12 +358,14 @@ const OBJECTIVE_EVAL_HELP: &str = "Input: one JSON object
               at `step`; without it, the loss on the numbers given, `lambda` being this
               step's value),
    \"batch\": {rewards [N], group_ids [N], mask [N][T], logprobs, old_logprobs, ref_logprobs,
-              teacher_logprobs, teacher_pos_logprobs, teacher_neg_logprobs [N][T],
+              teacher_logprobs, teacher_pos_logprobs [N][T], teacher_neg_logprobs [N][T] or
+              [N][K][T] (rlcsd: K wrong-hint teachers), teacher_neg_valid [N][K] and hint_mask
+              [N] (0/1: slot k is real, the row has hints; absent: all),
               student_logits, teacher_logits [N][T][V]}}
   Keys an objective does not read may be absent (opsd and sdpo need only mask,
   student_logits and teacher_logits).
 Output: {\"loss\", \"grad\" (d loss / d logprobs, or d loss / d student_logits), \"advantages\"
-  (grpo, dapo, cepo, rlsd; zeros for the others), \"metrics\", \"kept_rows\" (the rows dynamic
+  (grpo, dapo, cepo, rlsd, rlcsd; zeros for the others), \"metrics\", \"kept_rows\" (the rows dynamic
   sampling kept; the others get zero gradient), \"unused_config\"}. A parity fixture file
   ({\"description\", \"input\", \"expected\"}) is read for its input.
 

@@ -36,6 +36,7 @@ fn link_algorithms() {
     zoo_disco::link();
     zoo_rlsd::link();
     zoo_cepo::link();
+    zoo_rlcsd::link();
     zoo_opsd::link();
     zoo_sdpo::link();
     include!("../plugins/linked.rs");

@@ -129,6 +129,16 @@ impl Default for EvalConfig {
     }
 }
 
+/// What a run writes besides its metrics and checkpoints.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// Write every step's responses, verdicts, advantages and teacher contexts to
+    /// `rollouts/step-NNNNNN.jsonl` in the run folder (verl's `rollout_data_dir`;
+    /// `docs/metrics.md`).
+    pub rollouts: bool,
+}
+
 /// Everything a training run needs, resolved.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -160,6 +170,9 @@ pub struct RunConfig {
     pub peak_tflops: f64,
     /// Held-out evaluation.
     pub eval: EvalConfig,
+    /// What the run writes besides metrics and checkpoints.
+    #[serde(default)]
+    pub log: LogConfig,
     /// The policy: the tiny decoder (default) or a real language model (`--model`).
     #[serde(default)]
     pub model: ModelConfig,
@@ -209,6 +222,7 @@ fn defaults(algo: &str, llm: bool) -> Result<toml::Value> {
     table.insert("checkpoint_keep".into(), 0.into());
     table.insert("peak_tflops".into(), 0.0.into());
     table.insert("eval".into(), toml::Value::try_from(EvalConfig::default())?);
+    table.insert("log".into(), toml::Value::try_from(LogConfig::default())?);
     table.insert(
         "model".into(),
         toml::Value::try_from(ModelConfig::default())?,
@@ -227,10 +241,17 @@ fn defaults(algo: &str, llm: bool) -> Result<toml::Value> {
         );
     }
     let entry = registry::algorithm(algo)?;
-    if !entry.run_defaults.is_empty() {
-        let extra: toml::Value = toml::from_str(entry.run_defaults).with_context(|| {
+    let own = [
+        (entry.run_defaults, "run defaults"),
+        (entry.llm_run_defaults, "LLM run defaults"),
+    ];
+    for (text, what) in own.into_iter().take(if llm { 2 } else { 1 }) {
+        if text.is_empty() {
+            continue;
+        }
+        let extra: toml::Value = toml::from_str(text).with_context(|| {
             format!(
-                "the run defaults of `{algo}` (from `{}`) are not valid TOML",
+                "the {what} of `{algo}` (from `{}`) are not valid TOML",
                 entry.origin
             )
         })?;

@@ -35,7 +35,9 @@ pub mod registry;
 pub mod rng;
 pub mod sft;
 pub mod task;
+pub mod teacher;
 pub mod tensorboard;
+pub mod testing;
 pub mod trainer;
 
 pub use aggregation::Aggregation;
@@ -43,9 +45,12 @@ pub use batch::{LogitArray, Rollout, RolloutBatch, TokenMatrix};
 pub use error::{Error, Result};
 pub use objective::{
     Credit, CreditInput, DynamicSampling, LossInput, LossTerms, Needs, Objective, ObjectiveConfig,
-    Shortfall, TeacherContext, TeacherGroup, TeacherPass, TeacherRow, TeacherScores,
-    TeacherWeights,
+    Shortfall,
 };
 pub use policy::{Policy, SamplingConfig};
 pub use registry::AlgorithmEntry;
-pub use task::{Hint, Problem, Task, Verdict, Verifier};
+pub use task::{Problem, Task, Verdict, Verifier};
+pub use teacher::{
+    ProbeInput, TeacherGroup, TeacherPass, TeacherRow, TeacherScores, TeacherWeights, py_strip,
+    strip_think,
+};

@@ -4,8 +4,8 @@
 //! 1. [`Objective::needs`] once, to know which extra passes to run (reference log-probs,
 //!    teacher passes with their contexts and weights, student logits, dynamic sampling);
 //! 2. [`Objective::keep_group`] per sampled group, when dynamic sampling is declared;
-//! 3. [`Objective::teacher_rows`] per group and teacher pass: each response's teacher context
-//!    (which hint, and whether to score it at all);
+//! 3. [`Objective::teacher_rows`] once per group: each response's teacher context under each
+//!    teacher pass, as token ids (see [`crate::teacher`]), and whether to score it at all;
 //! 4. [`Objective::credit`] once per rollout batch, on plain host numbers: per-token
 //!    advantages (and optionally a loss mask);
 //! 5. [`Objective::token_divergence`], for a distillation objective, on chunks of positions:
@@ -29,124 +29,8 @@ use burn::prelude::*;
 
 use crate::aggregation::Aggregation;
 use crate::batch::TokenMatrix;
-use crate::task::{Hint, Problem, Verdict};
+use crate::teacher::{TeacherGroup, TeacherPass, TeacherRow, TeacherScores, TeacherWeights};
 use crate::{Error, Result};
-
-/// Which weights score a teacher pass.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum TeacherWeights {
-    /// The policy that generated the batch (`θ_old`): RLSD, CEPO.
-    Current,
-    /// The frozen initial policy: OPSD's `--fixed_teacher`.
-    Initial,
-    /// An exponential moving average of the policy, `θ_T ← (1 − rate)·θ_T + rate·θ` after every
-    /// optimizer step, starting from the initial policy: SDPO.
-    Ema {
-        /// The update rate.
-        rate: f32,
-    },
-}
-
-/// The kind of privileged context a teacher pass reads. Each response's actual context comes
-/// from [`Objective::teacher_rows`]; the kind names the pass for documentation and tells
-/// `zoo objective eval` which batch array feeds it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TeacherContext {
-    /// The prompt with the gold answer as a hint (default rows: every response).
-    GoldAnswer,
-    /// The prompt with the problem's reference solution (default rows: every response).
-    Solution,
-    /// The prompt with an answer that contradicts the gold one, picked per group by the
-    /// objective (CEPO's wrong answer); `zoo objective eval` feeds it `teacher_neg_logprobs`.
-    WrongAnswer,
-    /// The prompt with another response of the group, picked by the objective (SDPO's
-    /// successful group-mate).
-    GroupResponse,
-}
-
-/// One group of a rollout batch, as a teacher-context rule sees it.
-#[derive(Debug, Clone, Copy)]
-pub struct TeacherGroup<'a> {
-    /// The problem the group answers.
-    pub problem: &'a Problem,
-    /// The decoded responses, in batch order.
-    pub responses: &'a [String],
-    /// The verifier's verdict on each response.
-    pub verdicts: &'a [Verdict],
-}
-
-impl TeacherGroup<'_> {
-    /// The verifier scores of the group's responses.
-    pub fn rewards(&self) -> Vec<f32> {
-        self.verdicts.iter().map(|v| v.score).collect()
-    }
-}
-
-/// What one teacher pass reads for one response.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TeacherRow {
-    /// The hint spliced into the prompt; `None`: the plain prompt.
-    pub hint: Option<Hint>,
-    /// Whether the context holds the hint the pass asks for ([`TeacherScores::has_hint`]).
-    pub has_hint: bool,
-    /// Whether the pass scores the response; the credit stage sees zeros for the others
-    /// (a teacher pass costs a forward pass). Distillation passes
-    /// ([`TeacherPass::logits`]) score every response whatever this says.
-    pub scored: bool,
-}
-
-impl TeacherRow {
-    /// A scored row with `hint` in its context.
-    pub fn hinted(hint: Hint) -> Self {
-        Self {
-            hint: Some(hint),
-            has_hint: true,
-            scored: true,
-        }
-    }
-
-    /// A scored row on the plain prompt: the asked-for hint does not exist for it.
-    pub fn plain() -> Self {
-        Self {
-            hint: None,
-            has_hint: false,
-            scored: true,
-        }
-    }
-
-    /// This row, left unscored.
-    pub fn unscored(self) -> Self {
-        Self {
-            scored: false,
-            ..self
-        }
-    }
-
-    /// The rows of a group of `n` under a fixed `context`: the gold answer or the reference
-    /// solution on every row. Per-group contexts have no fixed rows: an objective that
-    /// declares one implements [`Objective::teacher_rows`].
-    pub fn fixed(context: TeacherContext, problem: &Problem, n: usize) -> Option<Vec<Self>> {
-        let hint = match context {
-            TeacherContext::GoldAnswer => Hint::Answer(problem.answer.clone()),
-            TeacherContext::Solution => Hint::Solution(problem.solution.clone()),
-            TeacherContext::WrongAnswer | TeacherContext::GroupResponse => return None,
-        };
-        Some(vec![Self::hinted(hint); n])
-    }
-}
-
-/// One declared teacher pass: the same responses scored under another context.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct TeacherPass {
-    /// What the teacher reads before the response.
-    pub context: TeacherContext,
-    /// Which weights score it.
-    pub weights: TeacherWeights,
-    /// This pass is the distillation teacher: its distribution over the vocabulary meets the
-    /// student's in [`Objective::token_divergence`], computed per micro-batch on the device.
-    /// At most one pass may ask for it.
-    pub logits: bool,
-}
 
 /// What happens when dynamic sampling cannot fill the batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -211,9 +95,19 @@ impl Needs {
             .any(|t| matches!(t.weights, TeacherWeights::Ema { .. }))
     }
 
+    /// Whether the trainer keeps a periodically refreshed copy of the weights (a `Snapshot`
+    /// teacher).
+    pub fn keeps_snapshot(&self) -> bool {
+        self.teachers
+            .iter()
+            .any(|t| matches!(t.weights, TeacherWeights::Snapshot { .. }))
+    }
+
     /// Copies of the weights the trainer keeps besides the policy (for memory estimates).
     pub fn snapshots(&self) -> usize {
-        usize::from(self.keeps_initial()) + usize::from(self.keeps_ema())
+        usize::from(self.keeps_initial())
+            + usize::from(self.keeps_ema())
+            + usize::from(self.keeps_snapshot())
     }
 }
 
@@ -233,20 +127,6 @@ pub struct BuildContext {
     /// Built for [`crate::probe`] (`zoo objective eval`): the objective's loss on given
     /// numbers, without reward shaping or group filtering.
     pub evaluation: bool,
-}
-
-/// The output of one teacher pass over all `n` responses of a rollout batch.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TeacherScores {
-    /// Log-probs of the sampled tokens under the teacher context, `[n, t]`, at the sampling
-    /// temperature; 0 at padded positions.
-    pub logprobs: TokenMatrix,
-    /// Per response: whether its context holds the asked-for hint (false when a group had no
-    /// wrong answer or no successful group-mate).
-    pub has_hint: Vec<bool>,
-    /// Per response: whether it was scored; the rows [`Objective::teacher_rows`] left out hold
-    /// zeros.
-    pub scored: Vec<bool>,
 }
 
 /// The host-side inputs of the credit stage for one rollout batch of `n` responses.
@@ -272,15 +152,27 @@ pub struct CreditInput<'a> {
 }
 
 /// The output of the credit stage.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Credit {
     /// Per-token advantages `Â`, `[n, t]`, 0 at padded positions.
     pub advantages: TokenMatrix,
+    /// The sequence-level advantage of each response, `[n]` (GRPO's `A_i`, before any
+    /// per-token re-weighting), as rollout dumps report it; `None` for an objective without
+    /// one (DisCO, OPSD, SDPO).
+    pub sequence_advantages: Option<Vec<f32>>,
     /// A loss mask `[n, t]` that replaces the response mask in aggregation and in the loss
-    /// stage (SDPO's self-distillation mask); `None` keeps the response mask.
+    /// stage (SDPO's self-distillation mask; RLCSD's rows without a hint pair); `None` keeps
+    /// the response mask.
     pub mask: Option<TokenMatrix>,
+    /// The tokens of the second set of [`Aggregation::SplitTokenMean`], `[n, t]` of 0/1
+    /// (RLCSD's modulated tokens); `None`: none.
+    pub selected: Option<TokenMatrix>,
     /// Scalar diagnostics for the step's metrics line, e.g. `("grpo/adv_abs_mean", 0.4)`.
     pub metrics: Vec<(String, f64)>,
+    /// Nothing in this batch to learn from: the trainer takes no optimizer step this step
+    /// (RLCSD, whose reference skips the actor update when no response has a hint pair). A
+    /// zero gradient would still move AdamW's moments and weights.
+    pub skip_update: bool,
 }
 
 /// The tensor inputs of the loss stage for one micro-batch of `b` responses, `t` positions.
@@ -355,28 +247,21 @@ pub trait Objective: Send + Sync {
         true
     }
 
-    /// The context of each response of `group` under teacher pass `pass` (an index into
-    /// [`Needs::teachers`]) at training step `step`, in the group's order: which hint the
-    /// teacher reads, whether the row holds it, and whether the pass scores it at all. This is
-    /// where an objective's rule for picking a hint lives (CEPO's wrong answer, SDPO's
-    /// successful group-mate), and where it skips rows whose teacher log-probs it would not
-    /// read (CEPO and RLSD: rows with advantage 0, every row once λ = 0).
-    /// Default: [`TeacherRow::fixed`] for the pass's context; an error for a per-group context.
-    fn teacher_rows(
-        &self,
-        _step: usize,
-        pass: usize,
-        group: &TeacherGroup<'_>,
-    ) -> Result<Vec<TeacherRow>> {
-        let context = self.needs().teachers.get(pass).map(|p| p.context);
-        context
-            .and_then(|c| TeacherRow::fixed(c, group.problem, group.responses.len()))
-            .ok_or_else(|| {
-                Error::Config(format!(
-                    "objective `{}` declares teacher pass {pass} with a per-group context ({context:?}) but does not implement `teacher_rows`\nhint: implement `Objective::teacher_rows` to pick each response's hint",
-                    self.name()
-                ))
-            })
+    /// The teacher context of each response of `group` under each declared teacher pass at
+    /// training step `step`: `rows[pass][response]`, passes in the order of
+    /// [`Needs::teachers`]. Each row holds the context ids (built with the group's tools, see
+    /// [`crate::teacher`]), the privileged text they add, whether the row holds it and whether
+    /// the pass scores it at all. This is where an objective's rule for its teachers lives
+    /// (CEPO's wrong answer, SDPO's successful group-mate, RLCSD's wrong siblings), and where it
+    /// skips rows whose teacher log-probs it would not read (CEPO and RLSD: rows with advantage
+    /// 0, every row once λ = 0). Called once per group, so the passes can share their work.
+    /// Default: an error, for an objective that declares teacher passes.
+    fn teacher_rows(&self, _step: usize, group: &TeacherGroup<'_>) -> Result<Vec<Vec<TeacherRow>>> {
+        let _ = group;
+        Err(Error::Config(format!(
+            "objective `{}` declares teacher passes but does not implement `teacher_rows`\nhint: implement `Objective::teacher_rows` to build each response's teacher context",
+            self.name()
+        )))
     }
 
     /// How the trainer reduces [`LossTerms::per_token`].

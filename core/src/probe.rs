@@ -7,17 +7,19 @@
 //! (`logprobs`, or `student_logits` for distillation objectives), the per-token advantages
 //! and the metrics.
 //!
-//! Teacher passes are fed from the batch by their context: a wrong-answer pass reads
-//! `teacher_neg_logprobs`, a gold-answer pass `teacher_pos_logprobs` (or `teacher_logprobs`),
-//! any other pass `teacher_logprobs`; a pass that keeps logits reads `teacher_logits`. Every
-//! row counts as having its hint (fold SDPO's self-distillation mask into `mask`).
+//! Teacher passes are fed from the batch by their [`ProbeInput`]: `teacher_logprobs`,
+//! `teacher_pos_logprobs` (or `teacher_logprobs` when absent), or a slot of
+//! `teacher_neg_logprobs`; a pass that keeps logits reads `teacher_logits`. A row holds its
+//! hint where `hint_mask` (or, for a negative slot, `teacher_neg_valid`) says so, and every row
+//! without them (fold SDPO's self-distillation mask into `mask`).
 
 use std::collections::BTreeMap;
 
 use burn::prelude::*;
 
 use crate::batch::{LogitArray, TokenMatrix};
-use crate::objective::{CreditInput, LossInput, Objective, TeacherContext, TeacherScores};
+use crate::objective::{CreditInput, LossInput, Objective};
+use crate::teacher::{ProbeInput, TeacherScores};
 use crate::{Error, Result};
 
 /// The numbers of one batch of `n` responses padded to `t` positions.
@@ -39,8 +41,12 @@ pub struct ProbeBatch {
     pub teacher_logprobs: Option<TokenMatrix>,
     /// `ℓ^{T+}` `[n, t]` (CEPO).
     pub teacher_pos_logprobs: Option<TokenMatrix>,
-    /// `ℓ^{T−}` `[n, t]` (CEPO).
-    pub teacher_neg_logprobs: Option<TokenMatrix>,
+    /// `ℓ^{T−}`: `K` slots of `[n, t]` (CEPO: one; RLCSD: one per wrong-hint teacher).
+    pub teacher_neg_logprobs: Option<Vec<TokenMatrix>>,
+    /// Whether slot `k` of `teacher_neg_logprobs` is real for row `i`, `[n][K]`; absent: all.
+    pub teacher_neg_valid: Option<Vec<Vec<bool>>>,
+    /// Whether row `i` has its teacher hint, `[n]`; absent: all rows.
+    pub hint_mask: Option<Vec<bool>>,
     /// Student logits `[n, t, v]`: the differentiable input of distillation objectives.
     pub student_logits: Option<LogitArray>,
     /// Teacher logits `[n, t, v]`.
@@ -137,12 +143,28 @@ pub fn probe(
         ("ref_logprobs", &batch.ref_logprobs),
         ("teacher_logprobs", &batch.teacher_logprobs),
         ("teacher_pos_logprobs", &batch.teacher_pos_logprobs),
-        ("teacher_neg_logprobs", &batch.teacher_neg_logprobs),
     ];
     for (name, m) in matrices {
         if let Some(m) = m {
             check_matrix(name, m, n, t)?;
         }
+    }
+    let negatives = batch.teacher_neg_logprobs.as_deref().unwrap_or_default();
+    for m in negatives {
+        check_matrix("teacher_neg_logprobs", m, n, t)?;
+    }
+    if let Some(valid) = &batch.teacher_neg_valid
+        && (valid.len() != n || valid.iter().any(|row| row.len() != negatives.len()))
+    {
+        return Err(Error::Input(format!(
+            "`batch.teacher_neg_valid` must be [{n}][{}]: one flag per row and slot of `teacher_neg_logprobs`",
+            negatives.len()
+        )));
+    }
+    if batch.hint_mask.as_ref().is_some_and(|h| h.len() != n) {
+        return Err(Error::Input(format!(
+            "`batch.hint_mask` must have one entry per row ({n})"
+        )));
     }
     for (name, l) in [
         ("student_logits", &batch.student_logits),
@@ -176,16 +198,33 @@ pub fn probe(
         None
     };
     let mut teachers = Vec::new();
+    let hinted = batch.hint_mask.clone().unwrap_or_else(|| vec![true; n]);
     for pass in &needs.teachers {
-        let (name, given) = match pass.context {
-            TeacherContext::WrongAnswer => {
-                ("teacher_neg_logprobs", batch.teacher_neg_logprobs.as_ref())
-            }
-            TeacherContext::GoldAnswer => match &batch.teacher_pos_logprobs {
-                Some(m) => ("teacher_pos_logprobs", Some(m)),
-                None => ("teacher_logprobs", batch.teacher_logprobs.as_ref()),
+        let (name, given, has_hint) = match pass.probe_input {
+            ProbeInput::Negative { slot } => (
+                "teacher_neg_logprobs",
+                negatives.get(slot),
+                match &batch.teacher_neg_valid {
+                    Some(valid) if slot < negatives.len() => {
+                        valid.iter().map(|row| row[slot]).collect()
+                    }
+                    // A slot past the given ones holds no hint for any row.
+                    _ => vec![slot < negatives.len(); n],
+                },
+            ),
+            ProbeInput::Positive => match &batch.teacher_pos_logprobs {
+                Some(m) => ("teacher_pos_logprobs", Some(m), hinted.clone()),
+                None => (
+                    "teacher_logprobs",
+                    batch.teacher_logprobs.as_ref(),
+                    hinted.clone(),
+                ),
             },
-            _ => ("teacher_logprobs", batch.teacher_logprobs.as_ref()),
+            ProbeInput::Teacher => (
+                "teacher_logprobs",
+                batch.teacher_logprobs.as_ref(),
+                hinted.clone(),
+            ),
         };
         if pass.logits {
             required(batch.teacher_logits.as_ref(), "teacher_logits", algo)?;
@@ -193,12 +232,24 @@ pub fn probe(
         let logprobs = match (given, pass.logits) {
             (Some(m), _) => m.clone(),
             (None, true) => zeros.clone(),
+            // Slots past the `K` given: no row reads them.
+            (None, false)
+                if !negatives.is_empty()
+                    && matches!(pass.probe_input, ProbeInput::Negative { .. }) =>
+            {
+                zeros.clone()
+            }
             (None, false) => required(None::<&TokenMatrix>, name, algo)?.clone(),
         };
         teachers.push(TeacherScores {
             logprobs,
-            has_hint: vec![true; n],
-            scored: vec![true; n],
+            // A distillation pass scores every row.
+            scored: if pass.logits {
+                vec![true; n]
+            } else {
+                has_hint.clone()
+            },
+            has_hint,
         });
     }
     let correct: Vec<bool> = batch.rewards.iter().map(|&r| r >= 1.0).collect();
@@ -249,7 +300,9 @@ pub fn probe(
         rewards: batch.rewards.clone(),
         group_ids: batch.group_ids.clone(),
     });
-    let coefficients = objective.aggregation().token_coefficients(&loss_mask);
+    let coefficients = objective
+        .aggregation()
+        .token_coefficients(&loss_mask, credit.selected.as_ref());
     let coefficients = coefficients.to_tensor(device);
     let parts: Vec<(&str, f64)> = terms
         .parts

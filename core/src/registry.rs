@@ -23,6 +23,10 @@ pub struct AlgorithmEntry {
     /// steps per rollout batch: `"[update]\nmini_batches = 4"`); applied over the generic
     /// defaults and under `--config`, flags and `--set`. Usually empty.
     pub run_defaults: &'static str,
+    /// Run settings of its reference for real language models (`--model`), as TOML (e.g.
+    /// CEPO's `lr = 5e-6`); applied after `run_defaults` when the policy is a real model.
+    /// Usually empty.
+    pub llm_run_defaults: &'static str,
 }
 
 inventory::collect!(AlgorithmEntry);

@@ -1,9 +1,10 @@
 //! Tasks and verifiers: where prompts come from and how a response is scored.
 //!
 //! A [`Task`] is a task source (a procedural generator or a data set) with train and held-out
-//! splits, the warm-start data for `zoo sft`, and its [`Verifier`]. Prompts carry an optional
-//! hint slot so that objectives with teacher contexts (CEPO, RLSD, OPSD, SDPO) can condition on
-//! the gold answer, a wrong answer or a reference solution.
+//! splits, the warm-start data for `zoo sft`, and its [`Verifier`]. Objectives with teachers
+//! build the teachers' contexts themselves ([`crate::teacher`]); a task whose policies learned
+//! to read privileged text in a slot of their own (the CPU world's `[h:936]`) offers it through
+//! [`Task::hint_slot`].
 
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -11,21 +12,16 @@ use serde::{Deserialize, Serialize};
 /// One problem: a prompt with its gold answer and a reference solution.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Problem {
-    /// The prompt text the policy sees.
+    /// The prompt text the policy sees: the user message, before any chat template.
     pub prompt: String,
+    /// The problem statement alone, before the task's prompt template (what teacher templates
+    /// such as OPSD's quote); the prompt itself for a task without a template.
+    #[serde(default)]
+    pub question: String,
     /// The gold answer, as the verifier compares it.
     pub answer: String,
     /// A full reference solution (the target a perfect policy would write).
     pub solution: String,
-}
-
-/// Privileged information spliced into a teacher's context.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Hint {
-    /// An answer, gold or wrong.
-    Answer(String),
-    /// A full reference solution.
-    Solution(String),
 }
 
 /// A verifier's structured judgement of one response.
@@ -70,8 +66,15 @@ pub trait Task: Send + Sync {
     fn heldout(&self) -> &[Problem];
     /// The verifier that scores this task's responses.
     fn verifier(&self) -> &dyn Verifier;
-    /// The prompt with `hint` spliced into its hint slot.
-    fn hinted_prompt(&self, problem: &Problem, hint: &Hint) -> String;
+    /// The prompt with `text` written in the task's own hint slot named `slot`, for a task whose
+    /// policies learned to read privileged text there (the CPU world's `[h:936]`); `None` when
+    /// the task has no such slot. Slots are the task's to name and document; by convention
+    /// `"answer"` holds an answer, gold or wrong, and `"solution"` a worked solution. Objectives
+    /// use a slot where a task offers one and build their reference's context otherwise
+    /// ([`crate::teacher`]). Default: no slot.
+    fn hint_slot(&self, _problem: &Problem, _slot: &str, _text: &str) -> Option<String> {
+        None
+    }
     /// One warm-start example drawn with `rng` (noisy solutions, hinted prompts).
     fn sft_example(&self, rng: &mut ChaCha8Rng) -> SftExample;
     /// The longest response a policy needs, in tokens, end-of-sequence included.

@@ -164,6 +164,7 @@ pub fn measure(
             old_is_current: false,
             ref_logprobs: None,
             advantages: &advantages,
+            selected: None,
             teacher: None,
             rewards: &rewards,
             group_ids: &group_ids,

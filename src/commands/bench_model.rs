@@ -345,6 +345,7 @@ fn measure(args: &BenchArgs, shape: &str, spec: &DeviceSpec) -> Result<ModelBenc
         old_is_current: false,
         ref_logprobs: Some(&old),
         advantages: &advantages,
+        selected: None,
         teacher: teacher_policy.as_deref().map(|p| DistillTeacher {
             policy: p,
             contexts: &teacher_contexts,

@@ -46,6 +46,11 @@ const CONFIG_KEYS: &[&str] = &[
     "overlong_buffer",
     "overlong_buffer_len",
     "overlong_penalty_factor",
+    "lam",
+    "eta",
+    "residual_clip_low",
+    "residual_clip_high",
+    "k_max",
 ];
 
 #[derive(Debug, Deserialize)]
@@ -97,7 +102,12 @@ struct BatchInput {
     ref_logprobs: Option<Rows>,
     teacher_logprobs: Option<Rows>,
     teacher_pos_logprobs: Option<Rows>,
-    teacher_neg_logprobs: Option<Rows>,
+    /// `[N][T]` (one wrong-answer teacher, CEPO) or `[N][K][T]` (K of them, RLCSD).
+    teacher_neg_logprobs: Option<Value>,
+    /// `[N][K]` of 0/1: slot `k` of row `i` of `teacher_neg_logprobs` is real.
+    teacher_neg_valid: Option<Vec<Vec<f64>>>,
+    /// `[N]` of 0/1: row `i` has its teacher hint.
+    hint_mask: Option<Vec<f64>>,
     student_logits: Option<Vec<Rows>>,
     teacher_logits: Option<Vec<Rows>>,
 }
@@ -119,6 +129,53 @@ fn matrix(name: &str, rows: &Rows, cols: usize) -> Result<TokenMatrix> {
         cols,
         data,
     })
+}
+
+/// `teacher_neg_logprobs` as its slots: `[N][T]` is one slot, `[N][K][T]` K slots of `[N][T]`.
+fn negative_slots(value: &Value, cols: usize) -> Result<Vec<TokenMatrix>> {
+    let three_d = value
+        .as_array()
+        .and_then(|rows| rows.first())
+        .and_then(|row| row.as_array())
+        .and_then(|row| row.first())
+        .is_some_and(Value::is_array);
+    if !three_d {
+        let rows: Rows = serde_json::from_value(value.clone()).map_err(|e| {
+            anyhow::anyhow!(
+                "`batch.teacher_neg_logprobs` is neither [N][T] nor [N][K][T] numbers: {e}"
+            )
+        })?;
+        return Ok(vec![matrix("teacher_neg_logprobs", &rows, cols)?]);
+    }
+    let rows: Vec<Rows> = serde_json::from_value(value.clone()).map_err(|e| {
+        anyhow::anyhow!("`batch.teacher_neg_logprobs` is not [N][K][T] numbers: {e}")
+    })?;
+    let k = rows.first().map_or(0, Vec::len);
+    if let Some(i) = rows.iter().position(|slots| slots.len() != k) {
+        bail!(
+            "`batch.teacher_neg_logprobs[{i}]` has {} slots but row 0 has {k}\nhint: pad every row to K slots and mark the missing ones 0 in `teacher_neg_valid`",
+            rows[i].len()
+        );
+    }
+    (0..k)
+        .map(|slot| {
+            let slot_rows: Rows = rows.iter().map(|r| r[slot].clone()).collect();
+            matrix("teacher_neg_logprobs", &slot_rows, cols)
+        })
+        .collect()
+}
+
+/// A list of 0/1 numbers as flags; `name` for the message.
+fn flags(name: &str, values: &[f64]) -> Result<Vec<bool>> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| match v {
+            0.0 => Ok(false),
+            1.0 => Ok(true),
+            other => bail!("`batch.{name}` holds {other} at {i}; give 0 or 1"),
+        })
+        .collect()
 }
 
 /// `[N][T][V]` as a logit array.
@@ -273,7 +330,26 @@ pub fn evaluate_on(text: &str, device: &Device) -> Result<Value> {
         ref_logprobs: rows("ref_logprobs", &b.ref_logprobs)?,
         teacher_logprobs: rows("teacher_logprobs", &b.teacher_logprobs)?,
         teacher_pos_logprobs: rows("teacher_pos_logprobs", &b.teacher_pos_logprobs)?,
-        teacher_neg_logprobs: rows("teacher_neg_logprobs", &b.teacher_neg_logprobs)?,
+        teacher_neg_logprobs: b
+            .teacher_neg_logprobs
+            .as_ref()
+            .map(|v| negative_slots(v, cols))
+            .transpose()?,
+        teacher_neg_valid: b
+            .teacher_neg_valid
+            .as_ref()
+            .map(|rows| {
+                rows.iter()
+                    .enumerate()
+                    .map(|(i, row)| flags(&format!("teacher_neg_valid[{i}]"), row))
+                    .collect::<Result<Vec<_>>>()
+            })
+            .transpose()?,
+        hint_mask: b
+            .hint_mask
+            .as_ref()
+            .map(|v| flags("hint_mask", v))
+            .transpose()?,
         student_logits: b
             .student_logits
             .as_ref()
@@ -412,7 +488,18 @@ fn select_rows(batch: &ProbeBatch, rows: &[usize]) -> ProbeBatch {
         ref_logprobs: m(&batch.ref_logprobs),
         teacher_logprobs: m(&batch.teacher_logprobs),
         teacher_pos_logprobs: m(&batch.teacher_pos_logprobs),
-        teacher_neg_logprobs: m(&batch.teacher_neg_logprobs),
+        teacher_neg_logprobs: batch
+            .teacher_neg_logprobs
+            .as_ref()
+            .map(|slots| slots.iter().map(|m| m.select_rows(rows)).collect()),
+        teacher_neg_valid: batch
+            .teacher_neg_valid
+            .as_ref()
+            .map(|valid| rows.iter().map(|&i| valid[i].clone()).collect()),
+        hint_mask: batch
+            .hint_mask
+            .as_ref()
+            .map(|h| rows.iter().map(|&i| h[i]).collect()),
         student_logits: l(&batch.student_logits),
         teacher_logits: l(&batch.teacher_logits),
     }

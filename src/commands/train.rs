@@ -97,9 +97,19 @@ fn run_defaults_note(config: &RunConfig) -> Result<String> {
     let task = config.task()?;
     let algo = config.build_objective(task.as_ref())?.name().to_string();
     let entry = zoo_core::registry::algorithm(&algo)?;
-    let Ok(table) = entry.run_defaults.parse::<toml::Table>() else {
+    let Ok(mut table) = entry.run_defaults.parse::<toml::Table>() else {
         return Ok(String::new());
     };
+    if config.model.is_llm()
+        && let Ok(llm) = entry.llm_run_defaults.parse::<toml::Table>()
+    {
+        let mut merged = toml::Value::Table(table);
+        zoo_core::config::merge(&mut merged, toml::Value::Table(llm));
+        table = match merged {
+            toml::Value::Table(t) => t,
+            _ => unreachable!("a table merged with a table"),
+        };
+    }
     let mut keys = Vec::new();
     fn flatten(prefix: &str, table: &toml::Table, out: &mut Vec<String>) {
         for (key, value) in table {
@@ -266,6 +276,9 @@ pub fn run(args: &TrainArgs) -> Result<Option<TrainReport>> {
         objective,
         task.as_ref(),
     )?;
+    if config.log.rollouts {
+        trainer.set_rollout_dir(Some(out.join("rollouts")));
+    }
     let first = match &resume_from {
         Some(folder) => {
             let step = trainer.load_checkpoint(folder)?;

@@ -46,6 +46,7 @@ pub fn verify_line(line: &str, cache: &mut HashMap<String, Box<dyn Verifier>>) -
     }
     let problem = Problem {
         prompt: String::new(),
+        question: String::new(),
         answer,
         solution: String::new(),
     };

@@ -472,13 +472,18 @@ fn train_with_a_real_model_writes_checkpoints_that_are_model_folders() {
     ];
     let model_arg = model.to_str().unwrap();
     args.extend(["--model", model_arg, "--out", out.to_str().unwrap()]);
-    // The dry run shows the references' defaults for a real model, and a `--set` still wins.
+    // The dry run shows the references' defaults for a real model (CEPO's lr 5e-6, from its
+    // `cepo.sh`), and a `--set` still wins.
     let mut dry = args.clone();
     dry.extend(["--dry-run", "--set", "update.micro_batch_size=2"]);
     let output = crate::run(&dir, &dry);
     assert!(output.status.success());
     let config = String::from_utf8(output.stdout).unwrap();
-    assert!(config.contains("lr = 0.000001"), "{config}");
+    assert!(config.contains("lr = 0.000005"), "{config}");
+    assert!(
+        config.contains("run defaults (its reference's; your settings win): optim.lr = 5e-6"),
+        "{config}"
+    );
     assert!(config.contains("micro_batch_size = 2"), "{config}");
     assert!(config.contains("micro_batch_tokens = 4096"), "{config}");
     // The memory estimate follows as comments: the printed file still reads back as TOML.

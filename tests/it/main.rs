@@ -3,6 +3,7 @@
 mod bandits;
 mod cli;
 mod compare;
+mod contexts;
 mod llm;
 mod micro_batch;
 mod objectives;
@@ -132,6 +133,7 @@ impl FixedBatch {
             old_is_current: false,
             ref_logprobs: None,
             advantages: &self.advantages,
+            selected: None,
             teacher: None,
             rewards: &[0.0; 8],
             group_ids: &[0, 0, 1, 1, 2, 2, 3, 3],

@@ -117,6 +117,7 @@ impl Inputs {
             old_is_current: false,
             ref_logprobs: Some(&self.reference),
             advantages: &self.advantages,
+            selected: None,
             teacher: Some(DistillTeacher {
                 policy: teacher,
                 contexts: &self.teacher_contexts,
@@ -167,7 +168,9 @@ fn one_graph(
         group_ids: inputs.group_ids.clone(),
     });
     assert_eq!(terms.per_token.dims(), [8, cols]);
-    let coefficients = objective.aggregation().token_coefficients(&inputs.mask);
+    let coefficients = objective
+        .aggregation()
+        .token_coefficients(&inputs.mask, None);
     let mut loss = terms.per_token.mul(coefficients.to_tensor(&device)).sum();
     if let Some(scalar) = terms.scalar {
         loss = loss.add(scalar);

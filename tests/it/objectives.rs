@@ -87,7 +87,9 @@ fn parity_on(spec: &zoo::zoo_core::device::DeviceSpec) {
             .entry(fixture["input"]["algo"].as_str().unwrap().to_string())
             .or_default() += 1;
     }
-    for algo in ["grpo", "dapo", "disco", "cepo", "rlsd", "opsd", "sdpo"] {
+    for algo in [
+        "grpo", "dapo", "disco", "cepo", "rlsd", "rlcsd", "opsd", "sdpo",
+    ] {
         let count = per_algo.get(algo).copied().unwrap_or(0);
         assert!(
             count >= 3,

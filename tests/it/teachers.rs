@@ -4,12 +4,12 @@
 use std::sync::{Arc, Mutex};
 
 use zoo::zoo_core::burn::prelude::*;
-use zoo::zoo_core::objective::{
-    BuildContext, CreditInput, LossInput, LossTerms, Needs, TeacherGroup, TeacherRow,
-};
+use zoo::zoo_core::objective::{BuildContext, CreditInput, LossInput, LossTerms, Needs};
 use zoo::zoo_core::optim::OptimConfig;
 use zoo::zoo_core::trainer::{RolloutConfig, Trainer, TrainerConfig, UpdateConfig};
-use zoo::zoo_core::{Aggregation, Credit, Objective, ObjectiveConfig, Result};
+use zoo::zoo_core::{
+    Aggregation, Credit, Objective, ObjectiveConfig, Result, TeacherGroup, TeacherRow,
+};
 use zoo::zoo_models::TabularPolicy;
 use zoo::zoo_verifiers::bandit::{Arms, Question};
 
@@ -30,13 +30,8 @@ impl Objective for Recorded {
     fn needs(&self) -> Needs {
         self.inner.needs()
     }
-    fn teacher_rows(
-        &self,
-        step: usize,
-        pass: usize,
-        group: &TeacherGroup<'_>,
-    ) -> Result<Vec<TeacherRow>> {
-        self.inner.teacher_rows(step, pass, group)
+    fn teacher_rows(&self, step: usize, group: &TeacherGroup<'_>) -> Result<Vec<Vec<TeacherRow>>> {
+        self.inner.teacher_rows(step, group)
     }
     fn aggregation(&self) -> Aggregation {
         self.inner.aggregation()

@@ -14,7 +14,18 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use zoo_core::registry::TaskEntry;
 use zoo_core::task::SftExample;
-use zoo_core::{Hint, Problem, Task, Verdict, Verifier};
+use zoo_core::{Problem, Task, Verdict, Verifier};
+
+/// The hint slot of an answer, gold or wrong: `[h:936]`.
+const ANSWER_SLOT: &str = "answer";
+/// The hint slot of a worked solution: `[s:<chain>]`.
+const SOLUTION_SLOT: &str = "solution";
+
+/// `problem`'s prompt with `text` in the hint slot `slot` (one of the two above).
+fn hinted(problem: &Problem, slot: &str, text: &str) -> String {
+    let tag = if slot == SOLUTION_SLOT { 's' } else { 'h' };
+    format!("{}[{tag}:{text}]", problem.prompt)
+}
 
 /// Which arithmetic task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -195,8 +206,10 @@ impl Arithmetic {
     /// The problem `a+b=`.
     pub fn problem(&self, a: u64, b: u64) -> Problem {
         let (chain, answer) = write_chain(a, b, self.positions(), None);
+        let prompt = format!("{a}+{b}=");
         Problem {
-            prompt: format!("{a}+{b}="),
+            question: prompt.clone(),
+            prompt,
             answer: answer.clone(),
             solution: format!("{chain};=>{answer}"),
         }
@@ -340,7 +353,7 @@ impl Arithmetic {
             }
         } else if u < 0.7 {
             SftExample {
-                context: self.hinted_prompt(problem, &Hint::Answer(problem.answer.clone())),
+                context: hinted(problem, ANSWER_SLOT, &problem.answer),
                 target: problem.solution.clone(),
             }
         } else {
@@ -350,7 +363,7 @@ impl Arithmetic {
             };
             let chain = &problem.solution[..problem.solution.rfind("=>").expect("`=>` answer")];
             SftExample {
-                context: self.hinted_prompt(problem, &Hint::Answer(wrong.clone())),
+                context: hinted(problem, ANSWER_SLOT, &wrong),
                 target: format!("{chain}=>{wrong}"),
             }
         }
@@ -385,11 +398,10 @@ impl Task for Arithmetic {
         &self.verifier
     }
 
-    fn hinted_prompt(&self, problem: &Problem, hint: &Hint) -> String {
-        match hint {
-            Hint::Answer(answer) => format!("{}[h:{answer}]", problem.prompt),
-            Hint::Solution(solution) => format!("{}[s:{solution}]", problem.prompt),
-        }
+    /// Two slots right after `=`: `"answer"` as `[h:936]`, `"solution"` as `[s:<chain>]`, the
+    /// hints the warm start teaches the policy to read.
+    fn hint_slot(&self, problem: &Problem, slot: &str, text: &str) -> Option<String> {
+        matches!(slot, ANSWER_SLOT | SOLUTION_SLOT).then(|| hinted(problem, slot, text))
     }
 
     /// The warm-start mix of the design notes: 50% plain prompts whose target is corrupted
@@ -414,17 +426,17 @@ impl Task for Arithmetic {
             }
         } else if u < 0.7 {
             SftExample {
-                context: self.hinted_prompt(&problem, &Hint::Answer(problem.answer.clone())),
+                context: hinted(&problem, ANSWER_SLOT, &problem.answer),
                 target: problem.solution.clone(),
             }
         } else if u < 0.85 {
             let (chain, wrong) = self.corrupted(&problem, rng);
             SftExample {
-                context: self.hinted_prompt(&problem, &Hint::Answer(wrong)),
+                context: hinted(&problem, ANSWER_SLOT, &wrong),
                 target: chain,
             }
         } else {
-            let context = self.hinted_prompt(&problem, &Hint::Solution(problem.solution.clone()));
+            let context = hinted(&problem, SOLUTION_SLOT, &problem.solution);
             let target = if rng.random_bool(0.5) {
                 problem.solution.clone()
             } else {
@@ -723,12 +735,13 @@ mod tests {
         let task = Arithmetic::new(Kind::Addition);
         let p = task.problem(12, 34);
         assert_eq!(
-            task.hinted_prompt(&p, &Hint::Answer("46".into())),
-            "12+34=[h:46]"
+            task.hint_slot(&p, "answer", "46").as_deref(),
+            Some("12+34=[h:46]")
         );
         assert_eq!(
-            task.hinted_prompt(&p, &Hint::Solution(p.solution.clone())),
-            "12+34=[s:2+4=6;1+3=4;=>46]"
+            task.hint_slot(&p, "solution", &p.solution).as_deref(),
+            Some("12+34=[s:2+4=6;1+3=4;=>46]")
         );
+        assert_eq!(task.hint_slot(&p, "feedback", "x"), None);
     }
 }

@@ -9,7 +9,7 @@
 
 use rand_chacha::ChaCha8Rng;
 use zoo_core::task::SftExample;
-use zoo_core::{Hint, Problem, Task, Verdict, Verifier};
+use zoo_core::{Problem, Task, Verdict, Verifier};
 
 /// Rewards the first action of a response by membership in the gold set (`"0 2"`: arms 0
 /// and 2 are correct).
@@ -70,6 +70,7 @@ impl Arms {
             .enumerate()
             .map(|(q, question)| Problem {
                 prompt: (ARM_QUESTION + q as u32).to_string(),
+                question: (ARM_QUESTION + q as u32).to_string(),
                 answer: question
                     .correct
                     .iter()
@@ -199,12 +200,11 @@ impl Task for Arms {
         &ArmVerifier
     }
 
-    /// A hint is one more token after the question: the hinted arm.
-    fn hinted_prompt(&self, problem: &Problem, hint: &Hint) -> String {
-        let hinted = match hint {
-            Hint::Answer(a) | Hint::Solution(a) => a.split_whitespace().next().unwrap_or("0"),
-        };
-        format!("{} {hinted}", problem.prompt)
+    /// Every slot is one more token after the question: the hinted arm (the first number of
+    /// `text`).
+    fn hint_slot(&self, problem: &Problem, _slot: &str, text: &str) -> Option<String> {
+        let hinted = text.split_whitespace().next().unwrap_or("0");
+        Some(format!("{} {hinted}", problem.prompt))
     }
 
     /// Bandits are not warm-started: the tabular policy starts from its given logits.
@@ -310,6 +310,7 @@ impl Leakage {
     fn problem(&self, question: u32, answer: u32, success: bool) -> Problem {
         Problem {
             prompt: (leak::QUESTION + question).to_string(),
+            question: (leak::QUESTION + question).to_string(),
             answer: format!("{} {}", leak::ANSWER + answer, u8::from(success)),
             solution: (leak::ANSWER + answer).to_string(),
         }
@@ -494,19 +495,16 @@ impl Task for Leakage {
         &LeakageVerifier
     }
 
-    /// The hint is one token after the question: the answer hinted (gold, wrong, the
+    /// Every slot is one token after the question: the answer hinted (gold, wrong, the
     /// solution, or a guessing group-mate's answer), or "no answer" for a group-mate that
     /// reasoned.
-    fn hinted_prompt(&self, problem: &Problem, hint: &Hint) -> String {
-        let text = match hint {
-            Hint::Answer(a) | Hint::Solution(a) => a,
-        };
+    fn hint_slot(&self, problem: &Problem, _slot: &str, text: &str) -> Option<String> {
         let hinted = text
             .split_whitespace()
             .filter_map(|w| w.parse::<u32>().ok())
             .find(|n| (leak::ANSWER..leak::ANSWER + self.k).contains(n))
             .map_or(leak::NO_ANSWER, |n| leak::HINT + (n - leak::ANSWER));
-        format!("{} {hinted}", problem.prompt)
+        Some(format!("{} {hinted}", problem.prompt))
     }
 
     fn sft_example(&self, _rng: &mut ChaCha8Rng) -> SftExample {
@@ -558,6 +556,7 @@ impl Sequence {
             max_len: 6,
             problems: vec![Problem {
                 prompt: seq::QUESTION.to_string(),
+                question: seq::QUESTION.to_string(),
                 answer: seq::RIGHT.to_string(),
                 solution: seq::RIGHT.to_string(),
             }],
@@ -637,16 +636,16 @@ impl Task for Sequence {
         &LastActionVerifier
     }
 
-    fn hinted_prompt(&self, problem: &Problem, hint: &Hint) -> String {
-        let action = match hint {
-            Hint::Answer(a) | Hint::Solution(a) => a
-                .split_whitespace()
-                .last()
-                .and_then(|w| w.parse::<u32>().ok())
-                .filter(|a| (seq::THINK..=seq::WRONG).contains(a))
-                .unwrap_or(seq::RIGHT),
-        };
-        format!("{} {}", problem.prompt, seq::HINT + action)
+    /// Every slot is one token after the question: the hinted action (the last number of
+    /// `text`, the right answer when there is none).
+    fn hint_slot(&self, problem: &Problem, _slot: &str, text: &str) -> Option<String> {
+        let action = text
+            .split_whitespace()
+            .last()
+            .and_then(|w| w.parse::<u32>().ok())
+            .filter(|a| (seq::THINK..=seq::WRONG).contains(a))
+            .unwrap_or(seq::RIGHT);
+        Some(format!("{} {}", problem.prompt, seq::HINT + action))
     }
 
     fn sft_example(&self, _rng: &mut ChaCha8Rng) -> SftExample {

@@ -19,7 +19,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use zoo_core::registry::{self, TaskEntry};
 use zoo_core::task::SftExample;
-use zoo_core::{Error, Hint, Problem, Result, Task, Verifier};
+use zoo_core::{Error, Problem, Result, Task, Verifier};
 
 /// The `[data]` settings of `--task jsonl`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -85,6 +85,7 @@ pub fn read_problems(path: &Path, template: &str) -> Result<Vec<Problem>> {
         })?;
         problems.push(Problem {
             prompt: template.replace("{problem}", &row.problem),
+            question: row.problem,
             answer: row.answer,
             solution: row.solution.unwrap_or_default(),
         });
@@ -153,17 +154,6 @@ impl Task for JsonlTask {
 
     fn verifier(&self) -> &dyn Verifier {
         self.verifier.as_ref()
-    }
-
-    /// The hint follows the prompt: "The answer is ...", or a reference solution.
-    fn hinted_prompt(&self, problem: &Problem, hint: &Hint) -> String {
-        match hint {
-            Hint::Answer(a) => format!("{}\n(The final answer is {a}.)", problem.prompt),
-            Hint::Solution(s) => format!(
-                "{}\nHere is a reference solution to this problem:\n{s}\nReason to the same answer.",
-                problem.prompt
-            ),
-        }
     }
 
     /// The reference solution when the data set has one, else the boxed answer.
@@ -238,10 +228,10 @@ mod tests {
         let problem = &task.heldout()[0];
         assert!(task.verifier().verify("so \\boxed{6}", problem).correct);
         assert!(!task.verifier().verify("so \\boxed{7}", problem).correct);
-        assert!(
-            task.hinted_prompt(problem, &Hint::Answer("6".into()))
-                .contains("answer is 6")
-        );
+        // The problem statement alone is kept for teacher templates; a data set has no hint
+        // slot of its own (objectives build their references' teacher contexts).
+        assert_eq!(problem.question, "3+3?");
+        assert_eq!(task.hint_slot(problem, "answer", "6"), None);
     }
 
     #[test]

@@ -39,12 +39,14 @@ use serde::{Deserialize, Serialize};
 use zoo_core::objective::BuildContext;
 use zoo_core::registry::AlgorithmEntry;
 use zoo_core::{
-    Aggregation, Credit, CreditInput, Error, Hint, LossInput, LossTerms, Needs, Objective,
-    ObjectiveConfig, Result, TeacherContext, TeacherGroup, TeacherPass, TeacherRow, TeacherWeights,
+    Aggregation, Credit, CreditInput, Error, LossInput, LossTerms, Needs, Objective,
+    ObjectiveConfig, ProbeInput, Result, TeacherGroup, TeacherPass, TeacherRow, TeacherWeights,
     Verdict,
 };
 use zoo_grpo::{Clip, LossAgg, advantage_metrics, group_advantages, ppo_clip_loss};
-use zoo_rlsd::{LambdaSchedule, reweight, scored_where_advantage_moves, validate_weighting};
+use zoo_rlsd::{
+    LambdaSchedule, answer_context, reweight, scored_where_advantage_moves, validate_weighting,
+};
 
 // ---------------------------------------------------------------------------------------------
 // Config
@@ -58,6 +60,17 @@ pub enum WrongAnswer {
     MostFrequent,
     /// The lowest-scoring rejected response's answer (the reference code).
     LowestScore,
+}
+
+/// Which end of a response the CoT teacher reads (`CEPO_IS_PREFIX`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CotSlice {
+    /// The first `cot_len` tokens (`CEPO_IS_PREFIX=1`, the code's default).
+    Prefix,
+    /// The last `cot_len` tokens (`CEPO_IS_PREFIX=0`); empty for a shorter response, as the
+    /// reference's slice of a padded row is.
+    Suffix,
 }
 
 /// CEPO's configuration; defaults per decision 2.
@@ -76,6 +89,15 @@ pub struct CepoConfig {
     pub wrong_answer: WrongAnswer,
     /// A response scoring below this is rejected: a source of wrong answers.
     pub rejected_below: f32,
+    /// The CoT teachers (`cepo_use_cot_teacher`): the positive teacher reads `cot_len` tokens
+    /// of the group's best correct response, the negative one of its worst rejected response,
+    /// instead of the answers. Off in the reference's config and script.
+    pub cot_teacher: bool,
+    /// Tokens of the response a CoT teacher reads (`cepo_cot_prefix_len`: 200 in
+    /// `config.py`; the script's 512 is unused while `cot_teacher` is off).
+    pub cot_len: usize,
+    /// Which end of the response a CoT teacher reads (`CEPO_IS_PREFIX`, default `1`).
+    pub cot_slice: CotSlice,
     /// `ε_low` of the PPO clip.
     pub clip_low: f32,
     /// `ε_high` of the PPO clip.
@@ -99,6 +121,9 @@ impl Default for CepoConfig {
             lambda_schedule: LambdaSchedule::Linear,
             wrong_answer: WrongAnswer::MostFrequent,
             rejected_below: 0.5,
+            cot_teacher: false,
+            cot_len: 200,
+            cot_slice: CotSlice::Prefix,
             clip_low: 0.2,
             clip_high: 0.28,
             clip_dual: 3.0,
@@ -118,6 +143,11 @@ impl ObjectiveConfig for CepoConfig {
                 "cepo: `rejected_below` must be a finite score, got {}",
                 self.rejected_below
             )));
+        }
+        if self.cot_teacher && self.cot_len == 0 {
+            return Err(Error::Config(
+                "cepo: `cot_len` must be at least 1 with `cot_teacher = true`".into(),
+            ));
         }
         let clip = Clip {
             low: self.clip_low,
@@ -148,6 +178,7 @@ zoo_core::inventory::submit! {
         default_config: || Box::new(CepoConfig::default()),
         origin: "zoo-cepo",
         run_defaults: "",
+        llm_run_defaults: "[optim]\nlr = 5e-6",
     }
 }
 
@@ -183,14 +214,27 @@ pub fn evidence_delta(positive: f32, negative: f32) -> f64 {
     if delta.is_nan() { 0.0 } else { delta }
 }
 
-/// The wrong answer of one group's negative teacher, or `None` when no rejected response
-/// (score < `rejected_below`) yields one.
+/// The context of a CoT teacher that reads `ids` (a slice of a group-mate's response): the
+/// task's own solution slot where it has one, else the ids spliced after the prompt's
+/// assistant header as the reference does (no decoding, `_build_cepo_teacher_batch`
+/// L612-622); with the decoded slice as the hint.
+fn slice_context(group: &TeacherGroup<'_>, ids: &[u32]) -> Result<TeacherRow> {
+    let text = group.decode(ids);
+    let context = match group.task_hint("solution", &text)? {
+        Some(context) => context,
+        None => group.after_prompt_ids(ids),
+    };
+    Ok(TeacherRow::hinted(context, text))
+}
+
+/// The wrong answer of one group's negative teacher (from its `responses` and their
+/// `verdicts`), or `None` when no rejected response (score < `rejected_below`) yields one.
 pub fn wrong_answer(
     rule: WrongAnswer,
     rejected_below: f32,
-    group: &TeacherGroup<'_>,
+    responses: &[String],
+    verdicts: &[Verdict],
 ) -> Option<String> {
-    let verdicts: &[Verdict] = group.verdicts;
     let rejected = (0..verdicts.len()).filter(|&i| verdicts[i].score < rejected_below);
     match rule {
         WrongAnswer::MostFrequent => {
@@ -231,7 +275,7 @@ pub fn wrong_answer(
             })
             .map(|i| match verdicts[i].extracted.as_deref() {
                 None => "None".to_string(),
-                Some("") => group.responses[i].chars().take(50).collect(),
+                Some("") => responses[i].chars().take(50).collect(),
                 Some(answer) => answer.to_string(),
             })
             .filter(|answer| !answer.trim().is_empty()),
@@ -244,15 +288,16 @@ impl Objective for Cepo {
     }
 
     fn needs(&self) -> Needs {
-        let teacher = |context| TeacherPass {
-            context,
+        let teacher = |name: &str, probe_input| TeacherPass {
+            name: name.into(),
             weights: TeacherWeights::Current,
             logits: false,
+            probe_input,
         };
         Needs {
             teachers: vec![
-                teacher(TeacherContext::GoldAnswer),
-                teacher(TeacherContext::WrongAnswer),
+                teacher("gold-answer", ProbeInput::Positive),
+                teacher("wrong-answer", ProbeInput::Negative { slot: 0 }),
             ],
             // ℓ^old is read only by the loss.
             credit_without_old_logprobs: true,
@@ -260,31 +305,37 @@ impl Objective for Cepo {
         }
     }
 
-    /// Pass 0 reads the gold answer, pass 1 the group's wrong answer. Only rows whose `Â` the
-    /// teachers can change are scored: none while λ = 0, none with `A_i = 0`, none of a group
-    /// without a wrong answer (there `Δ = 0` by construction).
-    fn teacher_rows(
-        &self,
-        step: usize,
-        pass: usize,
-        group: &TeacherGroup<'_>,
-    ) -> Result<Vec<TeacherRow>> {
+    /// Pass `gold-answer` reads the gold answer, pass `wrong-answer` the group's wrong answer
+    /// (or, with `cot_teacher`, slices of the best correct and the worst rejected response).
+    /// Only rows whose `Â` the teachers can change are scored: none while λ = 0 (no context is
+    /// built then), none with `A_i = 0`, none of a group without a wrong answer (there `Δ = 0`
+    /// by construction).
+    fn teacher_rows(&self, step: usize, group: &TeacherGroup<'_>) -> Result<Vec<Vec<TeacherRow>>> {
         let c = &self.config;
-        let wrong = wrong_answer(c.wrong_answer, c.rejected_below, group);
         let lambda = cepo_lambda(c.lambda, c.decay_steps, c.lambda_schedule, step);
-        let row = match (pass, &wrong) {
-            (0, _) => TeacherRow::hinted(Hint::Answer(group.problem.answer.clone())),
-            (_, Some(answer)) => TeacherRow::hinted(Hint::Answer(answer.clone())),
-            (_, None) => TeacherRow::plain(),
+        if lambda <= 0.0 {
+            return Ok(vec![vec![TeacherRow::skipped(); group.len()]; 2]);
+        }
+        let (positive, negative) = if c.cot_teacher {
+            self.cot_teachers(group)?
+        } else {
+            let gold = &group.problem.answer;
+            let positive = TeacherRow::hinted(answer_context(group, gold)?, gold.as_str());
+            let negative = match wrong_answer(
+                c.wrong_answer,
+                c.rejected_below,
+                group.responses,
+                group.verdicts,
+            ) {
+                Some(wrong) => TeacherRow::hinted(answer_context(group, &wrong)?, wrong),
+                None => TeacherRow::skipped(),
+            };
+            (positive, negative)
         };
-        let live = lambda > 0.0 && wrong.is_some();
-        Ok(scored_where_advantage_moves(
-            row,
-            live,
-            group,
-            c.norm_adv_by_std,
-            c.adv_eps,
-        ))
+        let live = negative.has_hint;
+        let rows =
+            |row| scored_where_advantage_moves(row, live, group, c.norm_adv_by_std, c.adv_eps);
+        Ok(vec![rows(positive), rows(negative)])
     }
 
     fn aggregation(&self) -> Aggregation {
@@ -353,8 +404,9 @@ impl Objective for Cepo {
         ));
         Ok(Credit {
             advantages: per_token,
-            mask: None,
+            sequence_advantages: Some(advantages),
             metrics,
+            ..Credit::default()
         })
     }
 
@@ -373,6 +425,55 @@ impl Objective for Cepo {
     }
 }
 
+impl Cepo {
+    /// The CoT teachers of `group` (`cepo_use_cot_teacher`, `_build_cepo_teacher_batch`
+    /// L591-622): `cot_len` tokens (prefix or suffix) of the best correct response (highest
+    /// score ≥ `rejected_below`, first on ties; without one, `" " + gold` as in the answer
+    /// mode) and of the worst rejected response (lowest score below it, first on ties; without
+    /// one, no negative teacher: `Δ = 0`). A response's length stops at its first padding id,
+    /// as the reference's does.
+    fn cot_teachers(&self, group: &TeacherGroup<'_>) -> Result<(TeacherRow, TeacherRow)> {
+        let c = &self.config;
+        let scores = group.rewards();
+        let pick = |keep: &dyn Fn(f32) -> bool, better: &dyn Fn(f32, f32) -> bool| {
+            (0..scores.len())
+                .filter(|&i| keep(scores[i]))
+                .fold(None, |best: Option<usize>, i| match best {
+                    Some(b) if !better(scores[i], scores[b]) => Some(b),
+                    _ => Some(i),
+                })
+        };
+        let best = pick(&|s| s >= c.rejected_below, &|a, b| a > b);
+        let worst = pick(&|s| s < c.rejected_below, &|a, b| a < b);
+        let slice = |i: usize| -> &[u32] {
+            let ids = &group.response_ids[i];
+            let len = ids
+                .iter()
+                .position(|&t| t == group.pad_id())
+                .unwrap_or(ids.len());
+            match c.cot_slice {
+                CotSlice::Prefix => &ids[..len.min(c.cot_len)],
+                // `resp[actual_len - k : actual_len]` of a row padded past `k`: empty when the
+                // response is shorter than `k`.
+                CotSlice::Suffix if len >= c.cot_len => &ids[len - c.cot_len..len],
+                CotSlice::Suffix => &[],
+            }
+        };
+        let positive = match best {
+            Some(i) => slice_context(group, slice(i))?,
+            None => {
+                let gold = &group.problem.answer;
+                TeacherRow::hinted(answer_context(group, gold)?, gold.as_str())
+            }
+        };
+        let negative = match worst {
+            Some(i) => slice_context(group, slice(i))?,
+            None => TeacherRow::skipped(),
+        };
+        Ok((positive, negative))
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Tests: properties P-1..P-9 of `algorithms.md` §9.4
 // ---------------------------------------------------------------------------------------------
@@ -383,6 +484,7 @@ mod tests {
     use approx::assert_relative_eq;
     use zoo_core::burn::prelude::*;
     use zoo_core::probe::{ProbeBatch, probe};
+    use zoo_core::testing::GroupFixture;
     use zoo_core::{TeacherScores, TokenMatrix};
     use zoo_rlsd::RlsdConfig;
 
@@ -672,7 +774,7 @@ mod tests {
                 logprobs: Some(m(2, &logprobs)),
                 old_logprobs: Some(m(2, &old)),
                 teacher_pos_logprobs: Some(m(2, &[-0.5, -1.0, -2.0, -0.1])),
-                teacher_neg_logprobs: Some(m(2, &[-1.0, -0.5, -0.2, -0.3])),
+                teacher_neg_logprobs: Some(vec![m(2, &[-1.0, -0.5, -0.2, -0.3])]),
                 ..ProbeBatch::default()
             },
             1,
@@ -700,21 +802,28 @@ mod tests {
     fn problem() -> zoo_core::Problem {
         zoo_core::Problem {
             prompt: "1+1".into(),
+            question: "1+1".into(),
             answer: "2".into(),
             solution: "1+1=2".into(),
         }
     }
 
+    /// A group of responses `text i` with `verdicts`.
+    fn fixture(verdicts: &[Verdict]) -> GroupFixture {
+        let texts: Vec<String> = (0..verdicts.len()).map(|i| format!("text {i}")).collect();
+        let responses: Vec<(&str, f32, Option<&str>)> =
+            texts.iter().map(|t| (t.as_str(), 0.0, None)).collect();
+        GroupFixture {
+            verdicts: verdicts.to_vec(),
+            ..GroupFixture::new(problem(), &responses)
+        }
+    }
+
     /// `teacher_rows` of `objective` for one group of `verdicts`, per pass.
     fn rows(objective: &dyn Objective, step: usize, verdicts: &[Verdict]) -> [Vec<TeacherRow>; 2] {
-        let problem = problem();
-        let responses: Vec<String> = (0..verdicts.len()).map(|i| format!("text {i}")).collect();
-        let group = TeacherGroup {
-            problem: &problem,
-            responses: &responses,
-            verdicts,
-        };
-        [0, 1].map(|pass| objective.teacher_rows(step, pass, &group).unwrap())
+        let fixture = fixture(verdicts);
+        let rows = objective.teacher_rows(step, &fixture.group(step)).unwrap();
+        rows.try_into().expect("two passes")
     }
 
     fn scored(rows: &[TeacherRow]) -> Vec<bool> {
@@ -801,11 +910,23 @@ mod tests {
             })
             .unwrap();
         assert_eq!(credit.advantages.data, [a0(), a0(), -a0(), -a0()]);
-        // With a wrong answer both passes read the group, with their own hints.
+        // With a wrong answer both passes read the group, with their own hints spliced as the
+        // reference does: `" " + answer` right after the prompt.
         let group = [verdict(1.0, Some("2")), verdict(0.0, Some("3"))];
         let [positive, negative] = rows(objective.as_ref(), 1, &group);
-        assert_eq!(positive[1].hint, Some(Hint::Answer("2".into())));
-        assert_eq!(negative[1].hint, Some(Hint::Answer("3".into())));
+        let prompt = fixture(&group).prompt;
+        assert_eq!(
+            (positive[1].hint.as_str(), negative[1].hint.as_str()),
+            ("2", "3")
+        );
+        assert_eq!(
+            positive[1].context,
+            [prompt.as_slice(), b" 2".map(u32::from).as_slice()].concat()
+        );
+        assert_eq!(
+            negative[0].context,
+            [prompt.as_slice(), b" 3".map(u32::from).as_slice()].concat()
+        );
         assert!(
             positive
                 .iter()
@@ -817,16 +938,13 @@ mod tests {
     #[test]
     fn the_rejected_threshold_is_the_configured_one() {
         let group = [verdict(1.0, Some("2")), verdict(0.6, Some("3"))];
-        let problem = problem();
         let responses = vec!["a".to_string(), "b".to_string()];
-        let view = TeacherGroup {
-            problem: &problem,
-            responses: &responses,
-            verdicts: &group,
-        };
-        assert_eq!(wrong_answer(WrongAnswer::MostFrequent, 0.5, &view), None);
         assert_eq!(
-            wrong_answer(WrongAnswer::MostFrequent, 0.7, &view).as_deref(),
+            wrong_answer(WrongAnswer::MostFrequent, 0.5, &responses, &group),
+            None
+        );
+        assert_eq!(
+            wrong_answer(WrongAnswer::MostFrequent, 0.7, &responses, &group).as_deref(),
             Some("3")
         );
         let bad = CepoConfig {
@@ -847,16 +965,10 @@ mod tests {
             verdict(0.0, Some("43")),
             verdict(0.2, Some("41")),
         ];
-        let problem = problem();
         let pick = |rule, members: &[usize]| {
             let verdicts: Vec<Verdict> = members.iter().map(|&i| verdicts[i].clone()).collect();
             let responses: Vec<String> = members.iter().map(|i| format!("text {i}")).collect();
-            let group = TeacherGroup {
-                problem: &problem,
-                responses: &responses,
-                verdicts: &verdicts,
-            };
-            wrong_answer(rule, 0.5, &group)
+            wrong_answer(rule, 0.5, &responses, &verdicts)
         };
         // 41 and 43 both appear twice; 43's lowest score (0.0) ties 41's (0.0): first wins.
         assert_eq!(
@@ -893,40 +1005,21 @@ mod tests {
             parsed: false,
             ..verdict(0.0, Some("4x"))
         };
-        let problem = problem();
         let responses = ["a".to_string(), "b".to_string(), "c".to_string()];
         let verdicts = [unparsed.clone(), unparsed, verdict(0.0, Some("44"))];
-        let group = |n: usize| TeacherGroup {
-            problem: &problem,
-            responses: &responses[..n],
-            verdicts: &verdicts[..n],
-        };
-        assert_eq!(
-            wrong_answer(WrongAnswer::MostFrequent, 0.5, &group(3)).as_deref(),
-            Some("44")
-        );
-        assert_eq!(
-            wrong_answer(WrongAnswer::MostFrequent, 0.5, &group(2)),
-            None
-        );
+        let first = |rule, n: usize| wrong_answer(rule, 0.5, &responses[..n], &verdicts[..n]);
+        assert_eq!(first(WrongAnswer::MostFrequent, 3).as_deref(), Some("44"));
+        assert_eq!(first(WrongAnswer::MostFrequent, 2), None);
         // The reference rule takes the extracted text as it is; an empty box falls back to
         // the response's first 50 characters.
-        assert_eq!(
-            wrong_answer(WrongAnswer::LowestScore, 0.5, &group(2)).as_deref(),
-            Some("4x")
-        );
+        assert_eq!(first(WrongAnswer::LowestScore, 2).as_deref(), Some("4x"));
         let empty = [Verdict {
             extracted: Some(String::new()),
             ..verdict(0.0, None)
         }];
         let long = ["y".repeat(80)];
-        let view = TeacherGroup {
-            problem: &problem,
-            responses: &long,
-            verdicts: &empty,
-        };
         assert_eq!(
-            wrong_answer(WrongAnswer::LowestScore, 0.5, &view),
+            wrong_answer(WrongAnswer::LowestScore, 0.5, &long, &empty),
             Some("y".repeat(50))
         );
     }

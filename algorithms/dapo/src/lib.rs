@@ -191,6 +191,7 @@ zoo_core::inventory::submit! {
         default_config: || Box::new(DapoConfig::default()),
         origin: "zoo-dapo",
         run_defaults: "",
+        llm_run_defaults: "",
     }
 }
 
@@ -314,8 +315,9 @@ impl Objective for Dapo {
         metrics.push(("dapo/overlong_penalty_mean".into(), penalty_sum / n));
         Ok(Credit {
             advantages: TokenMatrix::per_row(&advantages, mask),
-            mask: None,
+            sequence_advantages: Some(advantages),
             metrics,
+            ..Credit::default()
         })
     }
 

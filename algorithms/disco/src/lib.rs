@@ -139,6 +139,7 @@ zoo_core::inventory::submit! {
         default_config: || Box::new(DiscoConfig::default()),
         origin: "zoo-disco",
         run_defaults: "[update]\nmini_batches = 4",
+        llm_run_defaults: "",
     }
 }
 
@@ -202,11 +203,12 @@ impl Objective for Disco {
             .count();
         Ok(Credit {
             advantages: TokenMatrix::zeros(input.mask.rows, input.mask.cols),
-            mask: None,
+            sequence_advantages: None,
             metrics: vec![(
                 "disco/valid_group_frac".into(),
                 valid as f64 / members.len().max(1) as f64,
             )],
+            ..Credit::default()
         })
     }
 

@@ -189,6 +189,7 @@ zoo_core::inventory::submit! {
         default_config: || Box::new(GrpoConfig::default()),
         origin: "zoo-grpo",
         run_defaults: "",
+        llm_run_defaults: "",
     }
 }
 
@@ -274,8 +275,9 @@ impl Objective for Grpo {
         );
         Ok(Credit {
             advantages: TokenMatrix::per_row(&advantages, input.mask),
-            mask: None,
             metrics: advantage_metrics("grpo", &advantages),
+            sequence_advantages: Some(advantages),
+            ..Credit::default()
         })
     }
 
@@ -312,7 +314,8 @@ pub struct Clip {
     pub low: f32,
     /// `ε_high`: the ratio is clipped above at `1 + high`.
     pub high: f32,
-    /// Dual-clip constant `c > 1` for negative advantages.
+    /// Dual-clip constant `c > 1` for negative advantages; `f32::INFINITY`: no dual clip (the
+    /// plain `max(u1, u2)` of PPO).
     pub dual: f32,
 }
 
@@ -365,12 +368,25 @@ pub fn ppo_clip_loss(
         .neg()
         .mul(ratio.clamp(1.0 - clip.low, 1.0 + clip.high));
     let clip_loss = unclipped.clone().max_pair(clipped.clone());
+    let clipfrac = clipped.greater(unclipped).float();
+    if !clip.dual.is_finite() {
+        // No dual clip: −c·Â would be ±∞ (NaN at Â = 0).
+        return LossTerms {
+            per_token: clip_loss.clone(),
+            scalar: None,
+            parts: vec![("actor/pg_loss", clip_loss)],
+            token_metrics: vec![
+                ("actor/pg_clipfrac", clipfrac),
+                ("actor/ppo_kl", log_ratio.neg()),
+            ],
+            metrics: Vec::new(),
+        };
+    }
     // Dual clip for Â < 0: min(clip_loss, −c·Â).
     let dual_bound = advantages.clone().neg().mul_scalar(clip.dual);
     let negative = advantages.lower_elem(0.0);
     let dual_loss = clip_loss.clone().min_pair(dual_bound.clone());
     let pg_loss = clip_loss.clone().mask_where(negative.clone(), dual_loss);
-    let clipfrac = clipped.greater(unclipped).float();
     let clipfrac_lower = clip_loss.greater(dual_bound).bool_and(negative).float();
     LossTerms {
         per_token: pg_loss.clone(),
@@ -448,7 +464,7 @@ mod tests {
             cols: t,
             data: mask.to_vec(),
         };
-        let coef = objective.aggregation().token_coefficients(&mask_host);
+        let coef = objective.aggregation().token_coefficients(&mask_host, None);
         let terms = objective.loss(LossInput {
             logprobs: leaf.clone(),
             old_logprobs: tensor(old, b, t),

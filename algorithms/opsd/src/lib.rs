@@ -16,10 +16,24 @@
 //! One completion per prompt (`rollout.group_size = 1`, the registry's run default): no group
 //! is needed, and the reference samples one (`lmbda = 1`).
 //!
+//! # The teacher's context
+//! A new user message through the chat template with the generation prompt, as
+//! siyan-zhao/OPSD@590ec26 `data_collator.py` L56-58, L82-93 builds it:
+//! `{problem}\n\nHere is a reference solution to this problem:\n{solution}\n` + the
+//! transition sentence (L28) + `\nPlease reason step by step, and put your final answer within
+//! \boxed{}.`, with `problem` the problem statement alone and `solution` the data set's worked
+//! solution, neither stripped (see [`teacher_message`]). A problem without a solution is an
+//! error, as the reference's data always has one. A task with a solution slot of its own (the
+//! CPU world's `[s:…]`) gets the solution there.
+//!
 //! # Differences from the reference
 //! The endpoints β = 0 and β = 1 are the KLs exactly (the mixture formula tends to 0 there).
 //! zoo samples at the run's `rollout.temperature`; the reference samples at τ as well. The
-//! sampled-token ("tinker") variant is not implemented.
+//! sampled-token ("tinker") variant is not implemented. In the paper's runs the student's
+//! prompt reached vLLM without its chat template while `generated_ids[:, student_prompt_len:]`
+//! cut the completion at the templated length (`opsd_trainer.py` L856-863, L1383-1399), so the
+//! teacher and the loss skipped the first few completion tokens; zoo renders both prompts with
+//! the template and scores every response token.
 //!
 //! # References
 //! Zhao et al. (arXiv 2601.18734); siyan-zhao/OPSD `opsd_trainer.py::generalized_jsd_loss`.
@@ -31,7 +45,8 @@ use zoo_core::objective::BuildContext;
 use zoo_core::registry::AlgorithmEntry;
 use zoo_core::{
     Aggregation, Credit, CreditInput, Error, LossInput, LossTerms, Needs, Objective,
-    ObjectiveConfig, Result, TeacherContext, TeacherPass, TeacherWeights, TokenMatrix,
+    ObjectiveConfig, ProbeInput, Result, TeacherGroup, TeacherPass, TeacherRow, TeacherWeights,
+    TokenMatrix,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -113,6 +128,7 @@ zoo_core::inventory::submit! {
         origin: "zoo-opsd",
         // One on-policy completion per prompt, as the reference (`lmbda = 1`) samples.
         run_defaults: "[rollout]\ngroup_size = 1",
+        llm_run_defaults: "[rollout]\ntemperature = 1.1",
     }
 }
 
@@ -126,6 +142,18 @@ zoo_core::declare_plugin!();
 #[derive(Debug, Clone)]
 pub struct Opsd {
     config: OpsdConfig,
+}
+
+/// The sentence between the reference solution and the instruction
+/// (`data_collator.py` L28, siyan-zhao/OPSD@590ec26).
+const TRANSITION: &str = "\n\nAfter understanding the reference solution and the rationale behind each step, now articulate your own step-by-step reasoning that derives the same final answer to the problem below:\n";
+
+/// The teacher's user message (`data_collator.py` L82-87): the problem, the reference
+/// solution, the transition sentence and the student's instruction, not stripped.
+pub fn teacher_message(problem: &str, solution: &str) -> String {
+    format!(
+        "{problem}\n\nHere is a reference solution to this problem:\n{solution}\n{TRANSITION}\nPlease reason step by step, and put your final answer within \\boxed{{}}."
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -174,7 +202,8 @@ impl Objective for Opsd {
     fn needs(&self) -> Needs {
         Needs {
             teachers: vec![TeacherPass {
-                context: TeacherContext::Solution,
+                name: "reference-solution".into(),
+                probe_input: ProbeInput::Teacher,
                 weights: match self.config.teacher {
                     Teacher::Initial => TeacherWeights::Initial,
                     Teacher::Current => TeacherWeights::Current,
@@ -191,6 +220,24 @@ impl Objective for Opsd {
         }
     }
 
+    /// Every response's teacher reads the problem's reference solution in the authors'
+    /// template (see "The teacher's context" above), or in the task's own solution slot.
+    fn teacher_rows(&self, _step: usize, group: &TeacherGroup<'_>) -> Result<Vec<Vec<TeacherRow>>> {
+        let problem = group.problem;
+        let context = match group.task_hint("solution", &problem.solution)? {
+            Some(context) => context,
+            None if problem.solution.is_empty() => {
+                return Err(Error::Input(format!(
+                    "opsd: the problem {:?} has no reference solution for the teacher to read\nhint: give the data set a `solution` field (OPSD's teacher reads a worked solution)",
+                    problem.question
+                )));
+            }
+            None => group.user_message(&teacher_message(&problem.question, &problem.solution))?,
+        };
+        let row = TeacherRow::hinted(context, problem.solution.as_str());
+        Ok(vec![vec![row; group.len()]])
+    }
+
     fn aggregation(&self) -> Aggregation {
         Aggregation::TokenMean
     }
@@ -199,8 +246,7 @@ impl Objective for Opsd {
     fn credit(&self, input: &CreditInput<'_>) -> Result<Credit> {
         Ok(Credit {
             advantages: TokenMatrix::zeros(input.mask.rows, input.mask.cols),
-            mask: None,
-            metrics: Vec::new(),
+            ..Credit::default()
         })
     }
 

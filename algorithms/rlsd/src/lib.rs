@@ -21,6 +21,27 @@
 //!   gold answer appended (`teacher = "current"`, `hint = "answer"`), the same clips. Every
 //!   field is the same as `rlsd`'s; only the defaults differ.
 //!
+//! # The teacher's context
+//! - `hint = "reference-solution"` (the authors', at `iie-ycx/RLSD@93e46f7`): a new user message
+//!   through the chat template with the generation prompt, rendered from
+//!   `examples/visual_rl/format_prompt/teacher_hint_self_distill.jinja` L2-7 by
+//!   `opsd_algos.py::construct_teacher_prompts` L463-558:
+//!   `{question|trim}\n\nHere is a reference solution:\n{hint|trim}\n\nAfter understanding the
+//!   reference solution, please try to solve this problem using your own approach below. You
+//!   FIRST think …<thought> </thought> tags. The final answer MUST be enclosed within <answer>
+//!   </answer> tags.`, with `question` the problem statement alone (not the student's prompt
+//!   template) and `hint` the gold answer: `opsd_trainer.py::_get_self_distill_hints` L384-397
+//!   reads the trajectory named by `data.trajectory_key=answer`, which the data set popped
+//!   before (`dataset.py` L581), so it always falls back to `str(ground_truth)`.
+//! - `hint = "solution"`: the same template with the problem's worked solution, the gold answer
+//!   where it has none (what that code does with a trajectory field that exists).
+//! - `hint = "answer"` (CEPO's repository, `ray_trainer.py::_build_teacher_inputs` L748-888 at
+//!   `ahmedheakl/CEPO@7a9655d`): `" " + answer` tokenized alone and spliced after the prompt's
+//!   assistant header. That code reads the answer from a key the data set has renamed, so its
+//!   teacher read a lone space; zoo splices the answer it meant.
+//! - A task with hint slots of its own (the CPU world) gets the hint in its `solution` slot
+//!   (`answer` slot for `hint = "answer"`): `[s:936]`, `[h:936]`.
+//!
 //! # Differences from the references
 //! - `A_i = 0` gives `Â = 0` before any exponential, and `Δ` is NaN-guarded as CEPO's is (a
 //!   token both the teacher and `ℓ^old` rule out counts as agreement); the references compute
@@ -32,9 +53,8 @@
 //! - The authors' script re-syncs the frozen teacher from the actor every 20 steps
 //!   (`rlsd_teacher_sync_interval`); zoo's initial teacher stays frozen (no periodic
 //!   snapshot teacher yet), as their config's default does.
-//! - The reference-solution wording is the task's (`Hint::Solution`); the authors' template
-//!   ("Here is a reference solution: … please try to solve this problem using your own
-//!   approach") also asks for `<thought>`/`<answer>` tags, a format zoo's tasks do not use.
+//! - The authors' teacher template asks for `<thought>`/`<answer>` tags (their tasks' format)
+//!   whatever the student's prompt asks; zoo keeps it word for word.
 //! - The teacher scores only rows whose `Â` it can change (none once λ = 0, none with
 //!   `A_i = 0`); the references score every row. Value-equivalent.
 //!
@@ -46,9 +66,9 @@ use serde::{Deserialize, Serialize};
 use zoo_core::objective::BuildContext;
 use zoo_core::registry::AlgorithmEntry;
 use zoo_core::{
-    Aggregation, Credit, CreditInput, Error, Hint, LossInput, LossTerms, Needs, Objective,
-    ObjectiveConfig, Result, TeacherContext, TeacherGroup, TeacherPass, TeacherRow, TeacherWeights,
-    TokenMatrix,
+    Aggregation, Credit, CreditInput, Error, LossInput, LossTerms, Needs, Objective,
+    ObjectiveConfig, ProbeInput, Result, TeacherGroup, TeacherPass, TeacherRow, TeacherWeights,
+    TokenMatrix, py_strip,
 };
 use zoo_grpo::{Clip, LossAgg, advantage_metrics, group_advantages, ppo_clip_loss};
 
@@ -76,13 +96,16 @@ pub enum RlsdTeacher {
     Current,
 }
 
-/// How the teacher reads the gold answer.
+/// What the teacher reads, and how (see "The teacher's context" above).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RlsdHint {
-    /// As a reference solution (the authors').
+    /// The gold answer as the reference solution of the authors' template (what their script
+    /// ran).
     ReferenceSolution,
-    /// As the answer (CEPO's repository).
+    /// The problem's worked solution in the authors' template, the gold answer without one.
+    Solution,
+    /// The gold answer spliced after the assistant header (CEPO's repository).
     Answer,
 }
 
@@ -231,6 +254,7 @@ zoo_core::inventory::submit! {
         default_config: || Box::new(RlsdConfig::default()),
         origin: "zoo-rlsd",
         run_defaults: "",
+        llm_run_defaults: "",
     }
 }
 
@@ -241,6 +265,7 @@ zoo_core::inventory::submit! {
         default_config: || Box::new(RlsdCepoConfig(RlsdConfig::cepo_repository())),
         origin: "zoo-rlsd",
         run_defaults: "",
+        llm_run_defaults: "",
     }
 }
 
@@ -313,6 +338,29 @@ pub fn reweight(
     (out, dev_sum / count, clipped as f64 / count)
 }
 
+/// The user message of the authors' teacher: `teacher_hint_self_distill.jinja` L2-7 rendered
+/// with `question` and `hint`, each `trim`med (iie-ycx/RLSD@93e46f7).
+pub fn authors_teacher_message(question: &str, hint: &str) -> String {
+    format!(
+        "{}\n\nHere is a reference solution:\n{}\n\nAfter understanding the reference solution, please try to solve this problem using your own approach below. You FIRST think about the reasoning process as an internal monologue enclosed within <thought> </thought> tags. The final answer MUST be enclosed within <answer> </answer> tags.",
+        py_strip(question),
+        py_strip(hint)
+    )
+}
+
+/// The context of a teacher that reads `answer` as CEPO's repository builds it (for CEPO's
+/// teachers and its RLSD baseline): the task's own answer slot where it has one (the CPU
+/// world's `[h:936]`), else `" " + answer` tokenized on its own without special tokens and
+/// spliced right after the prompt's assistant header, no instruction text
+/// (ahmedheakl/CEPO@7a9655d `verl/trainer/ray_trainer.py::_build_cepo_teacher_batch`
+/// L641-668, `_build_teacher_inputs` L771-773).
+pub fn answer_context(group: &TeacherGroup<'_>, answer: &str) -> Result<Vec<u32>> {
+    match group.task_hint("answer", answer)? {
+        Some(context) => Ok(context),
+        None => group.after_prompt(&format!(" {answer}")),
+    }
+}
+
 /// `row` for every response of `group`, scored only where a teacher can change `Â`: when
 /// `live` (λ > 0, and whatever else the objective needs) and the response's GRPO advantage is
 /// not 0 (`reweight` keeps `Â = 0` there whatever the teacher says). Shared with CEPO.
@@ -343,45 +391,59 @@ impl Objective for Rlsd {
     }
 
     fn needs(&self) -> Needs {
-        let (context, weights) = match (self.config.hint, self.config.teacher) {
-            (RlsdHint::ReferenceSolution, teacher) => (TeacherContext::Solution, teacher),
-            (RlsdHint::Answer, teacher) => (TeacherContext::GoldAnswer, teacher),
-        };
         Needs {
             teachers: vec![TeacherPass {
-                context,
-                weights: match weights {
+                name: match self.config.hint {
+                    RlsdHint::ReferenceSolution | RlsdHint::Solution => "reference-solution",
+                    RlsdHint::Answer => "gold-answer",
+                }
+                .into(),
+                weights: match self.config.teacher {
                     RlsdTeacher::Initial => TeacherWeights::Initial,
                     RlsdTeacher::Current => TeacherWeights::Current,
                 },
                 logits: false,
+                probe_input: ProbeInput::Teacher,
             }],
             ..Needs::default()
         }
     }
 
-    /// The gold answer, as a reference solution or as the answer; scored only where it can
-    /// change `Â`: while λ > 0, on rows with `A_i ≠ 0`.
-    fn teacher_rows(
-        &self,
-        step: usize,
-        _pass: usize,
-        group: &TeacherGroup<'_>,
-    ) -> Result<Vec<TeacherRow>> {
+    /// The gold answer (or the worked solution) in the configured form; scored only where it
+    /// can change `Â`: while λ > 0, on rows with `A_i ≠ 0`. No context is built once λ = 0.
+    fn teacher_rows(&self, step: usize, group: &TeacherGroup<'_>) -> Result<Vec<Vec<TeacherRow>>> {
         let c = &self.config;
-        let answer = group.problem.answer.clone();
-        let row = TeacherRow::hinted(match c.hint {
-            RlsdHint::ReferenceSolution => Hint::Solution(answer),
-            RlsdHint::Answer => Hint::Answer(answer),
-        });
         let live = rlsd_lambda(c.lambda, c.decay_steps, c.lambda_schedule, step) > 0.0;
-        Ok(scored_where_advantage_moves(
+        if !live {
+            return Ok(vec![vec![TeacherRow::skipped(); group.len()]]);
+        }
+        let problem = group.problem;
+        let row = match c.hint {
+            RlsdHint::Answer => TeacherRow::hinted(
+                answer_context(group, &problem.answer)?,
+                problem.answer.as_str(),
+            ),
+            RlsdHint::ReferenceSolution | RlsdHint::Solution => {
+                let hint = match c.hint {
+                    RlsdHint::Solution if !problem.solution.is_empty() => &problem.solution,
+                    _ => &problem.answer,
+                };
+                let context = match group.task_hint("solution", hint)? {
+                    Some(context) => context,
+                    None => {
+                        group.user_message(&authors_teacher_message(&problem.question, hint))?
+                    }
+                };
+                TeacherRow::hinted(context, hint.as_str())
+            }
+        };
+        Ok(vec![scored_where_advantage_moves(
             row,
-            live,
+            true,
             group,
             c.norm_adv_by_std,
             c.adv_eps,
-        ))
+        )])
     }
 
     fn aggregation(&self) -> Aggregation {
@@ -418,8 +480,9 @@ impl Objective for Rlsd {
         metrics.push(("rlsd/weight_clip_frac".into(), clip_frac));
         Ok(Credit {
             advantages: per_token,
-            mask: None,
+            sequence_advantages: Some(advantages),
             metrics,
+            ..Credit::default()
         })
     }
 
@@ -447,6 +510,7 @@ mod tests {
     use super::*;
     use approx::assert_relative_eq;
     use zoo_core::TeacherScores;
+    use zoo_core::testing::GroupFixture;
 
     fn credit(objective: &dyn Objective, teacher: &[f32], old: &[f32], step: usize) -> TokenMatrix {
         let n = teacher.len() / 2;
@@ -541,9 +605,9 @@ mod tests {
         assert_eq!(authors.lambda_schedule, LambdaSchedule::Constant);
         assert_eq!((authors.lambda, authors.eps_w), (0.5, 0.2));
         assert_eq!((authors.clip_low, authors.clip_high), (0.2, 0.28));
-        let pass = rlsd().needs().teachers[0];
+        let pass = rlsd().needs().teachers[0].clone();
         assert_eq!(pass.weights, TeacherWeights::Initial);
-        assert_eq!(pass.context, TeacherContext::Solution);
+        assert_eq!(pass.name, "reference-solution");
         // λ stays 0.5: the teacher is read at any step.
         let adv = credit(rlsd().as_ref(), &[-0.9; 4], &[-1.0; 4], 500);
         assert!(adv.get(1, 0) as f64 > std::f64::consts::FRAC_1_SQRT_2);
@@ -580,47 +644,66 @@ mod tests {
             assert!(error.to_string().contains("lamda"), "{algo}: {error}");
         }
         let cepo = build(RlsdConfig::cepo_repository());
-        let pass = cepo.needs().teachers[0];
+        let pass = cepo.needs().teachers[0].clone();
         assert_eq!(pass.weights, TeacherWeights::Current);
-        assert_eq!(pass.context, TeacherContext::GoldAnswer);
+        assert_eq!(pass.name, "gold-answer");
     }
 
     #[test]
     fn the_teacher_reads_the_gold_answer_in_the_configured_form_where_it_can_matter() {
         let problem = zoo_core::Problem {
-            prompt: "p".into(),
+            prompt: "Solve: p".into(),
+            question: " p ".into(),
             answer: "7".into(),
             solution: "long".into(),
         };
-        let verdict = |score: f32| zoo_core::Verdict {
-            score,
-            correct: score >= 1.0,
-            extracted: None,
-            parsed: false,
-            reason: String::new(),
+        let fixture = |scores: [f32; 2]| {
+            GroupFixture::new(
+                problem.clone(),
+                &[("a", scores[0], None), ("b", scores[1], None)],
+            )
         };
-        let responses = vec!["a".to_string(), "b".to_string()];
-        let rows = |objective: &dyn Objective, step: usize, verdicts: &[zoo_core::Verdict]| {
-            let group = TeacherGroup {
-                problem: &problem,
-                responses: &responses,
-                verdicts,
-            };
-            objective.teacher_rows(step, 0, &group).unwrap()
+        let rows = |objective: &dyn Objective, step: usize, scores: [f32; 2]| {
+            let fixture = fixture(scores);
+            objective
+                .teacher_rows(step, &fixture.group(step))
+                .unwrap()
+                .remove(0)
         };
-        let mixed = [verdict(1.0), verdict(0.0)];
-        let authors = rows(rlsd().as_ref(), 1000, &mixed);
-        assert_eq!(authors[0].hint, Some(Hint::Solution("7".into())));
+        let user = |text: &str| [vec![256], text.bytes().map(u32::from).collect()].concat();
+        let mixed = [1.0, 0.0];
+        // The authors' template around the trimmed question and the gold answer.
+        let authors = rows(rlsd().as_ref(), 1000, mixed);
+        assert_eq!(authors[0].hint, "7");
+        assert_eq!(authors[0].context, user(&authors_teacher_message("p", "7")));
+        assert!(authors[0].context.len() > 100);
         assert!(authors.iter().all(|r| r.scored));
-        let cepo = build(RlsdConfig::cepo_repository());
+        // `hint = "solution"`: the worked solution in the same template.
+        let solution = build(RlsdConfig {
+            hint: RlsdHint::Solution,
+            ..RlsdConfig::default()
+        });
+        let with_solution = rows(solution.as_ref(), 1, mixed);
         assert_eq!(
-            rows(cepo.as_ref(), 1, &mixed)[0].hint,
-            Some(Hint::Answer("7".into()))
+            with_solution[1].context,
+            user(&authors_teacher_message("p", "long"))
         );
-        // λ = 0 from step T = 25 on, and A = 0 rows: not scored.
-        assert!(rows(cepo.as_ref(), 25, &mixed).iter().all(|r| !r.scored));
+        // CEPO's repository: `" " + answer` after the student's prompt.
+        let cepo = build(RlsdConfig::cepo_repository());
+        let spliced = rows(cepo.as_ref(), 1, mixed);
+        assert_eq!(spliced[0].hint, "7");
+        assert_eq!(
+            spliced[0].context,
+            [fixture(mixed).prompt, vec![32, 55]].concat()
+        );
+        // λ = 0 from step T = 25 on: no context, no score; A = 0 rows: not scored.
         assert!(
-            rows(rlsd().as_ref(), 1, &[verdict(1.0), verdict(1.0)])
+            rows(cepo.as_ref(), 25, mixed)
+                .iter()
+                .all(|r| !r.scored && r.context.is_empty())
+        );
+        assert!(
+            rows(rlsd().as_ref(), 1, [1.0, 1.0])
                 .iter()
                 .all(|r| !r.scored)
         );

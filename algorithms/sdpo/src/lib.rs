@@ -18,24 +18,37 @@
 //! `rollout.temperature`), so the distributions and the importance weight's log-probs use
 //! the same one; an explicit `temperature` that differs from `rollout.temperature` is refused.
 //!
+//! # The teacher's context
+//! As lasgroup/SDPO@0e6d510 `verl/trainer/ppo/ray_trainer.py::_maybe_build_self_distillation_batch`
+//! builds it (L636-669 picks the demonstration, L710-761 the message) with the templates of
+//! `verl/trainer/config/actor/actor.yaml` L131-148: a new user message
+//! `{prompt}\nCorrect solution:\n\n{demonstration}\n\nCorrectly solve the original question.`
+//! through the chat template with the generation prompt, the conversation's earlier (system)
+//! messages kept, where `prompt` is the student's user message and the demonstration the first
+//! other response of the group scoring at least `success_threshold`, decoded without special
+//! tokens, its `<think>…</think>` blocks removed (`remove_thinking_from_demonstration`,
+//! [`strip_think`]). A response without a demonstration keeps the student's prompt (and is
+//! masked out). A task with a solution slot of its own (the CPU world's `[s:…]`) gets the
+//! demonstration there.
+//!
 //! # Differences from the reference
-//! The demonstration is spliced into the task's hint slot (`[s:...]` in the CPU world) rather
-//! than a chat message with "Correct solution:"; environment feedback is not modelled.
+//! Environment feedback (`include_environment_feedback`) is not modelled: zoo's verifiers give
+//! none. The reference truncates a teacher prompt longer than `max_reprompt_len` (10,240) on the
+//! right; zoo keeps it whole.
 //!
 //! # References
 //! Hübotter et al. (arXiv 2601.20802); lasgroup/SDPO `core_algos.py::
 //! compute_self_distillation_loss`, `dp_actor.py::update_policy`, `_update_teacher`.
 
 use serde::{Deserialize, Serialize};
-use zoo_core::Hint;
 use zoo_core::burn::prelude::*;
 use zoo_core::burn::tensor::activation::log_softmax;
 use zoo_core::objective::BuildContext;
 use zoo_core::registry::AlgorithmEntry;
 use zoo_core::{
     Aggregation, Credit, CreditInput, Error, LossInput, LossTerms, Needs, Objective,
-    ObjectiveConfig, Result, TeacherContext, TeacherGroup, TeacherPass, TeacherRow, TeacherWeights,
-    TokenMatrix,
+    ObjectiveConfig, ProbeInput, Result, TeacherGroup, TeacherPass, TeacherRow, TeacherWeights,
+    TokenMatrix, strip_think,
 };
 use zoo_opsd::{generalized_jsd, validate_divergence};
 
@@ -60,6 +73,11 @@ pub struct SdpoConfig {
     pub is_clip: Option<f32>,
     /// A response with a score at least this is a demonstration.
     pub success_threshold: f32,
+    /// A response is never its own demonstration (`dont_reprompt_on_self_success`).
+    pub exclude_self: bool,
+    /// Remove `<think>…</think>` blocks from demonstrations
+    /// (`remove_thinking_from_demonstration`).
+    pub remove_thinking: bool,
     /// The EMA teacher's rate.
     pub ema_rate: f32,
 }
@@ -73,6 +91,8 @@ impl Default for SdpoConfig {
             tail: true,
             is_clip: Some(2.0),
             success_threshold: 0.5,
+            exclude_self: true,
+            remove_thinking: true,
             ema_rate: 0.05,
         }
     }
@@ -114,6 +134,7 @@ zoo_core::inventory::submit! {
         default_config: || Box::new(SdpoConfig::default()),
         origin: "zoo-sdpo",
         run_defaults: "",
+        llm_run_defaults: "[optim]\nlr = 1e-5",
     }
 }
 
@@ -122,6 +143,15 @@ pub fn link() {}
 
 // What a build of this crate as a plugin file declares to the loader.
 zoo_core::declare_plugin!();
+
+/// SDPO's teacher message with a demonstration: `reprompt_template` with
+/// `solution_template` filled in and no feedback (`actor.yaml` L131-148, as YAML's `|-` block
+/// scalars read them).
+pub fn reprompt(prompt: &str, demonstration: &str) -> String {
+    format!(
+        "{prompt}\nCorrect solution:\n\n{demonstration}\n\nCorrectly solve the original question."
+    )
+}
 
 /// The SDPO objective.
 #[derive(Debug, Clone)]
@@ -162,7 +192,8 @@ impl Objective for Sdpo {
     fn needs(&self) -> Needs {
         Needs {
             teachers: vec![TeacherPass {
-                context: TeacherContext::GroupResponse,
+                name: "demonstration".into(),
+                probe_input: ProbeInput::Teacher,
                 weights: TeacherWeights::Ema {
                     rate: self.config.ema_rate,
                 },
@@ -176,24 +207,36 @@ impl Objective for Sdpo {
     }
 
     /// Each response's demonstration: the first other response of its group whose score
-    /// reaches `success_threshold` (`dont_reprompt_on_self_success`), as a solution; without
-    /// one, the plain prompt (the credit stage masks the row out).
-    fn teacher_rows(
-        &self,
-        _step: usize,
-        _pass: usize,
-        group: &TeacherGroup<'_>,
-    ) -> Result<Vec<TeacherRow>> {
-        let threshold = self.config.success_threshold;
-        Ok((0..group.responses.len())
-            .map(|i| {
-                (0..group.responses.len())
-                    .find(|&j| j != i && group.verdicts[j].score >= threshold)
-                    .map_or_else(TeacherRow::plain, |j| {
-                        TeacherRow::hinted(Hint::Solution(group.responses[j].clone()))
-                    })
-            })
-            .collect())
+    /// reaches `success_threshold` (`dont_reprompt_on_self_success`), in SDPO's reprompt
+    /// message; without one, the student's prompt (the credit stage masks the row out).
+    fn teacher_rows(&self, _step: usize, group: &TeacherGroup<'_>) -> Result<Vec<Vec<TeacherRow>>> {
+        let c = &self.config;
+        let successes: Vec<usize> = (0..group.len())
+            .filter(|&j| group.verdicts[j].score >= c.success_threshold)
+            .collect();
+        // A context per demonstration, built once for the group.
+        let mut built: Vec<Option<TeacherRow>> = vec![None; group.len()];
+        let mut rows = Vec::with_capacity(group.len());
+        for i in 0..group.len() {
+            let Some(&j) = successes.iter().find(|&&j| !(c.exclude_self && j == i)) else {
+                rows.push(TeacherRow::plain(group.prompt));
+                continue;
+            };
+            if built[j].is_none() {
+                let demonstration = if c.remove_thinking {
+                    strip_think(&group.responses[j])
+                } else {
+                    group.responses[j].clone()
+                };
+                let context = match group.task_hint("solution", &demonstration)? {
+                    Some(context) => context,
+                    None => group.user_message(&reprompt(&group.problem.prompt, &demonstration))?,
+                };
+                built[j] = Some(TeacherRow::hinted(context, demonstration));
+            }
+            rows.push(built[j].clone().expect("built above"));
+        }
+        Ok(vec![rows])
     }
 
     fn aggregation(&self) -> Aggregation {
@@ -225,6 +268,7 @@ impl Objective for Sdpo {
                 ),
                 ("sdpo/teacher_ema_rate".into(), self.config.ema_rate as f64),
             ],
+            ..Credit::default()
         })
     }
 
@@ -293,6 +337,7 @@ mod tests {
     use super::*;
     use approx::assert_relative_eq;
     use zoo_core::probe::{ProbeBatch, ProbeOutput, probe};
+    use zoo_core::testing::GroupFixture;
     use zoo_core::{LogitArray, TeacherScores};
 
     const Z_S: [f32; 6] = [2.0, 1.5, -0.3, 0.2, -2.0, 0.9];
@@ -453,31 +498,33 @@ mod tests {
         let objective = sdpo(SdpoConfig::default());
         let problem = zoo_core::Problem {
             prompt: "p".into(),
+            question: "p".into(),
             answer: "4".into(),
             solution: "2+2=4".into(),
-        };
-        let verdict = |score: f32| zoo_core::Verdict {
-            score,
-            correct: score >= 1.0,
-            extracted: None,
-            parsed: false,
-            reason: String::new(),
         };
         let groups = [[1.0, 0.0, 0.3], [0.0, 0.2, 0.0], [1.0, 0.0, 0.5]];
         let mut has_hint = Vec::new();
         let mut hints = Vec::new();
+        let mut contexts = Vec::new();
         for scores in groups {
-            let verdicts: Vec<_> = scores.iter().map(|&r| verdict(r)).collect();
-            let responses: Vec<String> = (0..3).map(|i| format!("response {i}")).collect();
-            let group = TeacherGroup {
-                problem: &problem,
-                responses: &responses,
-                verdicts: &verdicts,
-            };
-            for row in objective.teacher_rows(1, 0, &group).unwrap() {
+            let texts: Vec<String> = (0..3)
+                .map(|i| format!("<think>x</think> response {i}"))
+                .collect();
+            let responses: Vec<(&str, f32, Option<&str>)> = texts
+                .iter()
+                .zip(scores)
+                .map(|(t, s)| (t.as_str(), s, None))
+                .collect();
+            let fixture = GroupFixture::new(problem.clone(), &responses);
+            for row in objective
+                .teacher_rows(1, &fixture.group(1))
+                .unwrap()
+                .remove(0)
+            {
                 assert!(row.scored, "a distillation pass scores every row");
                 has_hint.push(row.has_hint);
                 hints.push(row.hint);
+                contexts.push(row.context);
             }
         }
         // The success itself has no other success to read; its group-mates read it.
@@ -485,15 +532,23 @@ mod tests {
             has_hint,
             [false, true, true, false, false, false, true, true, true]
         );
-        let demo = |i: usize| Some(Hint::Solution(format!("response {i}")));
-        assert_eq!(hints[1], demo(0));
-        assert_eq!(hints[0], None, "without a demonstration: the plain prompt");
+        // The demonstration loses its think block and sits in SDPO's reprompt message.
+        let user = |text: &str| [vec![256], text.bytes().map(u32::from).collect()].concat();
+        assert_eq!(hints[1], "response 0");
         assert_eq!(
-            hints[6],
-            demo(2),
+            contexts[1],
+            user("p\nCorrect solution:\n\nresponse 0\n\nCorrectly solve the original question.")
+        );
+        assert_eq!(
+            hints[0], "",
+            "without a demonstration: the student's prompt"
+        );
+        assert_eq!(contexts[0], user("p"));
+        assert_eq!(
+            hints[6], "response 2",
             "the first other success (score 0.5 counts)"
         );
-        assert_eq!(hints[8], demo(0));
+        assert_eq!(hints[8], "response 0");
         let rewards: Vec<f32> = groups.iter().flatten().copied().collect();
         let credit = objective
             .credit(&CreditInput {

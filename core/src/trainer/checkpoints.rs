@@ -12,11 +12,13 @@ use super::{Trainer, TrainerState};
 const INITIAL_FILE: &str = "initial_policy.safetensors";
 /// The checkpoint file of the EMA teacher.
 const EMA_FILE: &str = "teacher_ema.safetensors";
+/// The checkpoint file of the snapshot teacher.
+const SNAPSHOT_FILE: &str = "teacher_snapshot.safetensors";
 
 impl Trainer<'_> {
     /// Writes the checkpoint of `step` under `dir` atomically: the policy, the optimizer state,
-    /// the frozen initial policy and the EMA teacher when the objective uses them, and the
-    /// trainer state.
+    /// the frozen initial policy and the EMA and snapshot teachers when the objective uses them,
+    /// and the trainer state.
     pub fn save_checkpoint(&self, dir: &Path, step: usize) -> Result<PathBuf> {
         let target = checkpoint::step_dir(dir, step);
         let state = TrainerState {
@@ -50,6 +52,13 @@ impl Trainer<'_> {
                     &tmp.join(EMA_FILE),
                     &ema.parameters(),
                     &ema.metadata(),
+                )?;
+            }
+            if let Some((_, snapshot)) = &self.snapshot {
+                checkpoint::save_safetensors(
+                    &tmp.join(SNAPSHOT_FILE),
+                    &snapshot.parameters(),
+                    &snapshot.metadata(),
                 )?;
             }
             let json = serde_json::to_string_pretty(&state).expect("state serializes");
@@ -93,6 +102,12 @@ impl Trainer<'_> {
         if let Some((_, ema)) = &mut self.ema {
             ema.set_parameters(&checkpoint::load_safetensors(
                 &folder.join(EMA_FILE),
+                &device,
+            )?)?;
+        }
+        if let Some((_, snapshot)) = &mut self.snapshot {
+            snapshot.set_parameters(&checkpoint::load_safetensors(
+                &folder.join(SNAPSHOT_FILE),
                 &device,
             )?)?;
         }

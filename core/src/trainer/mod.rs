@@ -19,21 +19,23 @@
 //! order and its scoring passes), [`update`], [`optimize`], [`checkpoints`].
 
 pub mod checkpoints;
+pub mod dumps;
 pub mod optimize;
 pub mod rollout;
 pub mod update;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
 use crate::batch::TokenMatrix;
 use crate::metrics::{Metrics, mean_std};
-use crate::objective::{CreditInput, Needs, Objective, TeacherScores, TeacherWeights};
+use crate::objective::{CreditInput, Needs, Objective};
 use crate::optim::{AdamW, OptimConfig};
 use crate::policy::{Policy, SamplingConfig};
 use crate::task::Task;
+use crate::teacher::{TeacherScores, TeacherWeights};
 use crate::{Error, Result};
 
 use optimize::UpdateTotals;
@@ -173,6 +175,10 @@ pub struct Trainer<'a> {
     initial: Option<Box<dyn Policy>>,
     /// The EMA teacher and its rate (SDPO).
     ema: Option<(f32, Box<dyn Policy>)>,
+    /// The snapshot teacher and its refresh interval in optimizer steps (RLCSD).
+    snapshot: Option<(usize, Box<dyn Policy>)>,
+    /// Where each step's rollouts are written (`rollouts/` of the run folder), if anywhere.
+    rollout_dir: Option<PathBuf>,
     objective: Box<dyn Objective>,
     needs: Needs,
     task: &'a dyn Task,
@@ -207,7 +213,21 @@ impl<'a> Trainer<'a> {
             )));
         }
         let mut ema_rate = None;
+        let mut snapshot_every = None;
         for pass in &needs.teachers {
+            if let TeacherWeights::Snapshot { every } = pass.weights {
+                if every == 0 {
+                    return Err(Error::Config(format!(
+                        "objective `{name}`: a snapshot teacher must refresh after at least 1 optimizer step"
+                    )));
+                }
+                if snapshot_every.is_some_and(|e| e != every) {
+                    return Err(Error::Config(format!(
+                        "objective `{name}` declares two snapshot teachers with different intervals"
+                    )));
+                }
+                snapshot_every = Some(every);
+            }
             if let TeacherWeights::Ema { rate } = pass.weights {
                 if !(rate > 0.0 && rate <= 1.0) {
                     return Err(Error::Config(format!(
@@ -231,6 +251,7 @@ impl<'a> Trainer<'a> {
         }
         let initial = needs.keeps_initial().then(|| policy.snapshot());
         let ema = ema_rate.map(|rate| (rate, policy.snapshot()));
+        let snapshot = snapshot_every.map(|every| (every, policy.snapshot()));
         let optimizer = AdamW::new(config.optim.clone());
         Ok(Self {
             config,
@@ -239,6 +260,8 @@ impl<'a> Trainer<'a> {
             policy,
             initial,
             ema,
+            snapshot,
+            rollout_dir: None,
             objective,
             needs,
             task,
@@ -250,6 +273,12 @@ impl<'a> Trainer<'a> {
     /// The policy being trained.
     pub fn policy(&self) -> &dyn Policy {
         self.policy.as_ref()
+    }
+
+    /// Writes each step's rollouts to `dir/step-NNNNNN.jsonl` (verl's `rollout_data_dir`;
+    /// see [`dumps`]); `None` writes none.
+    pub fn set_rollout_dir(&mut self, dir: Option<PathBuf>) {
+        self.rollout_dir = dir;
     }
 
     /// How the update and the scoring passes cut micro-batches.
@@ -268,6 +297,12 @@ impl<'a> Trainer<'a> {
             TeacherWeights::Ema { .. } => {
                 self.ema.as_ref().expect("snapshot taken in new").1.as_ref()
             }
+            TeacherWeights::Snapshot { .. } => self
+                .snapshot
+                .as_ref()
+                .expect("snapshot taken in new")
+                .1
+                .as_ref(),
         }
     }
 
@@ -376,18 +411,19 @@ impl<'a> Trainer<'a> {
         let mut distill_contexts: Option<Vec<Vec<u32>>> = None;
         let group_ids = batch.group_ids();
         let (mut rows_scored, mut rows_asked) = (0usize, 0usize);
-        for (index, pass) in self.needs.teachers.iter().enumerate() {
-            // The distillation teacher's contexts serve every row in the update.
-            let rows =
-                self.teacher_contexts(step, index, pass.logits, &problems, &batch, &verdicts)?;
-            let (teacher_contexts, has_hint, scored) = (rows.contexts, rows.has_hint, rows.scored);
-            let rows: Vec<usize> = (0..responses.len()).filter(|&i| scored[i]).collect();
+        let pass_contexts = if self.needs.teachers.is_empty() {
+            Vec::new()
+        } else {
+            self.teacher_contexts(step, &problems, &batch, &verdicts)?
+        };
+        for (pass, built) in self.needs.teachers.iter().zip(&pass_contexts) {
+            let rows: Vec<usize> = (0..responses.len()).filter(|&i| built.scored[i]).collect();
             let pick = |all: &[Vec<u32>]| -> Vec<Vec<u32>> {
                 rows.iter().map(|&i| all[i].clone()).collect()
             };
             let part = score_rows(
                 self.scorer(pass.weights),
-                &pick(&teacher_contexts),
+                &pick(&built.contexts),
                 &pick(&responses),
                 temperature,
                 micro,
@@ -399,11 +435,11 @@ impl<'a> Trainer<'a> {
             rows_asked += responses.len();
             teachers.push(TeacherScores {
                 logprobs,
-                has_hint,
-                scored,
+                has_hint: built.has_hint.clone(),
+                scored: built.scored.clone(),
             });
             if pass.logits {
-                distill_contexts = Some(teacher_contexts);
+                distill_contexts = Some(built.contexts.clone());
             }
         }
         if !teachers.is_empty() {
@@ -432,6 +468,21 @@ impl<'a> Trainer<'a> {
         for (key, value) in &credit.metrics {
             metrics.insert(key.clone(), *value);
         }
+        if let Some(dir) = &self.rollout_dir {
+            dumps::write_step(
+                dir,
+                step,
+                &dumps::StepRollouts {
+                    problems: &problems,
+                    batch: &batch,
+                    verdicts: &verdicts,
+                    tokenizer: self.policy.tokenizer(),
+                    credit: &credit,
+                    passes: &self.needs.teachers,
+                    contexts: &pass_contexts,
+                },
+            )?;
+        }
 
         let update_start = Instant::now();
         let update = UpdateBatch {
@@ -442,6 +493,7 @@ impl<'a> Trainer<'a> {
             old_is_current,
             ref_logprobs: ref_logprobs.as_ref(),
             advantages: &credit.advantages,
+            selected: credit.selected.as_ref(),
             teacher: None,
             rewards: &rewards,
             group_ids: &group_ids,
@@ -451,7 +503,14 @@ impl<'a> Trainer<'a> {
         let mut totals = UpdateTotals::default();
         // Until an optimizer step changes the weights, the current log-probs are `ℓ^old`.
         let mut fresh = true;
-        for _ in 0..self.config.update.epochs {
+        // The objective found nothing to learn from: no optimizer step at all.
+        let epochs = if credit.skip_update {
+            metrics.insert("actor/update_skipped".into(), 1.0);
+            0
+        } else {
+            self.config.update.epochs
+        };
+        for _ in 0..epochs {
             for chunk in split_even(groups, self.config.update.mini_batches) {
                 if chunk.is_empty() {
                     continue;
@@ -473,20 +532,24 @@ impl<'a> Trainer<'a> {
         // How far the sampler's log-probs are from teacher forcing (verl reports the same as
         // `training/rollout_probs_diff_*`): a large gap means sampling and scoring disagree.
         let scored = match totals.current_logprobs.take() {
-            Some(current) => current,
-            None => old_logprobs,
+            Some(current) => Some(current),
+            // Without an update and without a pass of its own, `ℓ^old` was never computed.
+            None if old_is_current => None,
+            None => Some(old_logprobs),
         };
-        let (mut diff_max, mut diff_sum) = (0f64, 0f64);
-        for (i, r) in batch.rollouts.iter().enumerate() {
-            for (t, &behaviour) in r.behaviour_logprobs.iter().enumerate() {
-                let diff = (behaviour as f64 - scored.get(i, t) as f64).abs();
-                diff_max = diff_max.max(diff);
-                diff_sum += diff;
+        if let Some(scored) = scored {
+            let (mut diff_max, mut diff_sum) = (0f64, 0f64);
+            for (i, r) in batch.rollouts.iter().enumerate() {
+                for (t, &behaviour) in r.behaviour_logprobs.iter().enumerate() {
+                    let diff = (behaviour as f64 - scored.get(i, t) as f64).abs();
+                    diff_max = diff_max.max(diff);
+                    diff_sum += diff;
+                }
             }
+            let token_count = mask.data.iter().map(|&m| m as f64).sum::<f64>().max(1.0);
+            metrics.insert("rollout/logprob_diff_max".into(), diff_max);
+            metrics.insert("rollout/logprob_diff_mean".into(), diff_sum / token_count);
         }
-        let token_count = mask.data.iter().map(|&m| m as f64).sum::<f64>().max(1.0);
-        metrics.insert("rollout/logprob_diff_max".into(), diff_max);
-        metrics.insert("rollout/logprob_diff_mean".into(), diff_sum / token_count);
         // Teacher passes that scored only some rows count by their share of the tokens.
         let scoring_passes = scored_tokens as f64 / tokens.max(1) as f64;
         let passes = 1.0 + scoring_passes + 3.0 * self.config.update.epochs as f64;

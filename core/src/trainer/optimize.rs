@@ -1,4 +1,5 @@
-//! The optimizer side of an update: one AdamW step per mini-batch gradient, the EMA teacher,
+//! The optimizer side of an update: one AdamW step per mini-batch gradient, the EMA and
+//! snapshot teachers,
 //! skipped steps for non-finite values, and the step's update metrics.
 
 use crate::metrics::Metrics;
@@ -96,6 +97,13 @@ impl Trainer<'_> {
                     .add(current.mul_scalar(*rate));
             }
             ema.set_parameters(&mixed)?;
+        }
+        if let Some((every, snapshot)) = &mut self.snapshot
+            && self.optimizer.steps_taken().is_multiple_of(*every as u64)
+        {
+            // The teacher copies the policy after every `every` optimizer steps (RLCSD's
+            // `teacher_mode: snapshot`, `dp_actor.py::_update_teacher_shadow`).
+            snapshot.set_parameters(&params)?;
         }
         totals.loss += gradient.loss;
         totals.grad_norm += report.grad_norm;

@@ -3,9 +3,10 @@
 
 use crate::batch::{Rollout, RolloutBatch};
 use crate::metrics::Metrics;
-use crate::objective::{Shortfall, TeacherGroup};
+use crate::objective::Shortfall;
 use crate::rng;
 use crate::task::{Problem, Verdict};
+use crate::teacher::{GroupResponses, TeacherGroup, check_rows};
 use crate::{Error, Result};
 
 use super::Trainer;
@@ -142,20 +143,19 @@ impl Trainer<'_> {
         Ok((problems, RolloutBatch { prompts, rollouts }))
     }
 
-    /// Every response's context under teacher pass `pass`, as the objective's
-    /// [`teacher_rows`](crate::Objective::teacher_rows) picks it per group, with whether the row
-    /// holds its hint and whether the pass scores it (every row with `score_all`). Unscored
-    /// rows get an empty context.
+    /// Every response's context under every teacher pass, as the objective's
+    /// [`teacher_rows`](crate::Objective::teacher_rows) builds them group by group, with the
+    /// hint each adds, whether the row holds it and whether the pass scores it (every row of a
+    /// distillation pass). Rows the objective skipped have an empty context.
     pub(super) fn teacher_contexts(
         &self,
         step: usize,
-        pass: usize,
-        score_all: bool,
         problems: &[Problem],
         batch: &RolloutBatch,
         verdicts: &[Verdict],
-    ) -> Result<TeacherContexts> {
+    ) -> Result<Vec<TeacherContexts>> {
         let tokenizer = self.policy.tokenizer();
+        let passes = &self.needs.teachers;
         let n = batch.rollouts.len();
         let group_size = n / problems.len();
         let texts: Vec<String> = batch
@@ -163,38 +163,34 @@ impl Trainer<'_> {
             .iter()
             .map(|r| tokenizer.decode(&r.tokens))
             .collect();
-        let mut out = TeacherContexts {
-            contexts: Vec::with_capacity(n),
-            has_hint: Vec::with_capacity(n),
-            scored: Vec::with_capacity(n),
-        };
+        let ids: Vec<Vec<u32>> = batch.rollouts.iter().map(|r| r.tokens.clone()).collect();
+        let mut out: Vec<TeacherContexts> = passes
+            .iter()
+            .map(|_| TeacherContexts::with_capacity(n))
+            .collect();
         for (g, problem) in problems.iter().enumerate() {
             let members = g * group_size..(g + 1) * group_size;
-            let group = TeacherGroup {
+            let group = TeacherGroup::new(
                 problem,
-                responses: &texts[members.clone()],
-                verdicts: &verdicts[members],
-            };
-            let rows = self.objective.teacher_rows(step, pass, &group)?;
-            if rows.len() != group_size {
-                return Err(Error::Config(format!(
-                    "objective `{}` returned {} teacher rows for a group of {group_size} (pass {pass})\nhint: `teacher_rows` returns one row per response of the group",
-                    self.objective.name(),
-                    rows.len()
-                )));
-            }
-            for mut row in rows {
-                row.scored |= score_all;
-                let context = match (&row.hint, row.scored) {
-                    (_, false) => Vec::new(),
-                    (Some(hint), true) => {
-                        tokenizer.encode_prompt(&self.task.hinted_prompt(problem, hint))?
-                    }
-                    (None, true) => tokenizer.encode_prompt(&problem.prompt)?,
-                };
-                out.contexts.push(context);
-                out.has_hint.push(row.has_hint);
-                out.scored.push(row.scored);
+                &batch.prompts[g],
+                GroupResponses {
+                    texts: &texts[members.clone()],
+                    ids: &ids[members.clone()],
+                    verdicts: &verdicts[members],
+                },
+                tokenizer,
+                Some(self.task),
+                (self.seed, step, g),
+            );
+            let rows = self.objective.teacher_rows(step, &group)?;
+            check_rows(self.objective.name(), &rows, passes, group_size)?;
+            for ((pass, list), contexts) in passes.iter().zip(rows).zip(out.iter_mut()) {
+                for row in list {
+                    contexts.scored.push(row.scored || pass.logits);
+                    contexts.has_hint.push(row.has_hint);
+                    contexts.hints.push(row.hint);
+                    contexts.contexts.push(row.context);
+                }
             }
         }
         Ok(out)
@@ -204,6 +200,18 @@ impl Trainer<'_> {
 /// The contexts of one teacher pass over a rollout batch, `[n]` each.
 pub(super) struct TeacherContexts {
     pub(super) contexts: Vec<Vec<u32>>,
+    pub(super) hints: Vec<String>,
     pub(super) has_hint: Vec<bool>,
     pub(super) scored: Vec<bool>,
+}
+
+impl TeacherContexts {
+    fn with_capacity(n: usize) -> Self {
+        Self {
+            contexts: Vec::with_capacity(n),
+            hints: Vec::with_capacity(n),
+            has_hint: Vec::with_capacity(n),
+            scored: Vec::with_capacity(n),
+        }
+    }
 }

@@ -51,6 +51,9 @@ pub struct UpdateBatch<'b> {
     pub ref_logprobs: Option<&'b TokenMatrix>,
     /// `Â` `[n, t]`.
     pub advantages: &'b TokenMatrix,
+    /// The tokens of [`Aggregation::SplitTokenMean`](crate::Aggregation)'s second set
+    /// `[n, t]`, if the credit stage selected any.
+    pub selected: Option<&'b TokenMatrix>,
     /// The distillation teacher, if the objective declares one.
     pub teacher: Option<DistillTeacher<'b>>,
     /// Verifier scores `[n]`.
@@ -219,7 +222,10 @@ pub fn mini_batch_gradient(
         None
     };
     let mini_mask = batch.mask.select_rows(rows);
-    let coefficients = objective.aggregation().token_coefficients(&mini_mask);
+    let mini_selected = batch.selected.map(|s| s.select_rows(rows));
+    let coefficients = objective
+        .aggregation()
+        .token_coefficients(&mini_mask, mini_selected.as_ref());
     let local: HashMap<usize, usize> = rows.iter().enumerate().map(|(k, &r)| (r, k)).collect();
     let micros = micro.split(rows, batch.contexts, batch.responses);
     let mut sums = Sums {

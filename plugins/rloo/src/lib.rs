@@ -53,6 +53,7 @@ zoo_core::inventory::submit! {
         default_config: || Box::new(RlooConfig::default()),
         origin: "zoo-rloo",
         run_defaults: "",
+        llm_run_defaults: "",
     }
 }
 
@@ -104,11 +105,12 @@ impl Objective for Rloo {
         let n = advantages.len().max(1) as f64;
         Ok(Credit {
             advantages: per_token,
-            mask: None,
+            sequence_advantages: Some(advantages.clone()),
             metrics: vec![(
                 "rloo/adv_abs_mean".into(),
                 advantages.iter().map(|a| a.abs() as f64).sum::<f64>() / n,
             )],
+            ..Credit::default()
         })
     }
 

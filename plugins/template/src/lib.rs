@@ -54,6 +54,7 @@ zoo_core::inventory::submit! {
         default_config: || Box::new(TemplateConfig::default()),
         origin: "zoo-template",
         run_defaults: "",
+        llm_run_defaults: "",
     }
 }
 
@@ -95,8 +96,9 @@ impl Objective for Template {
         let per_token = TokenMatrix::per_row(&advantages, input.mask);
         Ok(Credit {
             advantages: per_token,
-            mask: None,
+            sequence_advantages: Some(advantages),
             metrics: Vec::new(),
+            ..Credit::default()
         })
     }
 
