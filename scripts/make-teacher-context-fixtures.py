@@ -219,7 +219,16 @@ def main():
     write("tiny", AutoTokenizer.from_pretrained(os.path.join(ROOT, "llm", "tokenizer", "tiny")))
     if args.smollm2_gguf:
         folder, name = os.path.split(os.path.abspath(args.smollm2_gguf))
-        write("smollm2", AutoTokenizer.from_pretrained(folder, gguf_file=name))
+        tok = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+        # transformers' GGUF loader leaves out SmolLM2's digit split (its tokenizer.json splits
+        # digits one by one before the byte-level split), which changes a whitespace run before
+        # a digit ("\n\n17"): restore the model's own pre-tokenizer.
+        from tokenizers import pre_tokenizers
+        tok.backend_tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Digits(individual_digits=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+        ])
+        write("smollm2", tok)
 
 
 if __name__ == "__main__":

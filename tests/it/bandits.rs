@@ -342,7 +342,7 @@ fn train_leakage(
 
 /// L-1 and L-2 with the spec's example (K = 4, c = 1, q_T = 0.2, p_R = 0.5, G = 16, 300
 /// steps): OPSD moves the reasoning choice to the teacher's q_T and the reward to
-/// q_T·c + (1 − q_T)/K = 0.4; the reward-anchored GRPO, RLSD and CEPO move it to 1.
+/// q_T·c + (1 − q_T)/K = 0.4; the reward-anchored GRPO, RLSD, CEPO and RLCSD move it to 1.
 #[test]
 fn l1_l2_leakage_toy_fixed_points() {
     let env = zoo::zoo_verifiers::bandit::Leakage::new(None);
@@ -351,7 +351,7 @@ fn l1_l2_leakage_toy_fixed_points() {
         (p_r - 0.2).abs() < 0.01 && (reward - 0.4).abs() < 0.01,
         "opsd: {p_r} {reward}"
     );
-    for algo in ["grpo", "rlsd", "cepo"] {
+    for algo in ["grpo", "rlsd", "cepo", "rlcsd"] {
         let (p_r, _, reward) = train_leakage(algo, &[], &env, 300, 0);
         assert!(
             p_r > 0.99 && reward > 0.99,

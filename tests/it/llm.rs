@@ -481,7 +481,7 @@ fn train_with_a_real_model_writes_checkpoints_that_are_model_folders() {
     let config = String::from_utf8(output.stdout).unwrap();
     assert!(config.contains("lr = 0.000005"), "{config}");
     assert!(
-        config.contains("run defaults (its reference's; your settings win): optim.lr = 5e-6"),
+        config.contains("run defaults (its reference's; your settings win): optim.lr = 0.000005"),
         "{config}"
     );
     assert!(config.contains("micro_batch_size = 2"), "{config}");
@@ -501,9 +501,55 @@ fn train_with_a_real_model_writes_checkpoints_that_are_model_folders() {
     // λ decays to 0 after one step: step 2 scores no teacher row; step 1 scores the rows
     // whose advantage is not 0.
     let mut cepo = args.clone();
-    cepo.extend(["--set", "objective.decay_steps=1"]);
+    cepo.extend([
+        "--set",
+        "objective.decay_steps=1",
+        "--set",
+        "log.rollouts=true",
+    ]);
     let output = crate::run(&dir, &cepo);
     assert!(output.status.success());
+    // The dump's gold-answer contexts are CEPO's reference splice: the rendered prompt (ending
+    // with the assistant header), then `" " + answer` tokenized alone.
+    let tokenizer = zoo::zoo_llm::HfTokenizer::from_dir(
+        &model,
+        &serde_json::from_str(&std::fs::read_to_string(model.join("config.json")).unwrap())
+            .unwrap(),
+        320,
+    )
+    .unwrap();
+    let ids = |v: &Value| -> Vec<u32> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u32)
+            .collect()
+    };
+    let dump = std::fs::read_to_string(out.join("rollouts/step-000001.jsonl")).unwrap();
+    let mut spliced = 0;
+    for line in dump.lines() {
+        let line: Value = serde_json::from_str(line).unwrap();
+        let prompt = ids(&line["context_ids"]);
+        assert_eq!(
+            prompt,
+            zoo::zoo_core::policy::Tokenizer::encode_prompt(
+                &tokenizer,
+                line["prompt"].as_str().unwrap()
+            )
+            .unwrap()
+        );
+        for teacher in line["teachers"].as_array().unwrap() {
+            let hint = teacher["hint"].as_str().unwrap();
+            let answer =
+                zoo::zoo_core::policy::Tokenizer::encode(&tokenizer, &format!(" {hint}")).unwrap();
+            assert_eq!(
+                ids(&teacher["context_ids"]),
+                [prompt.clone(), answer].concat()
+            );
+            spliced += 1;
+        }
+    }
+    assert!(spliced > 0, "the dump holds CEPO's gold-answer contexts");
     let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
     assert_eq!(metrics.lines().count(), 2);
     assert!(

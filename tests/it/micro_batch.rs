@@ -19,7 +19,8 @@ use zoo::zoo_core::{Policy, Result, SamplingConfig, TokenMatrix, registry};
 use zoo::zoo_llm::LlmPolicy;
 
 /// Eight responses to four prompts (groups of two) with unequal context and response lengths,
-/// a stale `ℓ^old`, a reference, mixed rewards, and a credit mask that drops row 5.
+/// a stale `ℓ^old`, a reference, mixed rewards, a credit mask that drops row 5, and a third of
+/// the tokens selected for a two-path aggregation (RLCSD's).
 struct Inputs {
     contexts: Vec<Vec<u32>>,
     teacher_contexts: Vec<Vec<u32>>,
@@ -28,6 +29,7 @@ struct Inputs {
     old: TokenMatrix,
     reference: TokenMatrix,
     advantages: TokenMatrix,
+    selected: TokenMatrix,
     rewards: Vec<f32>,
     group_ids: Vec<usize>,
 }
@@ -63,7 +65,8 @@ impl Inputs {
         let cols = 9;
         let current =
             TokenMatrix::from_tensor(policy.token_logprobs(&contexts, &responses, 1.0, false));
-        let (mut mask, mut old, mut reference, mut advantages) = (
+        let (mut mask, mut old, mut reference, mut advantages, mut selected) = (
+            TokenMatrix::zeros(8, cols),
             TokenMatrix::zeros(8, cols),
             TokenMatrix::zeros(8, cols),
             TokenMatrix::zeros(8, cols),
@@ -81,6 +84,7 @@ impl Inputs {
                 );
                 reference.set(i, t, current.get(i, t) - 0.1 * (k % 3) as f32);
                 advantages.set(i, t, if i % 3 == 0 { 1.3 } else { -0.7 });
+                selected.set(i, t, if k % 3 == 1 { 1.0 } else { 0.0 });
             }
         }
         Self {
@@ -91,6 +95,7 @@ impl Inputs {
             old,
             reference,
             advantages,
+            selected,
             rewards: vec![1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 1.0],
             group_ids: vec![0, 0, 1, 1, 2, 2, 3, 3],
         }
@@ -117,7 +122,7 @@ impl Inputs {
             old_is_current: false,
             ref_logprobs: Some(&self.reference),
             advantages: &self.advantages,
-            selected: None,
+            selected: Some(&self.selected),
             teacher: Some(DistillTeacher {
                 policy: teacher,
                 contexts: &self.teacher_contexts,
@@ -170,7 +175,7 @@ fn one_graph(
     assert_eq!(terms.per_token.dims(), [8, cols]);
     let coefficients = objective
         .aggregation()
-        .token_coefficients(&inputs.mask, None);
+        .token_coefficients(&inputs.mask, Some(&inputs.selected));
     let mut loss = terms.per_token.mul(coefficients.to_tensor(&device)).sum();
     if let Some(scalar) = terms.scalar {
         loss = loss.add(scalar);
@@ -240,6 +245,10 @@ fn every_objective_gets_the_one_graph_gradient_under_any_cut() {
         .map(|e| e.name)
         .collect();
     assert!(names.len() >= 7, "objectives registered: {names:?}");
+    assert!(
+        names.contains(&"rlcsd"),
+        "the two-path aggregation is covered"
+    );
     let reference = fixture("qwen2", 1 << 20);
     let teacher = fixture("qwen3", 1 << 20);
     let inputs = Inputs::new(&reference);

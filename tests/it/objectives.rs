@@ -194,6 +194,7 @@ fn every_registered_objective_trains_end_to_end_and_logs_its_metrics() {
         ("disco", "disco/kl"),
         ("cepo", "cepo/wrong_answer_found_frac"),
         ("rlsd", "rlsd/lambda"),
+        ("rlcsd", "rlcsd/valid_sample_frac"),
         ("opsd", "opsd/divergence"),
         ("sdpo", "sdpo/teacher_ema_rate"),
         ("rloo", "rloo/adv_abs_mean"),

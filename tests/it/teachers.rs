@@ -130,3 +130,113 @@ fn sdpo_masks_exactly_the_responses_without_a_successful_group_mate() {
         "both cases occurred: {with} / {without}"
     );
 }
+
+/// `log.rollouts = true`: a one-step CEPO run's dump holds the step's rewards and advantages
+/// (its metrics follow from them) and the teachers' contexts, which decode to the documented
+/// text: on the CPU world the prompt with the answer in its hint slot, `12+34=[h:46]`.
+#[test]
+fn the_rollout_dump_reproduces_the_step_and_decodes_to_the_hinted_prompts() {
+    use serde_json::Value;
+    use zoo::zoo_core::policy::Tokenizer;
+    use zoo::zoo_models::CharTokenizer;
+
+    use crate::{TEST_WARM_START, mod10_cache, run};
+    let cache = mod10_cache();
+    let out = std::env::temp_dir().join(format!("zoo-it-dump-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let out_arg = out.to_string_lossy().to_string();
+    let mut args = vec![
+        "train", "--algo", "cepo", "--steps", "1", "--out", &out_arg, "--quiet",
+    ];
+    args.extend_from_slice(TEST_WARM_START);
+    args.extend_from_slice(&[
+        "--set",
+        "rollout.prompts_per_step=8",
+        "--set",
+        "eval.problems=10",
+        "--set",
+        "log.rollouts=true",
+    ]);
+    let output = run(cache, &args);
+    assert!(output.status.success(), "cepo failed to train");
+    let metrics: Value = serde_json::from_str(
+        std::fs::read_to_string(out.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    let dump = std::fs::read_to_string(out.join("rollouts/step-000001.jsonl")).unwrap();
+    let lines: Vec<Value> = dump
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 8 * 8, "one line per response");
+    let mean = |key: &str, f: &dyn Fn(&Value) -> f64| {
+        lines.iter().map(|l| f(&l[key])).sum::<f64>() / lines.len() as f64
+    };
+    let close = |a: f64, b: f64| (a - b).abs() < 1e-6;
+    assert!(close(
+        mean("reward", &|v| v.as_f64().unwrap()),
+        metrics["reward/mean"].as_f64().unwrap()
+    ));
+    assert!(close(
+        mean("advantage", &|v| v.as_f64().unwrap().abs()),
+        metrics["cepo/adv_abs_mean"].as_f64().unwrap()
+    ));
+    assert!(close(
+        mean("advantage", &|v| f64::from(u8::from(
+            v.as_f64().unwrap() != 0.0
+        ))),
+        metrics["cepo/nonzero_adv_frac"].as_f64().unwrap()
+    ));
+    let tokenizer = CharTokenizer;
+    let ids = |v: &Value| -> Vec<u32> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u32)
+            .collect()
+    };
+    let mut checked = 0;
+    for line in &lines {
+        let prompt = line["prompt"].as_str().unwrap();
+        assert_eq!(tokenizer.decode(&ids(&line["context_ids"])), prompt);
+        assert_eq!(
+            tokenizer.decode(&ids(&line["response_ids"])),
+            line["response"].as_str().unwrap()
+        );
+        assert_eq!(
+            line["verdict"]["score"].as_f64(),
+            line["reward"].as_f64(),
+            "{line}"
+        );
+        for teacher in line["teachers"].as_array().unwrap() {
+            let hint = teacher["hint"].as_str().unwrap();
+            let text = tokenizer.decode(&ids(&teacher["context_ids"]));
+            assert_eq!(text, format!("{prompt}[h:{hint}]"), "{teacher}");
+            match teacher["pass"].as_str().unwrap() {
+                "gold-answer" => assert_ne!(hint, ""),
+                "wrong-answer" => assert!(
+                    lines.iter().any(|other| other["group"] == line["group"]
+                        && other["verdict"]["extracted"].as_str() == Some(hint)
+                        && other["reward"].as_f64() == Some(0.0)),
+                    "the wrong answer {hint} is a rejected group-mate's"
+                ),
+                other => panic!("unknown pass {other}"),
+            }
+            // λ > 0 at step 1: scored iff A ≠ 0 and the group has a wrong answer.
+            let moves = line["advantage"].as_f64().unwrap() != 0.0;
+            let contrast = line["teachers"].as_array().unwrap().len() == 2;
+            assert_eq!(
+                teacher["scored"].as_bool(),
+                Some(moves && contrast),
+                "{line}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 0, "no teacher context in the dump");
+    std::fs::remove_dir_all(&out).unwrap();
+}

@@ -72,7 +72,7 @@ impl MemoryEstimate {
         vec![
             ("parameters (f32)", self.parameters),
             ("optimizer state (AdamW m, v)", self.optimizer),
-            ("snapshots (initial / EMA)", self.snapshots),
+            ("snapshots (initial / EMA / periodic)", self.snapshots),
             ("KV cache (rollout)", self.kv_cache),
             ("gradients (update)", self.gradients),
             ("activations per micro-batch", self.activations),
