@@ -289,7 +289,7 @@ pub struct CompareArgs {
 }
 
 const COMPARE_EXAMPLES: &str = "Examples:
-  zoo compare --algos grpo,dapo,disco,cepo,rlsd,opsd,sdpo --seeds 5 --out runs/compare-all
+  zoo compare --algos grpo,dapo,disco,cepo,rlsd,rlcsd,opsd,sdpo --seeds 5 --out runs/compare-all
   zoo compare --algos 'grpo,grpo[norm_adv_by_std=false]' --baseline grpo --steps 20 --jobs 2
   zoo compare --report runs/compare-all";
 

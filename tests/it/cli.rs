@@ -221,7 +221,7 @@ fn plugins_list_names_every_algorithm_with_its_origin() {
     assert!(output.status.success());
     let text = String::from_utf8(output.stdout).unwrap();
     for algo in [
-        "grpo", "dapo", "disco", "cepo", "rlsd", "opsd", "sdpo", "rloo",
+        "grpo", "dapo", "disco", "cepo", "rlsd", "rlcsd", "opsd", "sdpo", "rloo",
     ] {
         let line = text
             .lines()

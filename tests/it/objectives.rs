@@ -173,7 +173,28 @@ fn bad_objective_eval_input_gets_a_clear_error() {
             "not the `objective eval` format",
         ),
     ];
-    for (input, expected) in cases {
+    // RLCSD's K wrong-hint teachers: [N][K][T] with [N][K] flags.
+    let rlcsd = r#"{"algo": "rlcsd", "batch": {"rewards": [1, 0], "group_ids": [0, 0],
+        "mask": [[1, 1], [1, 0]], "logprobs": [[-1, -1], [-1, 0]], "old_logprobs": [[-1, -1], [-1, 0]],
+        "teacher_pos_logprobs": [[-0.5, -1], [-2, 0]],
+        "teacher_neg_logprobs": [[[-1, -1], [-2, -1]], [[-0.5, 0], [-1, 0]]],
+        "teacher_neg_valid": [[1, 1], [1, 0]]}}"#;
+    assert!(zoo::commands::objective::evaluate(rlcsd).is_ok());
+    let rlcsd_cases = [
+        (
+            rlcsd.replace("[[1, 1], [1, 0]]}}", "[[1, 1], [1]]}}"),
+            "`batch.teacher_neg_valid` must be [2][2]",
+        ),
+        (
+            rlcsd.replace("[[1, 1], [1, 0]]}}", "[[1, 1], [1, 2]]}}"),
+            "give 0 or 1",
+        ),
+        (
+            rlcsd.replace("[[-0.5, 0], [-1, 0]]", "[[-0.5, 0]]"),
+            "has 1 slots but row 0 has 2",
+        ),
+    ];
+    for (input, expected) in cases.into_iter().chain(rlcsd_cases) {
         let err = zoo::commands::objective::evaluate(&input)
             .expect_err(expected)
             .to_string();

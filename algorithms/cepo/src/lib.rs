@@ -17,8 +17,22 @@
 //! token-mean, no KL; the sign is that of the whole sequence's advantage
 //! (`experiments/geo/cepo.sh`).
 //!
+//! # The teachers' contexts
+//! As ahmedheakl/CEPO@7a9655d `verl/trainer/ray_trainer.py::_build_cepo_teacher_batch`
+//! (L562-746) builds them: the student's context (the prompt through the chat template,
+//! ending with the assistant header) followed by `" " + answer` tokenized on its own without
+//! special tokens (L641-643, L662-668), no instruction text; then the response. The gold
+//! answer for the positive teacher, the group's wrong answer (below) for the negative one.
+//! With `cot_teacher` (`cepo_use_cot_teacher`, off by default as in `config.py` L124-129 and
+//! `cepo.sh`): the first (`cot_slice = "prefix"`, `CEPO_IS_PREFIX=1`, the default) or last
+//! `cot_len` (200) response ids of the group's best correct response and of its worst rejected
+//! one, spliced as ids (L591-622); without a correct response the positive teacher reads the
+//! gold answer. A task with hint slots of its own (the CPU world) gets the answer in its
+//! `answer` slot (`[h:936]`) and a CoT slice in its `solution` slot.
+//!
 //! # Differences from the reference
-//! The wrong answer (decision 3): per group, the most frequent *extracted* wrong answer among
+//! The reference's teachers see no image (vision placeholders become padding); zoo's tasks
+//! have none. The wrong answer (decision 3): per group, the most frequent *extracted* wrong answer among
 //! the rejected responses (score < `rejected_below`, 0.5 as in the reference; ties: lowest
 //! score, then first), skipping responses without an answer the verifier extracted and parsed.
 //! `wrong_answer = "lowest-score"` is the reference's choice: the lowest-scoring rejected
