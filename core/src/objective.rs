@@ -169,10 +169,11 @@ pub struct Credit {
     pub selected: Option<TokenMatrix>,
     /// Scalar diagnostics for the step's metrics line, e.g. `("grpo/adv_abs_mean", 0.4)`.
     pub metrics: Vec<(String, f64)>,
-    /// Nothing in this batch to learn from: the trainer takes no optimizer step this step
-    /// (RLCSD, whose reference skips the actor update when no response has a hint pair). A
-    /// zero gradient would still move AdamW's moments and weights.
-    pub skip_update: bool,
+    /// A mini-batch whose loss mask holds no token takes no optimizer step (RLCSD, whose
+    /// reference drops the responses without a hint pair from the batch before cutting it, and
+    /// skips the actor update when none is left). A zero gradient would still move AdamW's
+    /// moments and, through them and the weight decay, the weights.
+    pub skip_empty_updates: bool,
 }
 
 /// The tensor inputs of the loss stage for one micro-batch of `b` responses, `t` positions.

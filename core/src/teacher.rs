@@ -168,8 +168,10 @@ impl<'a> TeacherGroup<'a> {
     /// `text` as the user message of a new conversation, through the model's chat template
     /// with the generation prompt (and the run's system message, if any), as the student's
     /// prompt is rendered: transformers' `apply_chat_template([..., {"role": "user", "content":
-    /// text}], add_generation_prompt=True)` then encoding without special tokens. Without a chat
-    /// template: `[bos] + encode(text)`.
+    /// text}], add_generation_prompt=True)` then encoding without special tokens. The run's
+    /// system message (`model.chat.system`, none by default) comes first, as in the student's
+    /// prompt; the references' teachers render the user message alone, so the two agree unless
+    /// a run sets one. Without a chat template: `[bos] + encode(text)`.
     pub fn user_message(&self, text: &str) -> Result<Vec<u32>> {
         self.tokenizer.encode_prompt(text)
     }
@@ -384,6 +386,51 @@ mod tests {
         assert_eq!(strip_think("no blocks \n"), "no blocks \n");
         // Whitespace before a block is kept.
         assert_eq!(strip_think("keep \n<think>x</think>\u{1c} y"), "keep \ny");
+    }
+
+    #[test]
+    fn rows_of_the_wrong_shape_or_without_contexts_are_refused_by_name() {
+        let pass = |name: &str, logits| TeacherPass {
+            name: name.into(),
+            weights: TeacherWeights::Current,
+            logits,
+            probe_input: ProbeInput::Teacher,
+        };
+        let passes = [pass("gold", false), pass("distilled", true)];
+        let hinted = TeacherRow::hinted(vec![1, 2], "x");
+        let ok = vec![
+            vec![hinted.clone(), TeacherRow::skipped()],
+            vec![hinted.clone(); 2],
+        ];
+        assert!(check_rows("demo", &ok, &passes, 2).is_ok());
+        let error = |rows: Vec<Vec<TeacherRow>>| {
+            check_rows("demo", &rows, &passes, 2)
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(error(vec![vec![hinted.clone(); 2]]).contains("for 1 passes but declares 2"));
+        assert!(
+            error(vec![vec![hinted.clone(); 2], vec![hinted.clone()]]).contains("pass `distilled`")
+        );
+        // A scored row needs a context; so does every row of a distillation pass.
+        let scored_empty = TeacherRow {
+            context: Vec::new(),
+            ..hinted.clone()
+        };
+        assert!(
+            error(vec![
+                vec![scored_empty, hinted.clone()],
+                vec![hinted.clone(); 2]
+            ])
+            .contains("without a context")
+        );
+        assert!(
+            error(vec![
+                vec![hinted.clone(); 2],
+                vec![hinted.clone(), TeacherRow::skipped()]
+            ])
+            .contains("pass `distilled`")
+        );
     }
 
     #[test]

@@ -361,6 +361,17 @@ pub fn evaluate_on(text: &str, device: &Device) -> Result<Value> {
             .map(|l| logits("teacher_logits", l, cols))
             .transpose()?,
     };
+    // Row-indexed flags are checked before any row is selected (dynamic sampling below).
+    if batch.hint_mask.as_ref().is_some_and(|h| h.len() != n)
+        || batch
+            .teacher_neg_valid
+            .as_ref()
+            .is_some_and(|v| v.len() != n)
+    {
+        bail!(
+            "`batch.hint_mask` and `batch.teacher_neg_valid` need one entry per row of `batch.mask` ({n})"
+        );
+    }
     let mut sizes: HashMap<usize, usize> = HashMap::new();
     for &g in &batch.group_ids {
         *sizes.entry(g).or_default() += 1;

@@ -101,6 +101,28 @@ impl Inputs {
         }
     }
 
+    /// The inputs of `rows` only, in that order.
+    fn rows(&self, rows: &[usize]) -> Self {
+        let pick = |v: &[Vec<u32>]| rows.iter().map(|&r| v[r].clone()).collect();
+        let width = rows.iter().map(|&r| self.responses[r].len()).max().unwrap();
+        let cut = |m: &TokenMatrix| {
+            let m = m.select_rows(rows);
+            TokenMatrix::from_rows((0..m.rows).map(|r| &m.row(r)[..width]), width)
+        };
+        Self {
+            contexts: pick(&self.contexts),
+            teacher_contexts: pick(&self.teacher_contexts),
+            responses: pick(&self.responses),
+            mask: cut(&self.mask),
+            old: cut(&self.old),
+            reference: cut(&self.reference),
+            advantages: cut(&self.advantages),
+            selected: cut(&self.selected),
+            rewards: rows.iter().map(|&r| self.rewards[r]).collect(),
+            group_ids: rows.iter().map(|&r| self.group_ids[r]).collect(),
+        }
+    }
+
     /// The inputs with `ℓ^old` as the trainer's pass scores it: the current weights, no graph.
     fn fresh(policy: &dyn Policy) -> Self {
         let mut inputs = Self::new(policy);
@@ -172,7 +194,7 @@ fn one_graph(
         rewards: inputs.rewards.clone(),
         group_ids: inputs.group_ids.clone(),
     });
-    assert_eq!(terms.per_token.dims(), [8, cols]);
+    assert_eq!(terms.per_token.dims(), [inputs.responses.len(), cols]);
     let coefficients = objective
         .aggregation()
         .token_coefficients(&inputs.mask, Some(&inputs.selected));
@@ -276,6 +298,37 @@ fn every_objective_gets_the_one_graph_gradient_under_any_cut() {
             approx::assert_relative_eq!(got.loss, loss, max_relative = 1e-4, epsilon = 1e-7);
             assert_same_gradient(&label, &want, &got.grads, 2e-4);
         }
+    }
+}
+
+/// A mini-batch of some rows of the update batch gets the one-graph gradient of those rows
+/// alone: the mask and RLCSD's selected tokens are cut with the same rows, so each path's
+/// token count is the mini-batch's.
+#[test]
+fn a_mini_batch_of_some_rows_gets_the_gradient_of_those_rows_alone() {
+    let reference = fixture("qwen2", 1 << 20);
+    let teacher = fixture("qwen3", 1 << 20);
+    let inputs = Inputs::new(&reference);
+    let rows = [2, 3, 4, 5, 6, 7];
+    let part = inputs.rows(&rows);
+    for name in ["rlcsd", "grpo"] {
+        let objective = build(name);
+        let (loss, want) = one_graph(&reference, &teacher, objective.as_ref(), &part);
+        let got = mini_batch_gradient(
+            &fixture("qwen2", 5),
+            objective.as_ref(),
+            &inputs.batch(&teacher),
+            &rows,
+            MicroBatching {
+                max_rows: 3,
+                max_tokens: 0,
+            },
+            1.0,
+            false,
+        )
+        .unwrap();
+        approx::assert_relative_eq!(got.loss, loss, max_relative = 1e-4, epsilon = 1e-7);
+        assert_same_gradient(&format!("{name}, rows {rows:?}"), &want, &got.grads, 2e-4);
     }
 }
 

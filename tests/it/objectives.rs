@@ -193,6 +193,17 @@ fn bad_objective_eval_input_gets_a_clear_error() {
             rlcsd.replace("[[-0.5, 0], [-1, 0]]", "[[-0.5, 0]]"),
             "has 1 slots but row 0 has 2",
         ),
+        (
+            rlcsd.replace("[[1, 1], [1, 0]]}}", "[[1, 1]]}}"),
+            "one entry per row of `batch.mask` (2)",
+        ),
+        (
+            rlcsd.replace(
+                "\"teacher_neg_valid\"",
+                "\"hint_mask\": [1], \"teacher_neg_valid\"",
+            ),
+            "one entry per row of `batch.mask` (2)",
+        ),
     ];
     for (input, expected) in cases.into_iter().chain(rlcsd_cases) {
         let err = zoo::commands::objective::evaluate(&input)

@@ -38,16 +38,18 @@ pub fn metrics(out: &Path) -> Vec<serde_json::Value> {
 }
 
 /// GRPO (on-policy: no `ℓ^old` pass), SDPO whose EMA teacher is part of the state to
-/// restore, and CEPO whose teacher passes skip rows (advantage 0) and, once λ has decayed to 0
-/// after step 2, whole passes.
+/// restore, CEPO whose teacher passes skip rows (advantage 0) and, once λ has decayed to 0
+/// after step 2, whole passes, and RLCSD whose snapshot teacher (refreshed after optimizer
+/// step 3, past the checkpoint) and seeded sibling draws are restored.
 #[test]
 fn resumed_run_matches_uninterrupted_run() {
     let cache = mod10_cache();
     let base = std::env::temp_dir().join(format!("zoo-it-resume-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&base);
-    for algo in ["grpo", "sdpo", "cepo"] {
+    for algo in ["grpo", "sdpo", "cepo", "rlcsd"] {
         let extra: &[&str] = match algo {
             "cepo" => &["--set", "objective.decay_steps=2"],
+            "rlcsd" => &["--set", "objective.teacher_sync_interval=3"],
             _ => &[],
         };
         let (whole, split) = (base.join(algo).join("whole"), base.join(algo).join("split"));

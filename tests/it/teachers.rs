@@ -185,6 +185,20 @@ fn the_rollout_dump_reproduces_the_step_and_decodes_to_the_hinted_prompts() {
         mean("advantage", &|v| v.as_f64().unwrap().abs()),
         metrics["cepo/adv_abs_mean"].as_f64().unwrap()
     ));
+    // The advantages are GRPO's of the dumped rewards and groups (Bessel std, eps 1e-6).
+    for line in &lines {
+        let group: Vec<f64> = lines
+            .iter()
+            .filter(|other| other["group"] == line["group"])
+            .map(|other| other["reward"].as_f64().unwrap())
+            .collect();
+        let n = group.len() as f64;
+        let mean = group.iter().sum::<f64>() / n;
+        let std = (group.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
+        let expected = (line["reward"].as_f64().unwrap() - mean) / (std + 1e-6);
+        let got = line["advantage"].as_f64().unwrap();
+        assert!((got - expected).abs() < 1e-5, "{got} vs {expected}: {line}");
+    }
     assert!(close(
         mean("advantage", &|v| f64::from(u8::from(
             v.as_f64().unwrap() != 0.0
@@ -239,4 +253,121 @@ fn the_rollout_dump_reproduces_the_step_and_decodes_to_the_hinted_prompts() {
     }
     assert!(checked > 0, "no teacher context in the dump");
     std::fs::remove_dir_all(&out).unwrap();
+}
+
+/// An RLCSD trainer on a five-armed bandit whose correct arms are `correct`.
+fn rlcsd_trainer(task: &Arms, sync: usize, weight_decay: f64) -> Trainer<'_> {
+    zoo::link_all();
+    let objective = zoo_rlcsd::RlcsdConfig {
+        teacher_sync_interval: sync,
+        ..zoo_rlcsd::RlcsdConfig::default()
+    }
+    .build(&BuildContext {
+        max_new_tokens: 1,
+        group_size: 8,
+        steps: 4,
+        temperature: 1.0,
+        evaluation: false,
+    })
+    .unwrap();
+    let config = TrainerConfig {
+        rollout: RolloutConfig {
+            prompts_per_step: 4,
+            group_size: 8,
+            temperature: 1.0,
+            max_new_tokens: 1,
+        },
+        update: UpdateConfig::default(),
+        optim: OptimConfig {
+            lr: 0.05,
+            weight_decay,
+            ..OptimConfig::default()
+        },
+        checkpoint_every: 0,
+        checkpoint_keep: 0,
+        peak_tflops: 0.0,
+    };
+    let policy = TabularPolicy::shared(task.rows(), task.vocab(), &Device::flex()).unwrap();
+    Trainer::new(config, 5, 4, Box::new(policy), objective, task).unwrap()
+}
+
+fn five_arms(correct: Vec<u32>) -> Arms {
+    Arms::new(
+        "five-arm",
+        vec![Question {
+            logits: vec![0.0; 5],
+            correct,
+        }],
+    )
+}
+
+/// Every value of `tensors`, in name order.
+fn flat(tensors: &zoo::zoo_core::policy::NamedTensors) -> Vec<f32> {
+    tensors
+        .values()
+        .flat_map(|t| t.value.clone().into_data().try_into_vec::<f32>().unwrap())
+        .collect()
+}
+
+/// The weights of checkpoint `file` of `step`, flattened by name.
+fn saved(trainer: &Trainer<'_>, dir: &std::path::Path, step: usize, file: &str) -> Vec<f32> {
+    let folder = trainer.save_checkpoint(dir, step).unwrap();
+    flat(&zoo::zoo_core::checkpoint::load_safetensors(&folder.join(file), &Device::flex()).unwrap())
+}
+
+/// RLCSD's snapshot teacher: the initial weights until `teacher_sync_interval` optimizer steps
+/// have been taken, then a copy of the policy, checkpointed beside it.
+#[test]
+fn the_snapshot_teacher_copies_the_policy_every_interval_of_optimizer_steps() {
+    let task = five_arms(vec![3]);
+    let mut trainer = rlcsd_trainer(&task, 2, 0.0);
+    let dir = std::env::temp_dir().join(format!("zoo-it-snapshot-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let initial = saved(&trainer, &dir, 0, "model.safetensors");
+    for step in 1..=4 {
+        let metrics = trainer.step(step).unwrap();
+        assert!(
+            metrics.contains_key("actor/grad_norm"),
+            "step {step} trained: {metrics:?}"
+        );
+        let policy = saved(&trainer, &dir, step, "model.safetensors");
+        let teacher = saved(&trainer, &dir, step, "teacher_snapshot.safetensors");
+        assert_ne!(policy, initial, "step {step} moved the policy");
+        if step % 2 == 0 {
+            assert_eq!(teacher, policy, "refreshed after optimizer step {step}");
+        } else {
+            assert_ne!(teacher, policy, "step {step}: the teacher lags the policy");
+        }
+        if step == 1 {
+            assert_eq!(
+                teacher, initial,
+                "the snapshot starts as the initial policy"
+            );
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A step whose every response lacks a hint pair (every arm is right: no wrong sibling) takes
+/// no optimizer step: with weight decay a zero-gradient AdamW step would move the weights.
+#[test]
+fn rlcsd_takes_no_optimizer_step_without_a_hint_pair() {
+    let task = five_arms(vec![0, 1, 2, 3, 4]);
+    let mut trainer = rlcsd_trainer(&task, 10, 0.1);
+    let before = flat(&trainer.policy().parameters());
+    let metrics = trainer.step(1).unwrap();
+    assert_eq!(metrics["actor/empty_updates_skipped"], 1.0, "{metrics:?}");
+    assert_eq!(metrics["rlcsd/valid_sample_frac"], 0.0);
+    assert!(
+        !metrics.contains_key("actor/loss"),
+        "no update, no loss: {metrics:?}"
+    );
+    let after = flat(&trainer.policy().parameters());
+    assert_eq!(before, after, "the weights did not move");
+    // A bandit with wrong arms has pairs, and trains.
+    let task = five_arms(vec![3]);
+    let mut trainer = rlcsd_trainer(&task, 10, 0.1);
+    let metrics = trainer.step(1).unwrap();
+    assert_eq!(metrics["actor/empty_updates_skipped"], 0.0);
+    assert!(metrics["rlcsd/valid_sample_frac"] > 0.0);
 }

@@ -33,7 +33,10 @@
 //! prompt reached vLLM without its chat template while `generated_ids[:, student_prompt_len:]`
 //! cut the completion at the templated length (`opsd_trainer.py` L856-863, L1383-1399), so the
 //! teacher and the loss skipped the first few completion tokens; zoo renders both prompts with
-//! the template and scores every response token.
+//! the template and scores every response token. The collator encodes the rendered teacher
+//! prompt with the tokenizer's special tokens (`tokenizer(text)`, L97-115): none for Qwen's and
+//! SmolLM2's tokenizers, the same ids as zoo's; a tokenizer that adds a BOS (Llama 3's) would
+//! get it twice there, and once in zoo.
 //!
 //! # References
 //! Zhao et al. (arXiv 2601.18734); siyan-zhao/OPSD `opsd_trainer.py::generalized_jsd_loss`.

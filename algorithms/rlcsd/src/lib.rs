@@ -17,7 +17,8 @@
 //!
 //! # The teachers and their contexts
 //! Per group, positives are responses with reward > 0, negatives the others; a negative is a
-//! hint only if the verifier extracted an answer from it. For each response `i`: one correct
+//! hint only if the verifier extracted an answer from it (the reference: a `\boxed{}`
+//! answer), and an empty response is never a hint (the reference raises on one). For each response `i`: one correct
 //! sibling drawn uniformly from the positives other than `i` (always excluding `i`), and
 //! `K = min(k_max, pool)` distinct wrong siblings drawn uniformly from the hint negatives
 //! (excluding `i` when `i` is itself wrong). A response without a correct or a wrong sibling,
@@ -28,8 +29,9 @@
 //! response has a hint pair takes no optimizer step (the reference's `skip_actor_update`).
 //!
 //! Each teacher reads a new user message through the chat template with the generation
-//! prompt (`opsd_format.py::build_teacher_messages`, neutral wrapper, `solution_answer`
-//! mode, THU-BPM/RLCSD@7eeff3c L95-102, L250-299):
+//! prompt (`src/opsd_format.py::build_teacher_messages` L197-235 with the neutral wrapper of
+//! L64-67 and `build_teacher_privileged_text`, `solution_answer` mode, THU-BPM/RLCSD@7eeff3c;
+//! `self_distill_main.py::_materialize_teacher_context`):
 //! `Problem: {problem}\n\nHere is a reference solution to this problem:\n=== Reference Solution
 //! Begin ===\n{solution}\n\nCorrect final answer: {answer}\n=== Reference Solution End ===\n\n
 //! After reading the reference solution above, make sure you understand the reasoning behind
@@ -56,7 +58,13 @@
 //!   on the micro-batching.
 //! - Teacher log-probs are scored once per rollout step, before the update; the reference
 //!   scores them in each micro-batch of the update, so a snapshot refreshed within a step is
-//!   seen by its later mini-batches. Equal with one optimizer step per rollout batch.
+//!   seen by its later mini-batches. Equal with one optimizer step per rollout batch. The
+//!   snapshot counts the optimizer steps taken; the reference counts skipped (non-finite) ones
+//!   too.
+//! - With several mini-batches per step, zoo cuts them by whole groups and then masks the
+//!   responses without a hint pair (a mini-batch left with none takes no optimizer step); the
+//!   reference drops those responses first and cuts the rest by count. Equal with one
+//!   mini-batch, the default.
 //! - Random choices come from the run's seeded streams (per step and group), not Python's
 //!   global `random`.
 //! - `e_t` is NaN-guarded (`−∞ − (−∞)` is agreement, 0), as CEPO's `Δ` is.
@@ -285,10 +293,12 @@ impl Rlcsd {
         let n = group.len();
         let rewards = group.rewards();
         let self_rollout = self.config.correct_hint == CorrectHint::SelfRollout;
-        let positives: Vec<usize> = (0..n).filter(|&i| rewards[i] > 0.0).collect();
+        // An empty response shows nothing (the reference raises on an empty solution).
+        let shows = |i: usize| !py_strip(&group.responses[i]).is_empty();
+        let positives: Vec<usize> = (0..n).filter(|&i| rewards[i] > 0.0 && shows(i)).collect();
         // A wrong sibling is a hint only with an answer to show.
         let negatives: Vec<usize> = (0..n)
-            .filter(|&i| rewards[i] <= 0.0 && group.verdicts[i].extracted.is_some())
+            .filter(|&i| rewards[i] <= 0.0 && group.verdicts[i].extracted.is_some() && shows(i))
             .collect();
         if negatives.is_empty() || (self_rollout && positives.is_empty()) {
             return vec![None; n];
@@ -543,7 +553,7 @@ impl Objective for Rlcsd {
         Ok(Credit {
             advantages: per_token,
             sequence_advantages: Some(advantages),
-            skip_update: rows == 0.0,
+            skip_empty_updates: true,
             mask: Some(loss_mask),
             selected: Some(selected),
             metrics,
@@ -682,10 +692,59 @@ mod tests {
                     assert_eq!(wrong.len(), k_max.min(pool.len()), "row {i}");
                     assert!(wrong.iter().all(|j| pool.contains(j)), "row {i}: {wrong:?}");
                     let mut distinct = wrong.clone();
+                    distinct.sort_unstable();
                     distinct.dedup();
-                    assert_eq!(&distinct, wrong);
+                    assert_eq!(distinct.len(), wrong.len(), "row {i}: {wrong:?}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn siblings_are_drawn_uniformly_and_anew_for_every_step() {
+        // r0, r1, r2 correct; r3, r4 wrong with answers. One wrong sibling per response.
+        let objective = Rlcsd {
+            config: RlcsdConfig {
+                k_max: 1,
+                ..RlcsdConfig::default()
+            },
+            clip: Clip {
+                low: 0.2,
+                high: 0.2,
+                dual: f32::INFINITY,
+            },
+        };
+        let fixture = fixture(&[
+            (1.0, Some("5")),
+            (1.0, Some("5")),
+            (1.0, Some("5")),
+            (0.0, Some("6")),
+            (0.0, Some("4")),
+        ]);
+        let (mut correct_for_r3, mut wrong_for_r0) = ([0usize; 5], [0usize; 5]);
+        let steps = 200;
+        for step in 1..=steps {
+            let pairs = objective.hint_pairs(&fixture.group(step));
+            let (correct, _) = pairs[3].clone().unwrap();
+            correct_for_r3[correct.unwrap()] += 1;
+            let (_, wrong) = pairs[0].clone().unwrap();
+            wrong_for_r0[wrong[0]] += 1;
+        }
+        // Uniform over the pools {r0, r1, r2} and {r3, r4}: within 5 standard errors.
+        for (counts, pool) in [
+            (correct_for_r3, &[0, 1, 2][..]),
+            (wrong_for_r0, &[3, 4][..]),
+        ] {
+            let p = 1.0 / pool.len() as f64;
+            let sd = (steps as f64 * p * (1.0 - p)).sqrt();
+            for &j in pool {
+                let expected = steps as f64 * p;
+                assert!(
+                    (counts[j] as f64 - expected).abs() < 5.0 * sd,
+                    "{counts:?} over {pool:?}"
+                );
+            }
+            assert_eq!(counts.iter().sum::<usize>(), steps);
         }
     }
 
@@ -751,8 +810,12 @@ mod tests {
                 .iter()
                 .all(|pass| pass.iter().all(|r| !r.has_hint))
         );
-        // The draws are the run's: the same group at the same step gives the same contexts.
-        assert_eq!(rows, objective.teacher_rows(3, &fixture.group(3)).unwrap());
+        // Row 1 reads r0 with its own answer; row 2, the lone wrong response, has no pair.
+        assert_eq!(
+            rows[0][1].context,
+            user(&teacher_message(" What is 2+3? ", " r0 ", "5"))
+        );
+        assert!(rows.iter().all(|pass| pass[2].context.is_empty()));
     }
 
     #[test]

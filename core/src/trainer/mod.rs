@@ -416,22 +416,51 @@ impl<'a> Trainer<'a> {
         } else {
             self.teacher_contexts(step, &problems, &batch, &verdicts)?
         };
-        for (pass, built) in self.needs.teachers.iter().zip(&pass_contexts) {
-            let rows: Vec<usize> = (0..responses.len()).filter(|&i| built.scored[i]).collect();
-            let pick = |all: &[Vec<u32>]| -> Vec<Vec<u32>> {
-                rows.iter().map(|&i| all[i].clone()).collect()
-            };
+        // Passes scored by the same weights share one scoring call, their rows ordered by
+        // context, so a context several passes read (RLCSD's wrong siblings) is prefilled once
+        // per micro-batch.
+        let passes = &self.needs.teachers;
+        let mut logprobs = vec![TokenMatrix::zeros(mask.rows, mask.cols); passes.len()];
+        let mut done = vec![false; passes.len()];
+        for first in 0..passes.len() {
+            if done[first] {
+                continue;
+            }
+            let weights = passes[first].weights;
+            let mut rows: Vec<(usize, usize)> = Vec::new();
+            for (p, built) in pass_contexts.iter().enumerate() {
+                if !done[p] && passes[p].weights == weights {
+                    done[p] = true;
+                    rows.extend(
+                        (0..responses.len())
+                            .filter(|&i| built.scored[i])
+                            .map(|i| (p, i)),
+                    );
+                }
+            }
+            rows.sort_by(|a, b| {
+                pass_contexts[a.0].contexts[a.1].cmp(&pass_contexts[b.0].contexts[b.1])
+            });
             let part = score_rows(
-                self.scorer(pass.weights),
-                &pick(&built.contexts),
-                &pick(&responses),
+                self.scorer(weights),
+                &rows
+                    .iter()
+                    .map(|&(p, i)| pass_contexts[p].contexts[i].clone())
+                    .collect::<Vec<_>>(),
+                &rows
+                    .iter()
+                    .map(|&(_, i)| responses[i].clone())
+                    .collect::<Vec<_>>(),
                 temperature,
                 micro,
             );
-            let mut logprobs = TokenMatrix::zeros(mask.rows, mask.cols);
-            update::place_rows(&mut logprobs, &rows, &part);
-            scored_tokens += rows.iter().map(|&i| responses[i].len()).sum::<usize>();
+            for (k, &(p, i)) in rows.iter().enumerate() {
+                update::place_rows(&mut logprobs[p], &[i], &part.select_rows(&[k]));
+            }
+            scored_tokens += rows.iter().map(|&(_, i)| responses[i].len()).sum::<usize>();
             rows_scored += rows.len();
+        }
+        for ((pass, built), logprobs) in passes.iter().zip(&pass_contexts).zip(logprobs) {
             rows_asked += responses.len();
             teachers.push(TeacherScores {
                 logprobs,
@@ -503,19 +532,23 @@ impl<'a> Trainer<'a> {
         let mut totals = UpdateTotals::default();
         // Until an optimizer step changes the weights, the current log-probs are `ℓ^old`.
         let mut fresh = true;
-        // The objective found nothing to learn from: no optimizer step at all.
-        let epochs = if credit.skip_update {
-            metrics.insert("actor/update_skipped".into(), 1.0);
-            0
-        } else {
-            self.config.update.epochs
-        };
-        for _ in 0..epochs {
+        let mut empty_skipped = 0usize;
+        for _ in 0..self.config.update.epochs {
             for chunk in split_even(groups, self.config.update.mini_batches) {
                 if chunk.is_empty() {
                     continue;
                 }
                 let rows: Vec<usize> = (chunk.start * group_size..chunk.end * group_size).collect();
+                // A mini-batch with nothing to learn from takes no optimizer step, where the
+                // objective asks for it (a zero gradient would still move AdamW's moments).
+                if credit.skip_empty_updates
+                    && rows
+                        .iter()
+                        .all(|&i| update.mask.row(i).iter().all(|&m| m == 0.0))
+                {
+                    empty_skipped += 1;
+                    continue;
+                }
                 let stepped = self.update_mini_batch(
                     step,
                     &update,
@@ -526,6 +559,9 @@ impl<'a> Trainer<'a> {
                 )?;
                 fresh &= !stepped;
             }
+        }
+        if credit.skip_empty_updates {
+            metrics.insert("actor/empty_updates_skipped".into(), empty_skipped as f64);
         }
         let update_seconds = update_start.elapsed().as_secs_f64();
         metrics.insert("timing/update".into(), update_seconds);
@@ -552,7 +588,9 @@ impl<'a> Trainer<'a> {
         }
         // Teacher passes that scored only some rows count by their share of the tokens.
         let scoring_passes = scored_tokens as f64 / tokens.max(1) as f64;
-        let passes = 1.0 + scoring_passes + 3.0 * self.config.update.epochs as f64;
+        // Training passes: three forward-equivalents per response token through an update.
+        let trained_passes = totals.trained_tokens as f64 / tokens.max(1) as f64;
+        let passes = 1.0 + scoring_passes + 3.0 * trained_passes;
         if let Some(flops) = model_flops(self.policy.as_ref(), &contexts, &responses, passes) {
             let seconds = metrics["timing/rollout"] + scoring_seconds + update_seconds;
             let tflops = flops / seconds.max(1e-9) / 1e12;

@@ -156,17 +156,21 @@ impl UpdateTotals {
     }
 
     pub(super) fn report(&self, metrics: &mut Metrics) {
-        let updates = self.updates.max(1) as f64;
         metrics.insert("actor/skipped_updates".into(), self.skipped as f64);
+        if self.response_tokens > 0.0 {
+            metrics.insert("actor/entropy".into(), self.entropy / self.response_tokens);
+        }
+        if self.updates == 0 {
+            // No optimizer step: no loss, gradient or learning rate to report.
+            return;
+        }
+        let updates = self.updates as f64;
         metrics.insert("actor/loss".into(), self.loss / updates);
         for (name, sum) in &self.parts {
             metrics.insert(name.to_string(), sum / updates);
         }
         metrics.insert("actor/grad_norm".into(), self.grad_norm / updates);
         metrics.insert("actor/lr".into(), self.lr);
-        if self.response_tokens > 0.0 {
-            metrics.insert("actor/entropy".into(), self.entropy / self.response_tokens);
-        }
         for (name, sum) in &self.token_metrics {
             metrics.insert(name.to_string(), sum / self.tokens.max(1.0));
         }
