@@ -243,10 +243,13 @@ mod tests {
     }
 
     #[test]
-    fn the_default_addition_key_names_the_shipped_checkpoint() {
-        let name = key(task("addition").as_ref(), &WarmStartConfig::default());
-        let path = shipped_dir().join(format!("{name}.safetensors"));
-        assert!(path.exists(), "`{}` is not shipped", path.display());
+    fn the_default_keys_name_the_shipped_checkpoints() {
+        // The default task (`addition-habit`) and `addition`, both with the default settings.
+        for name in ["addition-habit", "addition"] {
+            let key = key(task(name).as_ref(), &WarmStartConfig::default());
+            let path = shipped_dir().join(format!("{key}.safetensors"));
+            assert!(path.exists(), "`{}` is not shipped", path.display());
+        }
     }
 
     #[test]

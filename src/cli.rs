@@ -403,7 +403,7 @@ pub struct TrainArgs {
     /// RL seed: prompt stream and sampling [default: 0].
     #[arg(long, help_heading = "Run")]
     pub seed: Option<u64>,
-    /// Task by registry name [default: addition].
+    /// Task by registry name [default: addition-habit].
     #[arg(long, help_heading = "Data")]
     pub task: Option<String>,
     /// A real language model to train: a Hugging Face folder (config.json, safetensors,
@@ -438,7 +438,7 @@ pub struct TrainArgs {
 /// `zoo sft`.
 #[derive(Debug, Args, Default)]
 pub struct SftArgs {
-    /// Task by registry name [default: addition].
+    /// Task by registry name [default: addition-habit].
     #[arg(long)]
     pub task: Option<String>,
     /// Warm-start seed [default: 0].
@@ -485,7 +485,7 @@ pub struct EvalArgs {
     #[arg(long)]
     pub max_new_tokens: Option<usize>,
     /// Task by registry name.
-    #[arg(long, default_value = "addition")]
+    #[arg(long, default_value = "addition-habit")]
     pub task: String,
     /// Samples per problem (pass@k is reported for powers of two up to it).
     #[arg(long, default_value_t = 1)]

@@ -174,6 +174,14 @@ pub fn probe(
             check_logits(name, l, n, t)?;
         }
     }
+    if let (Some(s), Some(t)) = (&batch.student_logits, &batch.teacher_logits)
+        && s.vocab != t.vocab
+    {
+        return Err(Error::Input(format!(
+            "`batch.student_logits` has {} logits per position but `batch.teacher_logits` has {}\nhint: give both over the same vocabulary",
+            s.vocab, t.vocab
+        )));
+    }
 
     let zeros = TokenMatrix::zeros(n, t);
     // The differentiable input, and ℓ / ℓ^old as the loss stage sees them.

@@ -220,6 +220,22 @@ fn sampled_logprobs_equal_teacher_forced_ones_and_rows_are_independent() {
                 alone[0], samples[0],
                 "{name}: row 0 depends only on its own stream"
             );
+            // Another layout: a longer neighbour (more left padding for row 0) in a batch of
+            // another size.
+            let longer: Vec<u32> = other.iter().chain(&other).copied().collect();
+            let relaid = policy.sample(
+                &[prompt.clone(), longer.clone(), other.clone()],
+                &sampling,
+                &mut rng::stream(4, 0, "s"),
+            );
+            // The draws are the same; the log-probs move only by the layout's float rounding.
+            assert_eq!(
+                relaid[0].tokens, samples[0].tokens,
+                "{name}: row 0's sample does not depend on the batch's layout"
+            );
+            for (a, b) in relaid[0].logprobs.iter().zip(&samples[0].logprobs) {
+                assert!((a - b).abs() <= 1e-5, "{name}: {a} vs {b}");
+            }
         }
     }
 }
@@ -1021,4 +1037,33 @@ fn scoring_groups_through_one_context_pass_equals_scoring_each_row() {
         assert_close(name, &shared.data, &each.data, 1e-5);
         assert!(each.data.iter().any(|&x| x != 0.0));
     }
+}
+
+/// A teacher context longer than the model's window is an error naming the pass and the
+/// lengths (issue 22, item 5): here OPSD's teacher reads a reference solution that, with the
+/// template, overflows the qwen2 fixture's 128 positions while the student's prompt fits.
+#[test]
+fn a_teacher_context_past_the_context_window_is_refused_by_pass() {
+    let dir = scratch("teacher-length");
+    let long = "1 + 1 = 2. ".repeat(40);
+    let line = serde_json::json!({"problem": "What is 1 + 1?", "answer": "2", "solution": long});
+    let data = dir.join("long.jsonl");
+    std::fs::write(&data, format!("{line}\n")).unwrap();
+    let out = dir.join("run");
+    let output = train_fixture(
+        &dir,
+        &out,
+        "opsd",
+        &[
+            &format!("data.train=[{data:?}]"),
+            &format!("data.eval=[{data:?}]"),
+        ],
+    );
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("a teacher context of pass `reference-solution` (")
+            && stderr.contains("exceeds the model's context of 128 tokens"),
+        "{stderr}"
+    );
 }

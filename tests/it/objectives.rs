@@ -205,7 +205,15 @@ fn bad_objective_eval_input_gets_a_clear_error() {
             "one entry per row of `batch.mask` (2)",
         ),
     ];
-    for (input, expected) in cases.into_iter().chain(rlcsd_cases) {
+    // A distillation objective's two vocabularies must agree.
+    let opsd = r#"{"algo": "opsd", "batch": {"mask": [[1]],
+        "student_logits": [[[0.1, 0.2, 0.3]]], "teacher_logits": [[[0.3, 0.1, 0.0]]]}}"#;
+    assert!(zoo::commands::objective::evaluate(opsd).is_ok());
+    let opsd_cases = [(
+        opsd.replace("[[[0.3, 0.1, 0.0]]]", "[[[0.3, 0.1]]]"),
+        "`batch.student_logits` has 3 logits per position but `batch.teacher_logits` has 2",
+    )];
+    for (input, expected) in cases.into_iter().chain(rlcsd_cases).chain(opsd_cases) {
         let err = zoo::commands::objective::evaluate(&input)
             .expect_err(expected)
             .to_string();

@@ -91,7 +91,7 @@ fn a_seeded_grpo_step_gives_the_same_loss_and_gradients_on_flex_and_tch_cpu() {
 
 #[test]
 fn grpo_trains_end_to_end_on_tch_cpu() {
-    // The default task and its shipped base policy, loaded onto LibTorch.
+    // `addition` and its shipped base policy, loaded onto LibTorch.
     let cache = std::env::temp_dir().join(format!("zoo-it-tch-cache-{}", std::process::id()));
     let out = std::env::temp_dir().join(format!("zoo-it-tch-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
@@ -104,6 +104,8 @@ fn grpo_trains_end_to_end_on_tch_cpu() {
         "2",
         "--device",
         "tch-cpu",
+        "--task",
+        "addition",
         "--out",
         &out_str,
         "--quiet",

@@ -184,6 +184,7 @@ impl Trainer<'_> {
             );
             let rows = self.objective.teacher_rows(step, &group)?;
             check_rows(self.objective.name(), &rows, passes, group_size)?;
+            self.check_teacher_lengths(passes, &rows, &ids[g * group_size..(g + 1) * group_size])?;
             for ((pass, list), contexts) in passes.iter().zip(rows).zip(out.iter_mut()) {
                 for row in list {
                     contexts.scored.push(row.scored || pass.logits);
@@ -194,6 +195,35 @@ impl Trainer<'_> {
             }
         }
         Ok(out)
+    }
+}
+
+impl Trainer<'_> {
+    /// Every context a pass scores, with its response, fits the model's context window; the
+    /// error names the pass and the lengths (a teacher reading a long demonstration can
+    /// overflow it where the student's prompt did not).
+    fn check_teacher_lengths(
+        &self,
+        passes: &[crate::teacher::TeacherPass],
+        rows: &[Vec<crate::teacher::TeacherRow>],
+        responses: &[Vec<u32>],
+    ) -> Result<()> {
+        let Some(max) = self.policy.max_context() else {
+            return Ok(());
+        };
+        for (pass, list) in passes.iter().zip(rows) {
+            for (row, response) in list.iter().zip(responses) {
+                let (context, length) = (row.context.len(), response.len());
+                if (row.scored || pass.logits) && context + length > max {
+                    return Err(Error::Config(format!(
+                        "objective `{}`: a teacher context of pass `{}` ({context} tokens) plus its response ({length} tokens) exceeds the model's context of {max} tokens\nhint: shorten what the teacher reads (the data set's solutions, the prompt template) or lower `rollout.max_new_tokens`",
+                        self.objective.name(),
+                        pass.name
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 }
 
