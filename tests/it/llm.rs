@@ -514,8 +514,9 @@ fn train_with_a_real_model_writes_checkpoints_that_are_model_folders() {
         "{config}"
     );
 
-    // λ decays to 0 after one step: step 2 scores no teacher row; step 1 scores the rows
-    // whose advantage is not 0.
+    // λ decays to 0 after one step: step 2 scores no teacher row. (With a random model every
+    // reward here is 0; `cepo_on_a_real_model_scores_the_rows_whose_advantage_moves` checks
+    // the scored rows with mixed rewards.)
     let mut cepo = args.clone();
     cepo.extend([
         "--set",
@@ -576,10 +577,6 @@ fn train_with_a_real_model_writes_checkpoints_that_are_model_folders() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(
-        steps[0]["teacher/scored_frac"],
-        steps[0]["cepo/nonzero_adv_frac"]
-    );
     assert_eq!(steps[1]["teacher/scored_frac"], 0.0);
     let step = out.join("checkpoints/step-000002");
     for file in [
@@ -1066,4 +1063,154 @@ fn a_teacher_context_past_the_context_window_is_refused_by_pass() {
             && stderr.contains("exceeds the model's context of 128 tokens"),
         "{stderr}"
     );
+}
+
+/// A task a random model passes about half the time: a response is right iff its text has an
+/// even number of bytes, and its "answer" is the text itself.
+struct EvenLength {
+    problems: Vec<zoo::zoo_core::Problem>,
+}
+
+struct EvenLengthVerifier;
+
+impl zoo::zoo_core::Verifier for EvenLengthVerifier {
+    fn name(&self) -> &str {
+        "even-length"
+    }
+    fn verify(&self, response: &str, _: &zoo::zoo_core::Problem) -> zoo::zoo_core::Verdict {
+        let correct = response.len() % 2 == 0;
+        let answer = response.trim();
+        zoo::zoo_core::Verdict {
+            score: f32::from(u8::from(correct)),
+            correct,
+            extracted: (!answer.is_empty()).then(|| answer.to_string()),
+            parsed: !answer.is_empty(),
+            reason: String::new(),
+        }
+    }
+}
+
+impl zoo::zoo_core::Task for EvenLength {
+    fn name(&self) -> &str {
+        "even-length"
+    }
+    fn sample_problems(
+        &self,
+        rng: &mut rand_chacha::ChaCha8Rng,
+        n: usize,
+    ) -> Vec<zoo::zoo_core::Problem> {
+        use rand::Rng;
+        (0..n)
+            .map(|_| self.problems[rng.random_range(0..self.problems.len())].clone())
+            .collect()
+    }
+    fn heldout(&self) -> &[zoo::zoo_core::Problem] {
+        &self.problems
+    }
+    fn verifier(&self) -> &dyn zoo::zoo_core::Verifier {
+        &EvenLengthVerifier
+    }
+    fn sft_example(&self, _: &mut rand_chacha::ChaCha8Rng) -> zoo::zoo_core::task::SftExample {
+        unreachable!("real models are not warm-started")
+    }
+    fn max_new_tokens(&self) -> usize {
+        6
+    }
+}
+
+/// Issue 22, item 1: CEPO on a real model (the qwen2 fixture, through its chat template) with
+/// mixed rewards scores exactly the rows whose advantage is not 0, in both passes, and no row
+/// once λ = 0.
+#[test]
+fn cepo_on_a_real_model_scores_the_rows_whose_advantage_moves() {
+    use zoo::zoo_core::ObjectiveConfig;
+    use zoo::zoo_core::objective::BuildContext;
+    use zoo::zoo_core::trainer::{RolloutConfig, Trainer, TrainerConfig};
+    zoo::link_all();
+    let problem = |q: &str| zoo::zoo_core::Problem {
+        prompt: q.into(),
+        question: q.into(),
+        answer: "even".into(),
+        solution: String::new(),
+    };
+    let task = EvenLength {
+        problems: vec![problem("Say something."), problem("Write a word.")],
+    };
+    let objective = zoo_cepo::CepoConfig {
+        decay_steps: 2,
+        ..Default::default()
+    }
+    .build(&BuildContext {
+        max_new_tokens: 6,
+        group_size: 6,
+        steps: 3,
+        temperature: 1.0,
+        evaluation: false,
+    })
+    .unwrap();
+    let config = TrainerConfig {
+        rollout: RolloutConfig {
+            prompts_per_step: 4,
+            group_size: 6,
+            temperature: 1.0,
+            max_new_tokens: 6,
+        },
+        ..TrainerConfig::default()
+    };
+    let (policy, _) = load("qwen2");
+    let mut trainer = Trainer::new(config, 7, 3, Box::new(policy), objective, &task).unwrap();
+    let dumps = scratch("cepo-mixed");
+    trainer.set_rollout_dir(Some(dumps.clone()));
+    for step in 1..=3 {
+        let m = trainer.step(step).unwrap();
+        let reward = m["reward/mean"];
+        assert!(
+            reward > 0.0 && reward < 1.0,
+            "step {step}: rewards are mixed ({reward})"
+        );
+        let file = zoo::zoo_core::trainer::dumps::step_file(&dumps, step);
+        let lines: Vec<Value> = std::fs::read_to_string(file)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        // A row is scored (in both passes) iff its advantage is not 0 and its group has a wrong
+        // answer for the negative teacher, while λ > 0.
+        let (mut scored, mut moving) = (0, 0);
+        for line in &lines {
+            let passes = line["teachers"].as_array().unwrap();
+            let contrast = lines.iter().any(|other| {
+                other["group"] == line["group"]
+                    && other["teachers"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|t| t["pass"] == "wrong-answer")
+            });
+            let moves = line["advantage"].as_f64().unwrap() != 0.0;
+            moving += usize::from(moves && contrast);
+            for teacher in passes {
+                let expected = step <= 2 && moves && contrast;
+                assert_eq!(
+                    teacher["scored"].as_bool(),
+                    Some(expected),
+                    "step {step}: {line}"
+                );
+                scored += usize::from(expected);
+            }
+        }
+        assert_eq!(
+            m["teacher/scored_frac"],
+            scored as f64 / (2 * lines.len()) as f64
+        );
+        if step <= 2 {
+            assert!(moving > 0, "step {step}: some row has a contrast to score");
+            assert!(
+                m["cepo/delta_abs_mean"] > 0.0,
+                "step {step}: the teachers differ"
+            );
+        } else {
+            assert_eq!(m["teacher/scored_frac"], 0.0, "λ = 0 at step 3");
+        }
+    }
 }
