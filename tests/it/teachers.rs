@@ -310,7 +310,7 @@ fn flat(tensors: &zoo::zoo_core::policy::NamedTensors) -> Vec<f32> {
 }
 
 /// The weights of checkpoint `file` of `step`, flattened by name.
-fn saved(trainer: &Trainer<'_>, dir: &std::path::Path, step: usize, file: &str) -> Vec<f32> {
+fn saved(trainer: &mut Trainer<'_>, dir: &std::path::Path, step: usize, file: &str) -> Vec<f32> {
     let folder = trainer.save_checkpoint(dir, step).unwrap();
     flat(&zoo::zoo_core::checkpoint::load_safetensors(&folder.join(file), &Device::flex()).unwrap())
 }
@@ -323,15 +323,15 @@ fn the_snapshot_teacher_copies_the_policy_every_interval_of_optimizer_steps() {
     let mut trainer = rlcsd_trainer(&task, 2, 0.0);
     let dir = std::env::temp_dir().join(format!("zoo-it-snapshot-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let initial = saved(&trainer, &dir, 0, "model.safetensors");
+    let initial = saved(&mut trainer, &dir, 0, "model.safetensors");
     for step in 1..=4 {
         let metrics = trainer.step(step).unwrap();
         assert!(
             metrics.contains_key("actor/grad_norm"),
             "step {step} trained: {metrics:?}"
         );
-        let policy = saved(&trainer, &dir, step, "model.safetensors");
-        let teacher = saved(&trainer, &dir, step, "teacher_snapshot.safetensors");
+        let policy = saved(&mut trainer, &dir, step, "model.safetensors");
+        let teacher = saved(&mut trainer, &dir, step, "teacher_snapshot.safetensors");
         assert_ne!(policy, initial, "step {step} moved the policy");
         if step % 2 == 0 {
             assert_eq!(teacher, policy, "refreshed after optimizer step {step}");
@@ -370,4 +370,107 @@ fn rlcsd_takes_no_optimizer_step_without_a_hint_pair() {
     let metrics = trainer.step(1).unwrap();
     assert_eq!(metrics["actor/empty_updates_skipped"], 0.0);
     assert!(metrics["rlcsd/valid_sample_frac"] > 0.0);
+}
+
+/// Issue 22, item 6: a run writes its frozen initial policy once, beside its step folders;
+/// each checkpoint names it with its hash. A resumed run is exact; a checkpoint folder copied
+/// elsewhere loads with the file beside it, and without it (or with another run's) says what it
+/// needs.
+#[test]
+fn the_initial_policy_is_written_once_per_run_and_copies_say_what_they_need() {
+    zoo::link_all();
+    let task = five_arms(vec![3]);
+    // GRPO with a KL term keeps the initial policy as its reference.
+    let build = || {
+        let objective = zoo_grpo::GrpoConfig {
+            kl_coef: 0.1,
+            ..Default::default()
+        }
+        .build(&BuildContext {
+            max_new_tokens: 1,
+            group_size: 4,
+            steps: 3,
+            temperature: 1.0,
+            evaluation: false,
+        })
+        .unwrap();
+        let config = TrainerConfig {
+            rollout: RolloutConfig {
+                prompts_per_step: 4,
+                group_size: 4,
+                temperature: 1.0,
+                max_new_tokens: 1,
+            },
+            optim: OptimConfig {
+                lr: 0.05,
+                ..OptimConfig::default()
+            },
+            ..TrainerConfig::default()
+        };
+        let policy = TabularPolicy::shared(task.rows(), task.vocab(), &Device::flex()).unwrap();
+        Trainer::new(config, 9, 3, Box::new(policy), objective, &task).unwrap()
+    };
+    let base = std::env::temp_dir().join(format!("zoo-it-initial-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let dir = base.join("checkpoints");
+    let mut trainer = build();
+    let mut steps = Vec::new();
+    for step in 1..=3 {
+        steps.push(trainer.step(step).unwrap());
+        if step < 3 {
+            trainer.save_checkpoint(&dir, step).unwrap();
+        }
+    }
+    let shared = dir.join("initial_policy.safetensors");
+    assert!(shared.is_file(), "written once, beside the step folders");
+    for step in 1..=2 {
+        let folder = dir.join(format!("step-{step:06}"));
+        assert!(!folder.join("initial_policy.safetensors").exists());
+        let state = std::fs::read_to_string(folder.join("trainer_state.json")).unwrap();
+        assert!(
+            state.contains("\"path\": \"../initial_policy.safetensors\""),
+            "{state}"
+        );
+    }
+    // Resumed from step 2: step 3 as the uninterrupted run had it.
+    let mut resumed = build();
+    assert_eq!(
+        resumed.load_checkpoint(&dir.join("step-000002")).unwrap(),
+        2
+    );
+    let again = resumed.step(3).unwrap();
+    assert!(
+        steps[2]["actor/kl_loss"] != 0.0,
+        "the policy left its reference"
+    );
+    for key in ["actor/kl_loss", "actor/loss", "actor/grad_norm"] {
+        assert_eq!(again[key], steps[2][key], "{key}");
+    }
+    // A copy of the folder alone says what it needs; with the file beside it, it loads.
+    let copy = base.join("elsewhere");
+    let folder = copy.join("step-000002");
+    std::fs::create_dir_all(&folder).unwrap();
+    for entry in std::fs::read_dir(dir.join("step-000002")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), folder.join(entry.file_name())).unwrap();
+    }
+    let error = build().load_checkpoint(&folder).unwrap_err().to_string();
+    assert!(
+        error.contains("initial policy") && error.contains("copy `initial_policy.safetensors`"),
+        "{error}"
+    );
+    // Another run's initial policy is refused by its hash.
+    let mut other = build();
+    other.step(1).unwrap();
+    other.save_checkpoint(&base.join("other"), 1).unwrap();
+    std::fs::copy(
+        base.join("other/step-000001/model.safetensors"),
+        copy.join("initial_policy.safetensors"),
+    )
+    .unwrap();
+    let error = build().load_checkpoint(&folder).unwrap_err().to_string();
+    assert!(error.contains("not this run's initial policy"), "{error}");
+    std::fs::copy(&shared, copy.join("initial_policy.safetensors")).unwrap();
+    assert_eq!(build().load_checkpoint(&folder).unwrap(), 2);
+    std::fs::remove_dir_all(&base).unwrap();
 }

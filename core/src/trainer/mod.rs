@@ -163,6 +163,19 @@ pub struct TrainerState {
     pub seed: u64,
     /// The objective's name.
     pub algo: String,
+    /// Where the frozen initial policy of the run is, when the objective keeps one: written
+    /// once per run beside the step folders, not in each of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_policy: Option<InitialPolicyFile>,
+}
+
+/// The file of a run's frozen initial policy, as a checkpoint refers to it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InitialPolicyFile {
+    /// The path relative to the checkpoint folder (`../initial_policy.safetensors`).
+    pub path: String,
+    /// FNV-1a of the file's bytes, as 16 hex digits: a copy from another run is refused.
+    pub fnv1a: String,
 }
 
 /// The RL trainer.
@@ -173,6 +186,8 @@ pub struct Trainer<'a> {
     policy: Box<dyn Policy>,
     /// The frozen initial policy: the reference of a KL term, OPSD's fixed teacher.
     initial: Option<Box<dyn Policy>>,
+    /// The hash of the initial policy's file once written (or read on resume).
+    initial_hash: Option<String>,
     /// The EMA teacher and its rate (SDPO).
     ema: Option<(f32, Box<dyn Policy>)>,
     /// The snapshot teacher and its refresh interval in optimizer steps (RLCSD).
@@ -259,6 +274,7 @@ impl<'a> Trainer<'a> {
             total_steps,
             policy,
             initial,
+            initial_hash: None,
             ema,
             snapshot,
             rollout_dir: None,
