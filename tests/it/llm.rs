@@ -1078,7 +1078,7 @@ impl zoo::zoo_core::Verifier for EvenLengthVerifier {
         "even-length"
     }
     fn verify(&self, response: &str, _: &zoo::zoo_core::Problem) -> zoo::zoo_core::Verdict {
-        let correct = response.len() % 2 == 0;
+        let correct = response.len().is_multiple_of(2);
         let answer = response.trim();
         zoo::zoo_core::Verdict {
             score: f32::from(u8::from(correct)),
