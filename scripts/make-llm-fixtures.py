@@ -294,7 +294,8 @@ def build(kind, tok_ids):
     elif kind == "qwen2":
         cfg = Qwen2Config(
             **COMMON,
-            max_position_embeddings=128,
+            # Room for the references' teacher templates (OPSD's reads about 280 tokens here).
+            max_position_embeddings=512,
             rms_norm_eps=1e-6,
             rope_theta=1000000.0,
             tie_word_embeddings=False,

@@ -218,11 +218,32 @@ fn print_table(r: &ModelBench) {
         .max();
     if let Some(peak) = peak {
         println!(
-            "measured peak {} = {:.2} x (parameters + optimizer state + KV cache = {})",
+            "measured peak {} = {:.2} x the estimated peak ({}), {:.2} x (parameters + optimizer state + KV cache = {})",
             human(peak),
+            peak as f64 / r.estimate.peak() as f64,
+            human(r.estimate.peak()),
             peak as f64 / r.state_estimate as f64,
             human(r.state_estimate)
         );
+        // The bench's rollout runs before any optimizer step: no moments are resident yet.
+        let e = &r.estimate;
+        for (name, stage, estimate) in [
+            (
+                "rollout",
+                &r.rollout,
+                e.parameters + e.snapshots + e.rollout(),
+            ),
+            ("update", &r.update, e.resident() + e.update()),
+        ] {
+            if let Some(measured) = stage.peak_memory {
+                println!(
+                    "  {name}: measured {} against an estimated {} ({:.2} x)",
+                    human(measured),
+                    human(estimate),
+                    measured as f64 / estimate as f64
+                );
+            }
+        }
     }
 }
 

@@ -850,7 +850,11 @@ fn a_resumed_real_model_run_matches_the_uninterrupted_run() {
         .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
         .collect();
     kept.sort();
-    assert_eq!(kept, ["step-000003", "step-000004"]);
+    // The frozen initial policy (OPSD's teacher) is written once, beside the step folders.
+    assert_eq!(
+        kept,
+        ["initial_policy.safetensors", "step-000003", "step-000004"]
+    );
     // Interrupted after step 3's checkpoint: the later one never reached the disk.
     std::fs::remove_dir_all(split.join("checkpoints/step-000004")).unwrap();
     run(&split, true);
@@ -869,6 +873,17 @@ fn a_resumed_real_model_run_matches_the_uninterrupted_run() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Measured on flex (`check_bf16_compute` prints them), the tests allow twice each: the largest
+/// difference between zoo's bf16 logits and transformers' bf16 logits (two bf16 computations
+/// differ in their rounding about as much as bf16 differs from f32 here: 8e-2, 1.8e-1, 8.6e-2
+/// for transformers), zoo's bf16 log-probs against its f32 ones (relative), and its bf16
+/// gradient against its f32 one (relative L2).
+const BF16_MEASURED: [(&str, [f32; 3]); 3] = [
+    ("qwen2", [6.64e-2, 4.14e-3, 2.06e-2]),
+    ("llama-tied-llama3", [7.81e-2, 5.54e-3, 2.26e-2]),
+    ("qwen3", [7.58e-2, 5.55e-3, 1.58e-2]),
+];
+
 /// bf16 compute with f32 master weights (`model.dtype = "bf16"`): activations and the KV cache
 /// in bf16, logits, log-probs and gradients in f32, values within bf16's precision of f32's.
 pub fn check_bf16_compute(device: &Device) {
@@ -878,6 +893,36 @@ pub fn check_bf16_compute(device: &Device) {
         let (f32_policy, _) = load_on(name, device);
         let (policy, _) = load_on(name, device);
         let policy = policy.with_compute(Compute::Bf16);
+        // Against transformers in bf16 (`scripts/make-bf16-fixtures.py`): the logits of zoo's
+        // bf16 compute are as close to transformers' bf16 logits as measured (within 2x), and
+        // much closer to them than bf16 is to f32.
+        let fixture: Value = serde_json::from_str(
+            &std::fs::read_to_string(fixture_dir(name).join("expected_bf16.json")).unwrap(),
+        )
+        .unwrap();
+        let sequences = fixture["sequences"].as_array().unwrap();
+        let ids_of: Vec<Vec<u32>> = sequences.iter().map(|s| ids(&s["ids"])).collect();
+        let zoo_logits = all_logits(&policy, &ids_of);
+        let (mut to_bf16, mut bf16_to_f32) = (0f32, 0f32);
+        for (k, sequence) in sequences.iter().enumerate() {
+            for (t, row) in zoo_logits[k].iter().enumerate() {
+                let want = floats(&sequence["bf16"][t]);
+                let f32_row = floats(&sequence["f32"][t]);
+                for ((z, w), f) in row.iter().zip(&want).zip(&f32_row) {
+                    to_bf16 = to_bf16.max((z - w).abs());
+                    bf16_to_f32 = bf16_to_f32.max((w - f).abs());
+                }
+            }
+        }
+        eprintln!(
+            "{name}: bf16 logits vs transformers' bf16, largest difference {to_bf16:.2e} (transformers' bf16 vs f32: {bf16_to_f32:.2e})"
+        );
+        let measured = BF16_MEASURED.iter().find(|(n, _)| *n == name).unwrap().1;
+        assert!(
+            to_bf16 <= 2.0 * measured[0],
+            "{name}: {to_bf16} > 2 x {}",
+            measured[0]
+        );
         let contexts = vec![vec![5u32, 6, 7, 8], vec![9u32]];
         let responses = vec![vec![10u32, 11, 12, 13, 14], vec![15u32, 16]];
         let hidden = policy.response_hidden(&contexts, &responses, false);
@@ -905,7 +950,11 @@ pub fn check_bf16_compute(device: &Device) {
         // bf16 keeps 8 significant bits (relative steps of 2^-8 ≈ 4e-3): the log-probs move by
         // about that, not by 1e-6 (f32 computing) nor by 1e-1 (a wrong op).
         eprintln!("{name}: bf16 vs f32 log-probs, worst relative difference {worst:.2e}");
-        assert!(worst > 1e-5 && worst < 5e-2, "{name}: worst {worst}");
+        assert!(
+            worst > 1e-5 && worst <= 2.0 * measured[1],
+            "{name}: worst {worst} (measured {})",
+            measured[1]
+        );
         // Gradients reach the f32 master weights in f32, within bf16's precision of f32's.
         let logprobs = policy.token_logprobs(&contexts, &responses, 1.0, true);
         let grads = policy.backward(logprobs.sum());
@@ -931,7 +980,11 @@ pub fn check_bf16_compute(device: &Device) {
         }
         let relative = (diff / norm).sqrt();
         eprintln!("{name}: bf16 vs f32 gradient, relative L2 difference {relative:.2e}");
-        assert!(relative < 0.05, "{name}: {relative}");
+        assert!(
+            relative <= 2.0 * f64::from(measured[2]),
+            "{name}: {relative} (measured {})",
+            measured[2]
+        );
         let params = policy.parameters();
         assert!(params.values().all(|p| p.value.dtype() == DType::F32));
         // Sampling runs with a bf16 cache and gives f32 log-probs of the f32 head.
@@ -963,7 +1016,8 @@ fn a_bf16_recomputing_run_trains_and_the_tiny_model_refuses_bf16() {
     let output = train_fixture(
         &dir,
         &out,
-        "sdpo",
+        // OPSD: a distillation loss on every row, whatever the (random) model's rewards.
+        "opsd",
         // bf16 compute and layer-by-layer recomputation together.
         &[
             "rollout.group_size=2",
@@ -975,8 +1029,12 @@ fn a_bf16_recomputing_run_trains_and_the_tiny_model_refuses_bf16() {
     let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
     for line in metrics.lines() {
         let m: Value = serde_json::from_str(line).unwrap();
-        assert!(m["actor/loss"].as_f64().unwrap().is_finite());
+        assert!(m["actor/loss"].as_f64().unwrap() > 0.0, "{m}");
         assert_eq!(m["actor/skipped_updates"], 0.0);
+        // The bf16 sampler and the bf16 scoring of the update agree (measured: up to about
+        // 0.03 on this fixture; f32 agrees to 1e-6).
+        let diff = m["rollout/logprob_diff_max"].as_f64().unwrap();
+        assert!(diff < 0.1, "sampling and scoring disagree in bf16: {diff}");
     }
     // The checkpoint holds f32 weights, as the optimizer keeps them.
     let trained = zoo::zoo_llm::source::load(
@@ -991,6 +1049,18 @@ fn a_bf16_recomputing_run_trains_and_the_tiny_model_refuses_bf16() {
             .values()
             .all(|p| p.value.dtype() == zoo::zoo_core::burn::tensor::DType::F32)
     );
+    // And they trained: the f32 master weights moved from the base's.
+    let base = load("qwen2").0.parameters();
+    assert!(trained.parameters().iter().any(|(name, t)| {
+        let a = t.value.clone().into_data().try_into_vec::<f32>().unwrap();
+        let b = base[name]
+            .value
+            .clone()
+            .into_data()
+            .try_into_vec::<f32>()
+            .unwrap();
+        a != b
+    }));
     let output = crate::run(
         &dir,
         &[
@@ -1038,11 +1108,11 @@ fn scoring_groups_through_one_context_pass_equals_scoring_each_row() {
 
 /// A teacher context longer than the model's window is an error naming the pass and the
 /// lengths (issue 22, item 5): here OPSD's teacher reads a reference solution that, with the
-/// template, overflows the qwen2 fixture's 128 positions while the student's prompt fits.
+/// template, overflows the qwen2 fixture's 512 positions while the student's prompt fits.
 #[test]
 fn a_teacher_context_past_the_context_window_is_refused_by_pass() {
     let dir = scratch("teacher-length");
-    let long = "1 + 1 = 2. ".repeat(40);
+    let long = "1 + 1 = 2. ".repeat(100);
     let line = serde_json::json!({"problem": "What is 1 + 1?", "answer": "2", "solution": long});
     let data = dir.join("long.jsonl");
     std::fs::write(&data, format!("{line}\n")).unwrap();
@@ -1060,7 +1130,7 @@ fn a_teacher_context_past_the_context_window_is_refused_by_pass() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         stderr.contains("a teacher context of pass `reference-solution` (")
-            && stderr.contains("exceeds the model's context of 128 tokens"),
+            && stderr.contains("exceeds the model's context of 512 tokens"),
         "{stderr}"
     );
 }

@@ -1,11 +1,18 @@
 //! The memory a training run of a real model needs, estimated from its shape and settings
 //! (f32 everywhere, as zoo computes), for `zoo train --dry-run` and `zoo bench`.
 //!
-//! The rollout's KV cache and the update's activations are never alive together, so the peak
-//! is the resident state (parameters, optimizer moments, snapshots) plus the larger of the two
-//! phases. Activations count what the autodiff graph keeps per token and per layer of one
-//! micro-batch (decomposed attention keeps about three `[heads, L, L]` tensors per row and
-//! layer); the output head adds one chunk of positions over the vocabulary.
+//! The rollout and the update are never alive together, so the peak is the resident state
+//! (parameters, optimizer moments, snapshots) plus the larger of the two phases. The rollout
+//! holds the KV cache and, at each decoding step, the sampler's `[rows, vocab]` temporaries.
+//! The update holds one micro-batch's activations (what the autodiff graph keeps per token and
+//! per layer; decomposed attention keeps about three `[heads, L, L]` tensors per row and
+//! layer), its gradients and one chunk of the output head over the vocabulary. With bf16
+//! compute the weights are cast on use: the update's graph keeps every cast copy for its
+//! backward pass, the rollout only the one in use.
+//!
+//! What grows with the vocabulary `V`: the embedding and head parameters with their
+//! gradients and moments, the head chunk (`positions × V`, 16 bytes a value), the sampler
+//! (`rows × V`, 13 bytes a value) and a bf16 copy of the head (`V × d`, 2 bytes).
 
 use crate::config::LlmConfig;
 
@@ -51,6 +58,18 @@ pub struct MemoryEstimate {
     pub activations: u64,
     /// One chunk of the output head: logits, log-softmax and their gradients.
     pub head_chunk: u64,
+    /// The sampler's `[rows, vocab]` temporaries at one decoding step: the logits, their
+    /// log-softmax and its cumulative sum (f32 each) and the comparison with the draw (1 byte),
+    /// 13 bytes a value (measured on flex: 12.6 bytes a value of peak RSS per row between 256
+    /// and 1,024 rows of SmolLM2's shape, `zoo bench --model smollm2-135m`).
+    pub sampler: u64,
+    /// bf16 copies of the weights, cast on use: in the update, every weight the graph keeps
+    /// (one layer and the head with recomputation); in the rollout, the largest matrix.
+    /// 0 in f32.
+    pub cast_weights_update: u64,
+    /// The rollout's share of [`MemoryEstimate::cast_weights_update`]'s kind: the largest
+    /// matrix cast at once.
+    pub cast_weights_rollout: u64,
 }
 
 impl MemoryEstimate {
@@ -59,12 +78,20 @@ impl MemoryEstimate {
         self.parameters + self.optimizer + self.snapshots
     }
 
+    /// The rollout's memory beyond the resident state.
+    pub fn rollout(&self) -> u64 {
+        self.kv_cache + self.sampler + self.cast_weights_rollout
+    }
+
+    /// The update's memory beyond the resident state.
+    pub fn update(&self) -> u64 {
+        self.gradients + self.activations + self.head_chunk + self.cast_weights_update
+    }
+
     /// The estimated peak: the resident state plus the larger of rollout and update.
     pub fn peak(&self) -> u64 {
-        self.resident().saturating_add(
-            self.kv_cache
-                .max(self.gradients + self.activations + self.head_chunk),
-        )
+        self.resident()
+            .saturating_add(self.rollout().max(self.update()))
     }
 
     /// `(item, bytes)` rows for printing.
@@ -74,9 +101,12 @@ impl MemoryEstimate {
             ("optimizer state (AdamW m, v)", self.optimizer),
             ("snapshots (initial / EMA / periodic)", self.snapshots),
             ("KV cache (rollout)", self.kv_cache),
+            ("sampler [rows, vocab] (rollout)", self.sampler),
+            ("bf16 weight copy (rollout)", self.cast_weights_rollout),
             ("gradients (update)", self.gradients),
             ("activations per micro-batch", self.activations),
             ("output head chunk", self.head_chunk),
+            ("bf16 weight copies (update)", self.cast_weights_update),
             ("peak", self.peak()),
         ]
     }
@@ -105,6 +135,16 @@ pub fn estimate(config: &LlmConfig, shape: &RunShape) -> MemoryEstimate {
     let per_token_layer = 5 * d + 3 * q + 4 * kv + 4 * inner;
     let attention_per_row_layer = 3 * heads * length * length;
     let positions = (shape.head_chunk_positions as u64).min(tokens);
+    let vocab = config.vocab_size as u64;
+    // bf16 copies: the head (or the tied embedding) is the largest matrix.
+    let head = vocab * d;
+    let layer =
+        (p.saturating_sub(head * if config.tie_word_embeddings { 1 } else { 2 })) / layers.max(1);
+    let (cast_update, cast_rollout) = match (shape.bf16, shape.recompute) {
+        (false, _) => (0, 0),
+        (true, false) => (2 * p, 2 * head),
+        (true, true) => (2 * (layer + head), 2 * head),
+    };
     MemoryEstimate {
         parameters: p * F32,
         gradients: 2 * p * F32,
@@ -120,7 +160,10 @@ pub fn estimate(config: &LlmConfig, shape: &RunShape) -> MemoryEstimate {
             layers * (tokens * per_token_layer * act + rows * attention_per_row_layer * F32)
                 + 2 * tokens * d * act
         },
-        head_chunk: 4 * positions * config.vocab_size as u64 * F32,
+        head_chunk: 4 * positions * vocab * F32,
+        sampler: shape.rows as u64 * vocab * 13,
+        cast_weights_update: cast_update,
+        cast_weights_rollout: cast_rollout,
     }
 }
 
@@ -172,7 +215,7 @@ mod tests {
     }
 
     #[test]
-    fn the_token_budget_bounds_the_activations_and_the_vocabulary_only_the_head_chunk() {
+    fn the_token_budget_bounds_the_activations_and_the_vocabulary_the_head_sampler_and_casts() {
         let small = estimate(&qwen(), &shape());
         let large = estimate(
             &qwen(),
@@ -209,5 +252,29 @@ mod tests {
             small.peak(),
             small.resident() + small.gradients + small.activations + small.head_chunk
         );
+        // The sampler and the bf16 copies grow with the vocabulary too.
+        assert_eq!(wide.sampler, 2 * small.sampler);
+        assert_eq!(small.sampler, 512 * 151_936 * 13);
+        assert_eq!(
+            (small.cast_weights_update, small.cast_weights_rollout),
+            (0, 0)
+        );
+        assert_eq!(bf16.cast_weights_update, 2 * bf16.parameters / 4);
+        assert_eq!(bf16.cast_weights_rollout, 2 * 151_936 * 896);
+    }
+
+    #[test]
+    fn the_rollout_counts_the_samplers_temporaries() {
+        // Short responses and many rows: the sampler, not the KV cache, sizes the rollout.
+        let wide = RunShape {
+            rows: 512,
+            prompt_tokens: 16,
+            max_new_tokens: 2,
+            ..shape()
+        };
+        let m = estimate(&qwen(), &wide);
+        assert!(m.sampler > m.kv_cache, "{m:?}");
+        assert_eq!(m.rollout(), m.kv_cache + m.sampler);
+        assert!(m.peak() >= m.resident() + m.sampler);
     }
 }
