@@ -9,7 +9,7 @@ use zoo_core::{Error, Result};
 
 use super::names::{ARCHITECTURES, HfName, hf_name, llama3_scaling, unpermute_rows};
 use super::parse::{MetaValue, TensorInfo, parse_header};
-use super::quants::dequantize;
+use super::quants::{DECODED, dequantize};
 use crate::weights::WeightSource;
 
 /// The bytes of a GGUF file: memory-mapped, or (in tests) owned.
@@ -450,15 +450,14 @@ impl Gguf {
         let unsupported = || {
             self.bad(
                 format!(
-                    "tensor `{}` is {} (ggml type {}); zoo dequantizes F32, F16, BF16, Q8_0, Q4_0 \
-                     and Q4_1",
+                    "tensor `{}` is {} (ggml type {}); zoo dequantizes {DECODED}",
                     t.name,
                     t.type_name(),
                     t.ggml_type
                 ),
-                "re-quantize the F16/BF16 GGUF to Q8_0 or Q4_1 with llama.cpp \
-                 (`llama-quantize model-f16.gguf model-q8_0.gguf Q8_0`), or use the model's Hugging \
-                 Face safetensors folder",
+                "re-quantize the F16/BF16 GGUF to a type zoo reads (Q8_0, Q6_K, Q4_K_M, ...) \
+                 with llama.cpp (`llama-quantize model-f16.gguf model-q8_0.gguf Q8_0`), or use \
+                 the model's Hugging Face safetensors folder",
             )
         };
         let len = t.len.ok_or_else(unsupported)?;

@@ -12,7 +12,7 @@
 //!
 //! `ne[0]` varies fastest, so the row-major (Hugging Face) shape is `ne` reversed and the flat
 //! element order is the same in both. Quantized types store `ne[0]` in blocks of 32 (or 256);
-//! this reader dequantizes F32, F16, BF16, Q8_0, Q4_0 and Q4_1.
+//! this reader dequantizes F32, F16, BF16, Q8_0, Q4_0, Q4_1 and the K-quants Q2_K..Q6_K.
 //!
 //! llama.cpp's converter (`convert_hf_to_gguf.py`, `LlamaModel.permute`) reorders the rows of
 //! Llama's `q_proj`/`k_proj` weights and biases for its interleaved RoPE; the reader undoes that for

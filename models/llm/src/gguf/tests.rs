@@ -350,6 +350,75 @@ fn reads_quantized_tensors_through_the_file() {
     assert_eq!(g.tensors()[2].ggml_dims, [3, 2]);
 }
 
+/// The K-quants against gguf-py's own dequantization (`scripts/make-gguf-kquant-fixtures.py`:
+/// four random super-blocks per type, so every packed bit pattern occurs), bit for bit, read
+/// through a real file written by gguf-py's `GGUFWriter`.
+#[test]
+fn k_quants_match_gguf_py_bit_for_bit() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/gguf");
+    let g = Gguf::open(&dir.join("kquants.gguf")).unwrap();
+    let text = std::fs::read_to_string(dir.join("kquants.json")).unwrap();
+    let expected: BTreeMap<String, serde_json::Value> = serde_json::from_str(&text).unwrap();
+    assert_eq!(expected.len(), 5);
+    let mut types = Vec::new();
+    for (name, want) in &expected {
+        let t = g.tensor_by_gguf_name(name).unwrap();
+        assert_eq!(t.type_name(), want["type"].as_str().unwrap(), "{name}");
+        types.push(t.type_name());
+        let got = g.read_tensor(t).unwrap();
+        let want: Vec<f32> = want["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect();
+        assert_eq!(got.len(), 2 * 512, "{name}");
+        let differing = got
+            .iter()
+            .zip(&want)
+            .filter(|(a, b)| a.to_bits() != b.to_bits())
+            .count();
+        assert_eq!(
+            differing,
+            0,
+            "{name}: {differing} of {} values differ",
+            got.len()
+        );
+        assert!(want.iter().any(|&v| v < 0.0) && want.iter().any(|&v| v > 0.0));
+    }
+    types.sort();
+    assert_eq!(types, ["Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"]);
+}
+
+/// A hand-built `Q4_K` block: the 6-bit scales and mins of sub-blocks 0..4 and 4..8 are packed
+/// differently, and the nibbles of a byte belong to two different sub-blocks.
+#[test]
+fn q4_k_unpacks_scales_mins_and_nibbles_by_sub_block() {
+    let mut block = Vec::new();
+    block.extend(f16_bytes(1.0));
+    block.extend(f16_bytes(0.5));
+    // sub-block j: scale j + 1 (+ 32 for j = 5), min 2j; j ≥ 4 split across bytes 8..12
+    let (sc, mn): (Vec<u8>, Vec<u8>) = (0..8u8)
+        .map(|j| (j + 1 + if j == 5 { 32 } else { 0 }, 2 * j))
+        .unzip();
+    let mut scales = [0u8; 12];
+    for j in 0..4 {
+        scales[j] = sc[j] | ((sc[j + 4] >> 4) << 6);
+        scales[j + 4] = mn[j] | ((mn[j + 4] >> 4) << 6);
+        scales[j + 8] = (sc[j + 4] & 0x0F) | ((mn[j + 4] & 0x0F) << 4);
+    }
+    block.extend(scales);
+    // qs byte 32h + l: low nibble → sub-block 2h, high nibble → sub-block 2h + 1
+    block.extend((0..128).map(|i: usize| (3 + (i / 32) as u8) | (7 << 4)));
+    let x = dequantize(GGML_Q4_K, &block, 256).unwrap();
+    for j in 0..8 {
+        let q = if j % 2 == 0 { 3 + j as u8 / 2 } else { 7 };
+        let want = f32::from(sc[j]) * f32::from(q) - 0.5 * f32::from(mn[j]);
+        assert_eq!(x[32 * j], want, "sub-block {j}");
+        assert_eq!(x[32 * j + 31], want, "sub-block {j}");
+    }
+}
+
 #[test]
 fn reads_metadata_of_every_value_type_v2_and_v3() {
     for version in [2, 3] {
@@ -762,15 +831,16 @@ fn a_tensor_past_the_end_errors() {
 #[test]
 fn an_unsupported_quant_type_errors_with_its_name() {
     let mut w = tiny("llama", false, true).w;
-    // Q6_K: blocks of 256 elements in 210 bytes
-    w.tensor("output.weight", &[2, 256], 14, vec![0u8; 2 * 210]);
+    // IQ2_XXS: blocks of 256 elements in 66 bytes
+    w.tensor("output.weight", &[2, 256], 16, vec![0u8; 2 * 66]);
     let g = w.open().unwrap();
     assert_eq!(g.tensor_shapes().last().unwrap().1, [2, 256]);
     let e = err_text(g.tensor_f32("lm_head.weight"));
     for part in [
         "output.weight",
+        "IQ2_XXS",
+        "ggml type 16",
         "Q6_K",
-        "ggml type 14",
         "llama-quantize",
         "Q8_0",
     ] {
