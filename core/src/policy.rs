@@ -226,6 +226,79 @@ pub fn backward_through<P: Policy + ?Sized>(
     }
 }
 
+/// Token ids, positions and validity of a batch of `(context, response)` rows laid out
+/// `[pad…][context][response][pad…]`: contexts right-aligned at column `context_cols`,
+/// responses left-aligned after it. Positions count valid tokens only, so a row's tokens sit at
+/// the positions they would have alone. Shared by the models' prefill and scoring passes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Layout {
+    /// Number of rows.
+    pub rows: usize,
+    /// Columns: the longest context plus the longest response.
+    pub cols: usize,
+    /// The column the responses start at (the longest context's length).
+    pub context_cols: usize,
+    /// `[rows, cols]` token ids, `pad` where not valid, row-major.
+    pub tokens: Vec<i64>,
+    /// `[rows, cols]` positions: the number of valid tokens before each column in its row.
+    pub positions: Vec<i64>,
+    /// `[rows, cols]`: whether a column holds a token of the row.
+    pub valid: Vec<bool>,
+}
+
+impl Layout {
+    /// Lays out `contexts[i]` followed by `responses[i]`, padding with `pad`.
+    pub fn new(contexts: &[Vec<u32>], responses: &[Vec<u32>], pad: u32) -> Self {
+        let rows = contexts.len();
+        let context_cols = contexts.iter().map(Vec::len).max().unwrap_or(0);
+        let response_cols = responses.iter().map(Vec::len).max().unwrap_or(0);
+        let cols = context_cols + response_cols;
+        let mut tokens = vec![pad as i64; rows * cols];
+        let mut valid = vec![false; rows * cols];
+        let mut positions = vec![0i64; rows * cols];
+        for (i, (context, response)) in contexts.iter().zip(responses).enumerate() {
+            let start = context_cols - context.len();
+            // (column, token) of the context, then of the response.
+            let row = (start..).zip(context).chain((context_cols..).zip(response));
+            for (col, &t) in row {
+                tokens[i * cols + col] = t as i64;
+                valid[i * cols + col] = true;
+            }
+            let mut next = 0;
+            for j in 0..cols {
+                positions[i * cols + j] = next;
+                if valid[i * cols + j] {
+                    next += 1;
+                }
+            }
+        }
+        Self {
+            rows,
+            cols,
+            context_cols,
+            tokens,
+            positions,
+            valid,
+        }
+    }
+
+    /// `[rows, cols]` token ids.
+    pub fn tokens(&self, device: &Device) -> Tensor<2, Int> {
+        Tensor::from_data(
+            TensorData::new(self.tokens.clone(), [self.rows, self.cols]),
+            device,
+        )
+    }
+
+    /// `[rows, cols]` positions.
+    pub fn positions(&self, device: &Device) -> Tensor<2, Int> {
+        Tensor::from_data(
+            TensorData::new(self.positions.clone(), [self.rows, self.cols]),
+            device,
+        )
+    }
+}
+
 /// The responses of a batch read after their contexts, which already sit in a KV cache: each
 /// row's response but its last token (that token predicts nothing scored), `[rows, cols]` with
 /// `cols` = the longest response − 1.
@@ -347,4 +420,22 @@ pub fn response_targets(
         Tensor::from_data(TensorData::new(targets, [n, cols, 1]), device),
         Tensor::from_data(TensorData::new(mask, [n, cols]), device),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_layout_right_aligns_contexts_and_counts_positions_over_valid_tokens() {
+        let contexts = vec![vec![1, 2, 3], vec![4]];
+        let responses = vec![vec![5], vec![6, 7]];
+        let l = Layout::new(&contexts, &responses, 0);
+        assert_eq!((l.rows, l.cols, l.context_cols), (2, 5, 3));
+        assert_eq!(l.tokens, [1, 2, 3, 5, 0, 0, 0, 4, 6, 7]);
+        let valid: Vec<u8> = l.valid.iter().map(|&v| u8::from(v)).collect();
+        assert_eq!(valid, [1, 1, 1, 1, 0, 0, 0, 1, 1, 1]);
+        // The second row's context starts at position 0 though it sits at column 2.
+        assert_eq!(l.positions, [0, 1, 2, 3, 4, 0, 0, 0, 1, 2]);
+    }
 }

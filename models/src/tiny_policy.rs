@@ -9,7 +9,9 @@ use zoo_core::burn::prelude::*;
 use zoo_core::burn::tensor::{Gradients, TensorData};
 use zoo_core::checkpoint::{self, Metadata};
 use zoo_core::params;
-use zoo_core::policy::{Continuation, NamedTensors, Sample, Tokenizer, distinct, sampled_logprobs};
+use zoo_core::policy::{
+    Continuation, Layout, NamedTensors, Sample, Tokenizer, distinct, sampled_logprobs,
+};
 use zoo_core::{Error, Policy, Result, SamplingConfig};
 
 use crate::tiny_decoder::{KvCache, TinyDecoder, TinyDecoderConfig};
@@ -25,82 +27,18 @@ pub struct TinyPolicy {
     device: Device,
 }
 
-/// Token ids, positions and validity of a left-padded batch, built on the host.
-struct Layout {
-    rows: usize,
-    cols: usize,
-    tokens: Vec<i64>,
-    positions: Vec<i64>,
-    valid: Vec<bool>,
-}
-
-impl Layout {
-    /// Each row is `[pad…][context][response][pad…]`: contexts right-aligned at column
-    /// `context_cols`, responses left-aligned after it.
-    fn new(contexts: &[Vec<u32>], responses: &[Vec<u32>]) -> Self {
-        let rows = contexts.len();
-        let context_cols = contexts.iter().map(Vec::len).max().unwrap_or(0);
-        let response_cols = responses.iter().map(Vec::len).max().unwrap_or(0);
-        let cols = context_cols + response_cols;
-        let mut tokens = vec![CharTokenizer::PAD as i64; rows * cols];
-        let mut valid = vec![false; rows * cols];
-        for (i, (context, response)) in contexts.iter().zip(responses).enumerate() {
-            let start = context_cols - context.len();
-            for (j, &t) in context.iter().enumerate() {
-                tokens[i * cols + start + j] = t as i64;
-                valid[i * cols + start + j] = true;
-            }
-            for (j, &t) in response.iter().enumerate() {
-                tokens[i * cols + context_cols + j] = t as i64;
-                valid[i * cols + context_cols + j] = true;
+/// `[rows, 1, cols, cols]`: a query may attend to earlier-or-same valid columns only.
+fn causal_blocked(layout: &Layout, device: &Device) -> Tensor<4, Bool> {
+    let (n, s) = (layout.rows, layout.cols);
+    let mut blocked = vec![false; n * s * s];
+    for i in 0..n {
+        for q in 0..s {
+            for k in 0..s {
+                blocked[(i * s + q) * s + k] = k > q || !layout.valid[i * s + k];
             }
         }
-        let mut positions = vec![0i64; rows * cols];
-        for i in 0..rows {
-            let mut next = 0;
-            for j in 0..cols {
-                positions[i * cols + j] = next;
-                if valid[i * cols + j] {
-                    next += 1;
-                }
-            }
-        }
-        Self {
-            rows,
-            cols,
-            tokens,
-            positions,
-            valid,
-        }
     }
-
-    fn tokens(&self, device: &Device) -> Tensor<2, Int> {
-        Tensor::from_data(
-            TensorData::new(self.tokens.clone(), [self.rows, self.cols]),
-            device,
-        )
-    }
-
-    fn positions(&self, device: &Device) -> Tensor<2, Int> {
-        Tensor::from_data(
-            TensorData::new(self.positions.clone(), [self.rows, self.cols]),
-            device,
-        )
-    }
-
-    /// `[rows, 1, cols, cols]`: a query may attend to earlier-or-same valid columns only.
-    fn causal_blocked(&self, device: &Device) -> Tensor<4, Bool> {
-        let (n, s) = (self.rows, self.cols);
-        let mut blocked = vec![false; n * s * s];
-        for i in 0..n {
-            for q in 0..s {
-                for k in 0..s {
-                    blocked[(i * s + q) * s + k] = k > q || !self.valid[i * s + k];
-                }
-            }
-        }
-        Tensor::from_data(TensorData::new(blocked, [n, 1, s, s]), device)
-    }
+    Tensor::from_data(TensorData::new(blocked, [n, 1, s, s]), device)
 }
 
 impl TinyPolicy {
@@ -181,13 +119,13 @@ impl TinyPolicy {
         let model = self.inference_model();
         let device = self.device.clone().inner();
         let empty: Vec<Vec<u32>> = vec![Vec::new(); unique.len()];
-        let layout = Layout::new(&unique, &empty);
+        let layout = Layout::new(&unique, &empty, CharTokenizer::PAD);
         let cols = layout.cols;
         let mut cache = KvCache::default();
         let logits = model.forward(
             layout.tokens(&device),
             layout.positions(&device),
-            layout.causal_blocked(&device),
+            causal_blocked(&layout, &device),
             Some(&mut cache),
         );
         let vocab = logits.dims()[2];
@@ -240,7 +178,7 @@ impl Policy for TinyPolicy {
 
     fn token_logits(&self, contexts: &[Vec<u32>], responses: &[Vec<u32>], grad: bool) -> Tensor<3> {
         assert_eq!(contexts.len(), responses.len(), "one context per response");
-        let layout = Layout::new(contexts, responses);
+        let layout = Layout::new(contexts, responses, CharTokenizer::PAD);
         let context_cols = contexts.iter().map(Vec::len).max().unwrap_or(0);
         let response_cols = layout.cols - context_cols;
         let n = layout.rows;
@@ -256,7 +194,7 @@ impl Policy for TinyPolicy {
         let logits = model.forward(
             layout.tokens(&device),
             layout.positions(&device),
-            layout.causal_blocked(&device),
+            causal_blocked(&layout, &device),
             None,
         );
         // Column c predicts the token at column c + 1: the response starts at `context_cols`.
@@ -300,7 +238,7 @@ impl Policy for TinyPolicy {
         let model = self.inference_model();
         let device = self.device.clone().inner();
         let empty: Vec<Vec<u32>> = vec![Vec::new(); n];
-        let layout = Layout::new(prompts, &empty);
+        let layout = Layout::new(prompts, &empty, CharTokenizer::PAD);
         let mut valid = layout.valid.clone(); // [n, cols so far], row-major by row
         let mut cols = layout.cols;
         let mut next_position: Vec<i64> = (0..n)
@@ -315,7 +253,7 @@ impl Policy for TinyPolicy {
         let logits = model.forward(
             layout.tokens(&device),
             layout.positions(&device),
-            layout.causal_blocked(&device),
+            causal_blocked(&layout, &device),
             Some(&mut cache),
         );
         let vocab = logits.dims()[2];

@@ -19,7 +19,8 @@ use zoo_core::burn::tensor::activation::log_softmax;
 use zoo_core::burn::tensor::{Gradients, TensorData};
 use zoo_core::checkpoint::Metadata;
 use zoo_core::policy::{
-    Continuation, NamedTensors, Sample, Tokenizer, backward_through, distinct, response_targets,
+    Continuation, Layout, NamedTensors, Sample, Tokenizer, backward_through, distinct,
+    response_targets,
 };
 use zoo_core::{Policy, Result, SamplingConfig, params};
 
@@ -51,75 +52,14 @@ impl std::fmt::Debug for LlmPolicy {
     }
 }
 
-/// Token ids, positions and validity of a batch laid out `[pad…][context][response][pad…]`:
-/// contexts right-aligned at column `context_cols`, responses left-aligned after it.
-struct Layout {
-    rows: usize,
-    cols: usize,
-    context_cols: usize,
-    tokens: Vec<i64>,
-    positions: Vec<i64>,
-    valid: Vec<bool>,
-}
-
-impl Layout {
-    fn new(contexts: &[Vec<u32>], responses: &[Vec<u32>], pad: u32) -> Self {
-        let rows = contexts.len();
-        let context_cols = contexts.iter().map(Vec::len).max().unwrap_or(0);
-        let response_cols = responses.iter().map(Vec::len).max().unwrap_or(0);
-        let cols = context_cols + response_cols;
-        let mut tokens = vec![pad as i64; rows * cols];
-        let mut valid = vec![false; rows * cols];
-        let mut positions = vec![0i64; rows * cols];
-        for (i, (context, response)) in contexts.iter().zip(responses).enumerate() {
-            let start = context_cols - context.len();
-            // (column, token) of the context, then of the response.
-            let row = (start..).zip(context).chain((context_cols..).zip(response));
-            for (col, &t) in row {
-                tokens[i * cols + col] = t as i64;
-                valid[i * cols + col] = true;
-            }
-            let mut next = 0;
-            for j in 0..cols {
-                positions[i * cols + j] = next;
-                if valid[i * cols + j] {
-                    next += 1;
-                }
-            }
-        }
-        Self {
-            rows,
-            cols,
-            context_cols,
-            tokens,
-            positions,
-            valid,
-        }
-    }
-
-    fn tokens(&self, device: &Device) -> Tensor<2, Int> {
-        Tensor::from_data(
-            TensorData::new(self.tokens.clone(), [self.rows, self.cols]),
-            device,
-        )
-    }
-
-    fn positions(&self, device: &Device) -> Tensor<2, Int> {
-        Tensor::from_data(
-            TensorData::new(self.positions.clone(), [self.rows, self.cols]),
-            device,
-        )
-    }
-
-    /// `[rows, 1, cols, cols]`: causal, and blocked at padded keys.
-    fn bias(&self, device: &Device) -> Tensor<4> {
-        let (n, s) = (self.rows, self.cols);
-        let causal: Vec<f32> = (0..s * s)
-            .map(|i| if i % s > i / s { BLOCKED } else { 0.0 })
-            .collect();
-        let causal = Tensor::<4>::from_data(TensorData::new(causal, [1, 1, s, s]), device);
-        causal.add(key_bias(&self.valid, n, s, device))
-    }
+/// `[rows, 1, cols, cols]`: causal, and blocked at padded keys.
+fn attention_bias(layout: &Layout, device: &Device) -> Tensor<4> {
+    let (n, s) = (layout.rows, layout.cols);
+    let causal: Vec<f32> = (0..s * s)
+        .map(|i| if i % s > i / s { BLOCKED } else { 0.0 })
+        .collect();
+    let causal = Tensor::<4>::from_data(TensorData::new(causal, [1, 1, s, s]), device);
+    causal.add(key_bias(&layout.valid, n, s, device))
 }
 
 /// `indices` as a `[len]` index tensor (for `select`).
@@ -216,7 +156,7 @@ impl LlmPolicy {
         let hidden = model.hidden(
             layout.tokens(&device),
             layout.positions(&device),
-            layout.bias(&device),
+            attention_bias(&layout, &device),
             None,
         );
         // Column c predicts the token at column c + 1: the response starts at `context_cols`.
@@ -250,7 +190,7 @@ impl LlmPolicy {
         let context_hidden = model.hidden(
             layout.tokens(&device),
             layout.positions(&device),
-            layout.bias(&device),
+            attention_bias(&layout, &device),
             Some(&mut cache),
         );
         let expand = index_tensor(&row_to_unique, &device);
@@ -376,7 +316,7 @@ impl Policy for LlmPolicy {
         let hidden = model.hidden(
             layout.tokens(&device),
             layout.positions(&device),
-            layout.bias(&device),
+            attention_bias(&layout, &device),
             Some(&mut cache),
         );
         let d = config.hidden_size;
@@ -535,7 +475,7 @@ impl Policy for LlmPolicy {
         let (model, device) = self.model_for(true);
         // The kept inputs: the embedding's output and each layer's output.
         let rope = inner.rope(layout.positions(&inner_device));
-        let bias = layout.bias(&inner_device);
+        let bias = attention_bias(&layout, &inner_device);
         let mut inputs = vec![inner.embed(layout.tokens(&inner_device))];
         for index in 0..model.config().num_hidden_layers {
             let x = inputs.last().expect("the embedding is kept").clone();
@@ -554,7 +494,7 @@ impl Policy for LlmPolicy {
         let top = leaf(inputs.last().expect("layers kept"));
         dy = step(model.final_norm(top.clone()), Some(&top), dy).expect("the norm reads its input");
         let rope = model.rope(layout.positions(&device));
-        let bias = layout.bias(&device);
+        let bias = attention_bias(&layout, &device);
         for index in (0..model.config().num_hidden_layers).rev() {
             let x = leaf(&inputs[index]);
             let y = model.layer(index, x.clone(), &rope, &bias, None);
