@@ -17,6 +17,12 @@ pub struct SamplingConfig {
     pub temperature: f32,
     /// The most new tokens per response, end-of-sequence included.
     pub max_new_tokens: usize,
+    /// The fewest new tokens per response: until a response has this many, its stop tokens
+    /// get probability 0 (transformers' `min_new_tokens`, vLLM's `min_tokens`; the sampled
+    /// log-probs are then those of the renormalized distribution). `zoo bench` sets it to
+    /// `max_new_tokens` so that every response has exactly that length.
+    #[serde(default)]
+    pub min_new_tokens: usize,
 }
 
 /// One sampled response.

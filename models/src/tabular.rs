@@ -345,6 +345,7 @@ mod tests {
             &SamplingConfig {
                 temperature: 1.0,
                 max_new_tokens: 5,
+                min_new_tokens: 0,
             },
             &mut ChaCha8Rng::seed_from_u64(7),
         );

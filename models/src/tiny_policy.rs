@@ -277,8 +277,11 @@ impl Policy for TinyPolicy {
                 if out[i].finished {
                     continue;
                 }
-                let row = &host[i * vocab..(i + 1) * vocab];
-                let logprobs = log_softmax_host(row, temperature);
+                let mut row = host[i * vocab..(i + 1) * vocab].to_vec();
+                if out[i].tokens.len() < sampling.min_new_tokens {
+                    row[CharTokenizer::EOS as usize] = f32::NEG_INFINITY;
+                }
+                let logprobs = log_softmax_host(&row, temperature);
                 let token = if sampling.temperature > 0.0 {
                     sample_index(&logprobs, rng)
                 } else {
@@ -410,6 +413,7 @@ mod tests {
             let sampling = SamplingConfig {
                 temperature,
                 max_new_tokens: 12,
+                min_new_tokens: 0,
             };
             let samples = policy.sample(&prompts, &sampling, &mut rng::stream(1, 0, "s"));
             let responses: Vec<Vec<u32>> = samples.iter().map(|s| s.tokens.clone()).collect();
@@ -425,6 +429,45 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn min_new_tokens_gives_every_response_that_length_and_renormalizes_without_eos() {
+        let policy = policy();
+        let prompts: Vec<Vec<u32>> = ["1+2=", "99+1=", "5+5="]
+            .iter()
+            .cycle()
+            .take(12)
+            .map(|p| CharTokenizer.encode_prompt(p).unwrap())
+            .collect();
+        let sampling = |min_new_tokens| SamplingConfig {
+            temperature: 1.0,
+            max_new_tokens: 16,
+            min_new_tokens,
+        };
+        // Without the floor, this random model stops early somewhere.
+        let free = policy.sample(&prompts, &sampling(0), &mut rng::stream(2, 0, "s"));
+        assert!(free.iter().any(|s| s.finished && s.tokens.len() < 16));
+        let exact = policy.sample(&prompts, &sampling(16), &mut rng::stream(2, 0, "s"));
+        let responses: Vec<Vec<u32>> = exact.iter().map(|s| s.tokens.clone()).collect();
+        let forced = zoo_core::TokenMatrix::from_tensor(
+            policy.token_logprobs(&prompts, &responses, 1.0, false),
+        );
+        for (i, s) in exact.iter().enumerate() {
+            assert_eq!(s.tokens.len(), 16);
+            assert!(!s.tokens.contains(&CharTokenizer::EOS));
+            for (t, &lp) in s.logprobs.iter().enumerate() {
+                // log p(x | no EOS) = log p(x) − log(1 − p(EOS)) ≥ log p(x)
+                assert!(lp >= forced.get(i, t) - 1e-4, "row {i} token {t}");
+            }
+        }
+        assert!(
+            exact
+                .iter()
+                .enumerate()
+                .any(|(i, s)| s.logprobs[0] > forced.get(i, 0) + 1e-3),
+            "somewhere EOS had mass to give back"
+        );
     }
 
     #[test]
@@ -464,6 +507,7 @@ mod tests {
         let sampling = SamplingConfig {
             temperature: 1.0,
             max_new_tokens: 10,
+            min_new_tokens: 0,
         };
         let a = policy.sample(&prompts, &sampling, &mut rng::stream(3, 1, "s"));
         let b = policy.sample(&prompts, &sampling, &mut rng::stream(3, 1, "s"));

@@ -129,6 +129,7 @@ pub fn measure(
     let sampling = SamplingConfig {
         temperature: 1.0,
         max_new_tokens,
+        min_new_tokens: 0,
     };
     let mut sample_rates = Vec::new();
     let mut train_rates = Vec::new();

@@ -294,6 +294,7 @@ fn measure(args: &BenchArgs, shape: &str, spec: &DeviceSpec) -> Result<ModelBenc
     let sampling = SamplingConfig {
         temperature: 1.0,
         max_new_tokens: args.max_new_tokens,
+        min_new_tokens: 0,
     };
     let flops = |policy: &dyn Policy, responses: &[Vec<u32>], passes: f64| -> f64 {
         model_flops(policy, &contexts, responses, passes).unwrap_or(0.0)
@@ -315,6 +316,7 @@ fn measure(args: &BenchArgs, shape: &str, spec: &DeviceSpec) -> Result<ModelBenc
         &SamplingConfig {
             temperature: 1.0,
             max_new_tokens: 4,
+            min_new_tokens: 0,
         },
         &mut rng::stream(0, 0, "bench-model-warmup"),
     );

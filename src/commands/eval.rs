@@ -136,6 +136,7 @@ pub fn run(args: &EvalArgs) -> Result<EvalOutput> {
         &SamplingConfig {
             temperature: args.temperature,
             max_new_tokens,
+            min_new_tokens: 0,
         },
         args.samples,
         &ks,

@@ -44,6 +44,7 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
     let sampling = SamplingConfig {
         temperature: args.temperature,
         max_new_tokens: args.max_new_tokens,
+        min_new_tokens: 0,
     };
     let mut stream = rng::stream(args.seed, 0, "generate");
     let sample = policy

@@ -69,6 +69,7 @@ pub fn heldout_accuracy(
             &SamplingConfig {
                 temperature,
                 max_new_tokens,
+                min_new_tokens: 0,
             },
             1,
             &[],

@@ -153,6 +153,7 @@ fn greedy_ids_equal_transformers_generate_alone_and_batched() {
         let sampling = SamplingConfig {
             temperature: 0.0,
             max_new_tokens: greedy[0]["max_new_tokens"].as_u64().unwrap() as usize,
+            min_new_tokens: 0,
         };
         let batched = policy.sample(&prompts, &sampling, &mut rng::stream(0, 0, "greedy"));
         for (i, g) in greedy.iter().enumerate() {
@@ -166,6 +167,38 @@ fn greedy_ids_equal_transformers_generate_alone_and_batched() {
             assert_eq!(batched[i].tokens, want, "{name} greedy {i} batched");
             assert_eq!(batched[i].finished, g["hit_eos"].as_bool().unwrap());
         }
+    }
+}
+
+/// `min_new_tokens` holds the stop tokens off: greedy decoding of a prompt whose transformers
+/// output ends early keeps that output's tokens, then continues where it stopped, to exactly
+/// the length asked.
+#[test]
+fn min_new_tokens_holds_off_the_stop_tokens_and_keeps_the_greedy_prefix() {
+    for name in ["llama", "qwen2", "qwen3", "llama-tied-llama3"] {
+        let (policy, expected) = load(name);
+        let stop = policy.tokenizer().stop_tokens();
+        let greedy = expected["greedy"].as_array().unwrap();
+        let g = greedy.iter().find(|g| g["hit_eos"] == true).unwrap();
+        let prompt = ids(&g["prompt_ids"]);
+        let want = ids(&g["output_ids"]);
+        let length = g["max_new_tokens"].as_u64().unwrap() as usize;
+        assert!(want.len() < length, "{name}: the fixture stops early");
+        let sampling = SamplingConfig {
+            temperature: 0.0,
+            max_new_tokens: length,
+            min_new_tokens: length,
+        };
+        let out = policy.sample(&[prompt], &sampling, &mut rng::stream(0, 0, "greedy"));
+        let tokens = &out[0].tokens;
+        assert_eq!(tokens.len(), length, "{name}");
+        assert!(!out[0].finished, "{name}");
+        assert!(
+            tokens.iter().all(|t| !stop.contains(t)),
+            "{name}: {tokens:?}"
+        );
+        let kept = want.len() - 1; // the last wanted token is the stop token
+        assert_eq!(tokens[..kept], want[..kept], "{name}");
     }
 }
 
@@ -185,6 +218,7 @@ fn sampled_logprobs_equal_teacher_forced_ones_and_rows_are_independent() {
             let sampling = SamplingConfig {
                 temperature,
                 max_new_tokens: 12,
+                min_new_tokens: 0,
             };
             let samples = policy.sample(&prompts, &sampling, &mut rng::stream(4, 0, "s"));
             let responses: Vec<Vec<u32>> = samples.iter().map(|s| s.tokens.clone()).collect();
@@ -993,6 +1027,7 @@ pub fn check_bf16_compute(device: &Device) {
             &SamplingConfig {
                 temperature: 1.0,
                 max_new_tokens: 4,
+                min_new_tokens: 0,
             },
             &mut rng::stream(3, 0, "bf16"),
         );

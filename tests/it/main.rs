@@ -96,6 +96,7 @@ impl FixedBatch {
             &SamplingConfig {
                 temperature: 1.0,
                 max_new_tokens: 9,
+                min_new_tokens: 0,
             },
             &mut rng::stream(5, 0, "s"),
         );

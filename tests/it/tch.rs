@@ -173,6 +173,7 @@ fn real_model_fixtures_match_transformers_on_tch_cpu() {
         let sampling = SamplingConfig {
             temperature: 0.0,
             max_new_tokens: 8,
+            min_new_tokens: 0,
         };
         let out = policy.sample(&prompts, &sampling, &mut rng::stream(0, 0, "greedy"));
         for (g, o) in greedy.iter().zip(&out) {
@@ -182,6 +183,7 @@ fn real_model_fixtures_match_transformers_on_tch_cpu() {
         let sampling = SamplingConfig {
             temperature: 0.8,
             max_new_tokens: 10,
+            min_new_tokens: 0,
         };
         let out = policy.sample(&prompts, &sampling, &mut rng::stream(2, 0, "s"));
         let responses: Vec<Vec<u32>> = out.iter().map(|s| s.tokens.clone()).collect();

@@ -330,6 +330,7 @@ impl<'a> Trainer<'a> {
                 0 => self.task.max_new_tokens(),
                 n => n,
             },
+            min_new_tokens: 0,
         }
     }
 

@@ -340,8 +340,19 @@ impl Policy for LlmPolicy {
             .map(|v| v.iter().filter(|&&x| x).count() as i64)
             .collect();
 
+        // `[1, vocab]`: -inf at the stop tokens, added to the logits before `min_new_tokens`.
+        let no_stop = (sampling.min_new_tokens > 0).then(|| {
+            let mut bias = vec![0f32; vocab];
+            for &t in stop.iter().filter(|&&t| (t as usize) < vocab) {
+                bias[t as usize] = f32::NEG_INFINITY;
+            }
+            Tensor::<2>::from_data(TensorData::new(bias, [1, vocab]), &device)
+        });
         for step in 0..sampling.max_new_tokens {
             let m = alive.len();
+            if let Some(bias) = no_stop.as_ref().filter(|_| step < sampling.min_new_tokens) {
+                logits = logits.add(bias.clone().expand([m, vocab]));
+            }
             let logprobs = log_softmax(logits.div_scalar(temperature), 1); // [m, vocab]
             let ids = if greedy {
                 logprobs.clone().argmax(1) // [m, 1]

@@ -191,6 +191,7 @@ mod tests {
             &SamplingConfig {
                 temperature: 1.0,
                 max_new_tokens: 4,
+                min_new_tokens: 0,
             },
             &mut rng::stream(0, 0, "t"),
         );
