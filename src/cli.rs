@@ -136,69 +136,74 @@ Examples:
 /// `zoo bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Comma-separated devices [default: every device this build and machine have; `flex`
-    /// with `--model`].
+    /// Comma-separated devices [default: every device this build and machine have for the
+    /// default model; `flex` with `--model`].
     #[arg(long)]
     pub devices: Option<String>,
-    /// Prompts per round (the default model).
-    #[arg(long, default_value_t = 64)]
-    pub batch: usize,
-    /// Timed rounds (after one warm-up); the median is reported (the default model).
-    #[arg(long, default_value_t = 3)]
-    pub rounds: usize,
-    /// Print JSON instead of the table.
-    #[arg(long)]
-    pub json: bool,
-    /// A real model's shape with random weights: `smollm2-135m`, `qwen2.5-0.5b`,
-    /// `qwen2.5-1.5b`, `qwen3-0.6b`, `llama3.2-1b`, a config.json, a model folder or a .gguf
-    /// file (only its config is read).
-    #[arg(long, value_name = "SHAPE_OR_SOURCE")]
-    pub model: Option<String>,
-    /// With `--model`: the objective whose gradient the update computes.
+    /// The model: `tiny` (the CPU default decoder, the default), a real model's shape with
+    /// random weights (`smollm2-135m`, `qwen2.5-0.5b`, `qwen2.5-1.5b`, `qwen3-0.6b`,
+    /// `llama3.2-1b`), a config.json, a model folder or a .gguf file (only its config is read).
+    #[arg(long, value_name = "SHAPE_OR_SOURCE", default_value = "tiny")]
+    pub model: String,
+    /// The objective whose gradient the update computes.
     #[arg(long, default_value = "grpo")]
     pub algo: String,
-    /// With `--model`: prompts in the step.
-    #[arg(long, default_value_t = 8)]
-    pub prompts: usize,
-    /// With `--model`: responses per prompt.
-    #[arg(long, default_value_t = 4)]
-    pub group_size: usize,
-    /// With `--model`: tokens per prompt.
-    #[arg(long, default_value_t = 64)]
-    pub prompt_tokens: usize,
-    /// With `--model`: tokens per response (random weights rarely stop early).
-    #[arg(long, default_value_t = 256)]
-    pub max_new_tokens: usize,
-    /// With `--model`: the micro-batch token budget (`update.micro_batch_tokens`; 0: one
-    /// micro-batch).
-    #[arg(long, default_value_t = 4096)]
-    pub micro_batch_tokens: usize,
-    /// With `--model`: positions of the output head computed at once.
+    /// Distinct prompts in the step [default: 64 tiny, 8 otherwise].
+    #[arg(long)]
+    pub prompts: Option<usize>,
+    /// Responses per prompt [default: 4].
+    #[arg(long, visible_alias = "group")]
+    pub group_size: Option<usize>,
+    /// Tokens per prompt (random ids) [default: 9 tiny, 64 otherwise].
+    #[arg(long)]
+    pub prompt_tokens: Option<usize>,
+    /// Tokens per response: every response has exactly this many (stop tokens are held off)
+    /// [default: 33 tiny, 256 otherwise].
+    #[arg(long, visible_alias = "max-new-tokens")]
+    pub response_len: Option<usize>,
+    /// Timed rounds after one warm-up round; each stage reports its median [default: 3 tiny,
+    /// 1 otherwise].
+    #[arg(long)]
+    pub rounds: Option<usize>,
+    /// Rows per micro-batch of the scoring pass and the update [default: 64 tiny, all rows
+    /// otherwise].
+    #[arg(long)]
+    pub micro_batch_rows: Option<usize>,
+    /// Token budget per micro-batch (`update.micro_batch_tokens`; 0: no budget) [default: 0
+    /// tiny, 4096 otherwise].
+    #[arg(long)]
+    pub micro_batch_tokens: Option<usize>,
+    /// Positions of the output head computed at once (real-model shapes).
     #[arg(long, default_value_t = 1024)]
     pub chunk_positions: usize,
+    /// Print JSON instead of the tables.
+    #[arg(long)]
+    pub json: bool,
     /// Instead of a benchmark: check each device's fused attention against the decomposed one
     /// zoo's decoder uses (mask convention, causal alignment with a KV cache).
     #[arg(long)]
     pub check_attention: bool,
-    /// With `--model`: recompute each decoder layer in the backward pass (`model.recompute`).
+    /// Recompute each decoder layer in the backward pass (`model.recompute`; real-model
+    /// shapes).
     #[arg(long)]
     pub recompute: bool,
-    /// With `--model`: the compute dtype (bf16: f32 master weights, bf16 activations).
+    /// The compute dtype (bf16: f32 master weights, bf16 activations; real-model shapes).
     #[arg(long, value_enum, default_value = "f32")]
     pub dtype: crate::run_config::ModelDtype,
-    /// With `--model`: the device's peak TFLOP/s, for MFU (e.g. 989 for H100/H200 dense
-    /// BF16, 495 TF32, 67 FP32).
+    /// The device's peak TFLOP/s, for MFU (e.g. 989 for H100/H200 dense BF16, 495 TF32, 67
+    /// FP32). Each stage is also reported against the matrix-product rate the bench measures.
     #[arg(long)]
     pub peak_tflops: Option<f64>,
 }
 
 const BENCH_EXAMPLES: &str = "Examples:
-  zoo bench                              # flex (and tch-cpu, tch-cuda:N with feature `tch`)
-  zoo bench --devices flex,tch-cpu --rounds 5
-  zoo bench --devices tch-cuda:0 --batch 256 --json
+  zoo bench                              # the tiny model: flex (and tch-cpu, tch-cuda:N with feature `tch`)
+  zoo bench --devices flex,tch-cpu --prompts 64 --group-size 4 --response-len 33 --rounds 5
+  zoo bench --devices tch-cuda:0 --prompts 256 --json
   zoo bench --model smollm2-135m --devices tch-cpu --algo sdpo
   zoo bench --model qwen2.5-0.5b --devices tch-cuda:0 --prompts 64 --group-size 8 \\
-            --max-new-tokens 1024 --micro-batch-tokens 16384 --peak-tflops 67";
+            --response-len 1024 --micro-batch-tokens 16384 --peak-tflops 67
+  bench/side-by-side.py --model smollm2-135m   # zoo beside the PyTorch reference";
 
 /// `zoo new-algo`.
 #[derive(Debug, Args)]

@@ -30,13 +30,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Plugins(PluginsCommand::List) => commands::list::plugins(),
         Command::Plugins(PluginsCommand::Inspect { path }) => commands::list::inspect(&path),
         Command::List => commands::list::run(),
-        Command::Bench(args) if args.check_attention => {
-            commands::bench_model::check_attention(&args)
-        }
-        Command::Bench(args) => match &args.model {
-            Some(shape) => commands::bench_model::run(&args, shape),
-            None => commands::bench::run(&args),
-        },
+        Command::Bench(args) if args.check_attention => commands::bench::check_attention(&args),
+        Command::Bench(args) => commands::bench::run(&args),
     }
 }
 

@@ -200,7 +200,7 @@ pub trait Policy: Send {
     fn snapshot(&self) -> Box<dyn Policy>;
 
     /// Forward FLOPs of one token read after `context` tokens, for `perf/mfu`; `None` when not
-    /// known (the tiny models).
+    /// known (the tabular policies).
     fn flops_per_token(&self, _context: usize) -> Option<f64> {
         None
     }

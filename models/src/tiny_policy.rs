@@ -355,6 +355,16 @@ impl Policy for TinyPolicy {
             device: self.device.clone(),
         })
     }
+
+    /// `2·(matrix parameters) + 4·layers·d·context`, the LLMs' formula: every weight but the
+    /// (untied) embedding is one multiply-add per token, and attention reads `context` keys
+    /// and values per head dimension.
+    fn flops_per_token(&self, context: usize) -> Option<f64> {
+        let c = self.model.config();
+        let matrices = self.num_params() - c.vocab_size * c.hidden_size;
+        let attention = 4 * c.num_hidden_layers * c.hidden_size;
+        Some(2.0 * matrices as f64 + attention as f64 * context as f64)
+    }
 }
 
 /// `log softmax(row / temperature)` in f64.

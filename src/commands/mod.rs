@@ -2,7 +2,6 @@
 
 pub mod bandit;
 pub mod bench;
-pub mod bench_model;
 pub mod compare;
 pub mod eval;
 pub mod generate;

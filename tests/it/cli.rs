@@ -299,29 +299,73 @@ fn plugins_inspect_refuses_a_file_that_is_not_a_plugin() {
 }
 
 #[test]
-fn bench_reports_tokens_per_second_per_device() {
+fn bench_runs_exact_shapes_and_reports_every_stage() {
     let output = crate::run(
         &std::env::temp_dir(),
         &[
             "bench",
             "--devices",
             "flex",
-            "--batch",
+            "--prompts",
+            "3",
+            "--group-size",
+            "2",
+            "--prompt-tokens",
+            "4",
+            "--response-len",
+            "7",
+            "--micro-batch-rows",
             "4",
             "--rounds",
             "1",
             "--json",
         ],
     );
-    assert!(output.status.success());
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let rows: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let rows = rows.as_array().unwrap();
     assert_eq!(rows.len(), 1);
-    assert_eq!(rows[0]["device"], "flex");
-    for key in ["sample_tokens_per_s", "train_tokens_per_s"] {
-        let rate = rows[0][key].as_f64().unwrap();
-        assert!(rate > 0.0 && rate.is_finite(), "{key} = {rate}");
+    let r = &rows[0];
+    assert_eq!(r["device"], "flex");
+    assert_eq!(r["model"], "tiny");
+    assert_eq!(r["parameters"], 645_760);
+    assert_eq!(
+        (r["rows"].as_u64(), r["response_len"].as_u64()),
+        (Some(6), Some(7))
+    );
+    // Every response is exactly --response-len tokens: 6 rows x 7.
+    for stage in ["rollout", "scoring", "update"] {
+        let s = &r[stage];
+        assert_eq!(s["tokens"], 42, "{stage}");
+        let rate = s["tokens_per_s"].as_f64().unwrap();
+        assert!(rate > 0.0 && rate.is_finite(), "{stage}: {rate}");
+        let (tflops, fraction) = (
+            s["tflops"].as_f64().unwrap(),
+            s["peak_fraction"].as_f64().unwrap(),
+        );
+        let peak = r["matmul_peak_tflops"].as_f64().unwrap();
+        assert!(tflops > 0.0 && peak > 0.0);
+        approx::assert_relative_eq!(fraction, tflops / peak, max_relative = 1e-9);
     }
+    assert_eq!(r["sample_s"], r["rollout"]["seconds"]);
+    assert_eq!(r["train_step_s"], r["update"]["seconds"]);
+    // The update counts three passes of the rollout's forward FLOPs.
+    let per_second =
+        |stage: &str| r[stage]["tflops"].as_f64().unwrap() * r[stage]["seconds"].as_f64().unwrap();
+    approx::assert_relative_eq!(
+        per_second("update"),
+        3.0 * per_second("rollout"),
+        max_relative = 1e-9
+    );
+    assert!(r["estimate"].is_null());
+    // Flags of real-model shapes are refused for the tiny model.
+    let output = crate::run(&std::env::temp_dir(), &["bench", "--recompute"]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--model smollm2-135m"));
 }
 
 #[test]
@@ -343,6 +387,8 @@ fn bench_of_a_model_shape_reports_every_stage_and_the_memory_estimate() {
             "5",
             "--max-new-tokens",
             "6",
+            "--rounds",
+            "1",
             "--chunk-positions",
             "4",
             "--peak-tflops",
@@ -366,6 +412,8 @@ fn bench_of_a_model_shape_reports_every_stage_and_the_memory_estimate() {
         }
     }
     // The estimate counts SDPO's EMA snapshot.
+    // Every response is exactly --max-new-tokens (an alias of --response-len) long.
+    assert_eq!(row["rollout"]["tokens"], 2 * 2 * 6);
     let estimate = &row["estimate"];
     assert_eq!(estimate["snapshots"], estimate["parameters"]);
     assert_eq!(
