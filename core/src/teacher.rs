@@ -78,7 +78,10 @@ pub struct TeacherPass {
     pub weights: TeacherWeights,
     /// This pass is the distillation teacher: its distribution over the vocabulary meets the
     /// student's in [`crate::Objective::token_divergence`], computed per micro-batch on the
-    /// device. At most one pass may ask for it; it scores every response.
+    /// device. At most one pass may ask for it. Only the divergence reads it, in the update
+    /// (for every response whose loss mask is not all zero), so the scoring stage skips it: its
+    /// [`TeacherScores`] hold zero log-probs and no row marked `scored`, and `has_hint` as the
+    /// rows say.
     pub logits: bool,
     /// Where `zoo objective eval` reads this pass's log-probs.
     pub probe_input: ProbeInput,

@@ -403,6 +403,8 @@ struct Seen {
     full_logits: usize,
     /// Trunk passes.
     hidden_calls: usize,
+    /// Rows through trunk passes.
+    hidden_rows: usize,
 }
 
 /// A fixture policy that records its calls into `seen`.
@@ -437,7 +439,10 @@ impl Policy for Recording {
         responses: &[Vec<u32>],
         grad: bool,
     ) -> Tensor<3> {
-        self.seen.lock().unwrap().hidden_calls += 1;
+        let mut seen = self.seen.lock().unwrap();
+        seen.hidden_calls += 1;
+        seen.hidden_rows += contexts.len();
+        drop(seen);
         self.inner.response_hidden(contexts, responses, grad)
     }
     fn head(&self, hidden: Tensor<3>, grad: bool) -> Tensor<3> {
@@ -500,6 +505,73 @@ fn no_head_call_exceeds_the_chunk_budget_and_no_full_logits_are_built() {
             );
         }
         assert_eq!(seen.full_logits, 0, "{name}: full logits built");
+    }
+}
+
+/// Row 5's loss mask is all zero (the credit stage dropped it, as SDPO drops rows without a
+/// demonstration): it adds nothing to the loss, so neither the student nor the distillation
+/// teacher runs it, unless the loss couples the rows of the mini-batch (DisCO). That the
+/// gradient is still the one-graph gradient is `every_objective_gets_the_one_graph_gradient_under_any_cut`.
+#[test]
+fn a_row_with_an_all_zero_loss_mask_runs_through_no_pass() {
+    let policy = fixture("qwen2", 5);
+    let inputs = Inputs::new(&policy);
+    for (name, skipped) in [
+        ("grpo", true),
+        ("sdpo", true),
+        ("opsd", true),
+        ("disco", false),
+    ] {
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let student = Recording::new("qwen2", 5, &seen);
+        let teacher_seen = Arc::new(Mutex::new(Seen::default()));
+        let teacher = Recording::new("qwen3", 5, &teacher_seen);
+        let objective = build(name);
+        let got = mini_batch_gradient(
+            &student,
+            objective.as_ref(),
+            &inputs.batch(&teacher),
+            &(0..8).collect::<Vec<_>>(),
+            MicroBatching {
+                max_rows: 3,
+                max_tokens: 0,
+            },
+            1.0,
+            false,
+        )
+        .unwrap();
+        let live = if skipped { 7 } else { 8 };
+        assert_eq!(
+            got.skipped_rows,
+            if skipped { vec![5] } else { vec![] },
+            "{name}"
+        );
+        // Whole-mini-batch losses run the trunk twice (score, then back-propagate).
+        let passes = if objective.needs().whole_mini_batch {
+            2
+        } else {
+            1
+        };
+        assert_eq!(
+            seen.lock().unwrap().hidden_rows,
+            passes * live,
+            "{name}: student rows"
+        );
+        let teacher_rows = if objective.needs().student_logits {
+            passes * live
+        } else {
+            0
+        };
+        assert_eq!(
+            teacher_seen.lock().unwrap().hidden_rows,
+            teacher_rows,
+            "{name}: teacher rows"
+        );
+        let trained: usize = (0..8)
+            .filter(|&r| !skipped || r != 5)
+            .map(|r| inputs.responses[r].len())
+            .sum();
+        assert_eq!(got.trained_tokens, trained, "{name}");
     }
 }
 
@@ -577,7 +649,21 @@ fn an_on_policy_update_without_an_old_pass_uses_its_own_logprobs_as_old() {
         .unwrap();
         assert!(scored.logprobs.is_none());
         let own_logprobs = own.logprobs.as_ref().unwrap();
-        crate::llm::assert_close(name, &own_logprobs.data, &inputs.old.data, 1e-5);
+        // Row 5's loss mask is all zero: skipped (but by DisCO), its log-probs left at 0.
+        let live: Vec<usize> = (0..8).filter(|r| !own.skipped_rows.contains(r)).collect();
+        assert_eq!(own.skipped_rows.is_empty(), name == "disco", "{name}");
+        crate::llm::assert_close(
+            name,
+            &own_logprobs.select_rows(&live).data,
+            &inputs.old.select_rows(&live).data,
+            1e-5,
+        );
+        for &r in &own.skipped_rows {
+            assert!(
+                own_logprobs.row(r).iter().all(|&x| x == 0.0),
+                "{name}: row {r}"
+            );
+        }
         approx::assert_relative_eq!(own.loss, scored.loss, max_relative = 1e-4, epsilon = 1e-7);
         assert_same_gradient(
             &format!("{name}, own ℓ^old"),

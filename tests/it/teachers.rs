@@ -13,9 +13,9 @@ use zoo::zoo_core::{
 use zoo::zoo_models::TabularPolicy;
 use zoo::zoo_verifiers::bandit::{Arms, Question};
 
-/// What one credit call saw: rewards, group ids, the pass's `has_hint`, and the loss mask the
-/// credit returned.
-type Seen = (Vec<f32>, Vec<usize>, Vec<bool>, Vec<f32>);
+/// What one credit call saw: rewards, group ids, the pass's `has_hint`, the loss mask the
+/// credit returned, and whether the pass held any scored row or log-prob.
+type Seen = (Vec<f32>, Vec<usize>, Vec<bool>, Vec<f32>, bool);
 
 /// SDPO, recording each credit call.
 struct Recorded {
@@ -48,6 +48,8 @@ impl Objective for Recorded {
                 .expect("SDPO returns a mask")
                 .data
                 .clone(),
+            input.teachers[0].scored.iter().any(|&s| s)
+                || input.teachers[0].logprobs.data.iter().any(|&x| x != 0.0),
         ));
         Ok(credit)
     }
@@ -106,11 +108,14 @@ fn sdpo_masks_exactly_the_responses_without_a_successful_group_mate() {
     for step in 1..=4 {
         let metrics = trainer.step(step).unwrap();
         fractions.push(metrics["sdpo/distill_frac"]);
+        // The distillation pass is read in the update, never scored on its own.
+        assert_eq!(metrics["teacher/scored_frac"], 0.0);
     }
     let seen = seen.lock().unwrap();
     assert_eq!(seen.len(), 4);
     let (mut with, mut without) = (0, 0);
-    for ((rewards, groups, has_hint, mask), fraction) in seen.iter().zip(fractions) {
+    for ((rewards, groups, has_hint, mask, scored), fraction) in seen.iter().zip(fractions) {
+        assert!(!scored, "the distillation pass has no log-probs of its own");
         for i in 0..rewards.len() {
             let mate =
                 (0..rewards.len()).any(|j| j != i && groups[j] == groups[i] && rewards[j] >= 0.5);

@@ -436,9 +436,11 @@ impl<'a> Trainer<'a> {
         // Passes scored by the same weights share one scoring call, their rows ordered by
         // context, so a context several passes read (RLCSD's wrong siblings) is prefilled once
         // per micro-batch.
+        // A distillation pass is read only by the divergence, in the update: nothing reads its
+        // log-probs, so it is not scored here.
         let passes = &self.needs.teachers;
         let mut logprobs = vec![TokenMatrix::zeros(mask.rows, mask.cols); passes.len()];
-        let mut done = vec![false; passes.len()];
+        let mut done: Vec<bool> = passes.iter().map(|p| p.logits).collect();
         for first in 0..passes.len() {
             if done[first] {
                 continue;
@@ -482,7 +484,11 @@ impl<'a> Trainer<'a> {
             teachers.push(TeacherScores {
                 logprobs,
                 has_hint: built.has_hint.clone(),
-                scored: built.scored.clone(),
+                scored: if pass.logits {
+                    vec![false; responses.len()]
+                } else {
+                    built.scored.clone()
+                },
             });
             if pass.logits {
                 distill_contexts = Some(built.contexts.clone());
@@ -584,22 +590,27 @@ impl<'a> Trainer<'a> {
         metrics.insert("timing/update".into(), update_seconds);
         // How far the sampler's log-probs are from teacher forcing (verl reports the same as
         // `training/rollout_probs_diff_*`): a large gap means sampling and scoring disagree.
-        let scored = match totals.current_logprobs.take() {
-            Some(current) => Some(current),
+        let (scored, unscored) = match totals.current_logprobs.take() {
+            // The update computed no log-probs for the rows it skipped.
+            Some(current) => (Some(current), totals.skipped_rows.clone()),
             // Without an update and without a pass of its own, `ℓ^old` was never computed.
-            None if old_is_current => None,
-            None => Some(old_logprobs),
+            None if old_is_current => (None, Vec::new()),
+            None => (Some(old_logprobs), Vec::new()),
         };
         if let Some(scored) = scored {
-            let (mut diff_max, mut diff_sum) = (0f64, 0f64);
+            let (mut diff_max, mut diff_sum, mut token_count) = (0f64, 0f64, 0f64);
             for (i, r) in batch.rollouts.iter().enumerate() {
+                if unscored.contains(&i) {
+                    continue;
+                }
                 for (t, &behaviour) in r.behaviour_logprobs.iter().enumerate() {
                     let diff = (behaviour as f64 - scored.get(i, t) as f64).abs();
                     diff_max = diff_max.max(diff);
                     diff_sum += diff;
+                    token_count += f64::from(mask.get(i, t));
                 }
             }
-            let token_count = mask.data.iter().map(|&m| m as f64).sum::<f64>().max(1.0);
+            let token_count = token_count.max(1.0);
             metrics.insert("rollout/logprob_diff_max".into(), diff_max);
             metrics.insert("rollout/logprob_diff_mean".into(), diff_sum / token_count);
         }

@@ -40,9 +40,11 @@ impl Trainer<'_> {
             fresh,
         )?;
         if let Some(logprobs) = &gradient.logprobs {
-            // One on-policy mini-batch of every row, in order: the step's ℓ^old.
+            // One on-policy mini-batch of every row, in order: the step's ℓ^old (but for the
+            // skipped rows).
             totals.current_logprobs = Some(logprobs.clone());
         }
+        totals.skipped_rows.extend(&gradient.skipped_rows);
         totals.entropy += gradient.entropy_sum;
         totals.response_tokens += gradient.response_tokens;
         totals.trained_tokens += gradient.trained_tokens;
@@ -135,6 +137,8 @@ pub(super) struct UpdateTotals {
     pub(super) trained_tokens: usize,
     /// The log-probs the on-policy update computed when `ℓ^old` had no pass of its own.
     pub(super) current_logprobs: Option<crate::batch::TokenMatrix>,
+    /// Rows an update skipped for an all-zero loss mask (batch indices, once per epoch).
+    pub(super) skipped_rows: Vec<usize>,
     loss: f64,
     /// Each loss part summed over optimizer steps.
     parts: Vec<(&'static str, f64)>,

@@ -172,8 +172,12 @@ pub struct MiniBatchGradient {
     /// Response tokens that went through a forward and backward pass (for throughput).
     pub trained_tokens: usize,
     /// With [`UpdateBatch::old_is_current`]: the log-probs `[rows, t]` the update computed, in
-    /// the order of `rows` (they are `ℓ^old`).
+    /// the order of `rows` (they are `ℓ^old`); the skipped rows hold zeros.
     pub logprobs: Option<TokenMatrix>,
+    /// Rows (batch indices) whose loss mask is all zero, which went through no pass (none
+    /// when the objective's loss reads the whole mini-batch). The entropy and token counts
+    /// above leave them out.
+    pub skipped_rows: Vec<usize>,
 }
 
 /// What the micro-batches of a mini-batch add up.
@@ -227,7 +231,16 @@ pub fn mini_batch_gradient(
         .aggregation()
         .token_coefficients(&mini_mask, mini_selected.as_ref());
     let local: HashMap<usize, usize> = rows.iter().enumerate().map(|(k, &r)| (r, k)).collect();
-    let micros = micro.split(rows, batch.contexts, batch.responses);
+    // A row whose loss mask is all zero has coefficient 0 at every token: it adds nothing to
+    // the loss or the gradient (SDPO's rows without a demonstration), so unless the loss couples
+    // rows (`whole_mini_batch`) it runs through no forward and no backward pass.
+    let (live, skipped_rows): (Vec<usize>, Vec<usize>) = rows.iter().partition(|&&r| {
+        needs.whole_mini_batch
+            || batch.mask.data[r * batch.mask.cols..(r + 1) * batch.mask.cols]
+                .iter()
+                .any(|&m| m != 0.0)
+    });
+    let micros = micro.split(&live, batch.contexts, batch.responses);
     let mut sums = Sums {
         logprobs: batch
             .old_is_current
@@ -357,6 +370,7 @@ pub fn mini_batch_gradient(
         response_tokens: sums.response_tokens,
         trained_tokens: sums.trained_tokens,
         logprobs: sums.logprobs,
+        skipped_rows,
     })
 }
 
