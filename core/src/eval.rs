@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::Result;
 use crate::policy::{Policy, SamplingConfig};
-use crate::task::{Problem, Task, Verdict};
+use crate::task::{Judged, Problem, Task, Verdict};
 
 /// Evaluation results.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -74,12 +74,24 @@ pub fn evaluate(
         }
         let mut rng = crate::rng::stream(seed, chunk_index as u64, "eval");
         let outputs = policy.sample(&rows, sampling, &mut rng);
-        for (p, problem) in chunk.iter().enumerate() {
+        let judged = crate::task::judge_all(
+            task,
+            policy.tokenizer(),
+            &outputs
+                .iter()
+                .enumerate()
+                .map(|(i, sample)| (sample.tokens.as_slice(), &chunk[i / samples]))
+                .collect::<Vec<_>>(),
+        );
+        let mut judged = judged.into_iter();
+        for _ in chunk {
             let mut correct = 0;
-            for sample in &outputs[p * samples..(p + 1) * samples] {
-                let text = policy.tokenizer().decode(&sample.tokens);
-                let verdict = task.verifier().verify(&text, problem);
-                let features = task.response_features(&text, problem);
+            for judged in judged.by_ref().take(samples) {
+                let Judged {
+                    text,
+                    verdict,
+                    features,
+                } = judged;
                 correct += usize::from(verdict.correct);
                 for &(name, present) in &features {
                     *feature_counts.entry(name.to_string()).or_default() += usize::from(present);

@@ -18,6 +18,7 @@ pub use inventory;
 pub use typetag;
 
 pub mod aggregation;
+pub mod attention;
 pub mod batch;
 pub mod checkpoint;
 pub mod config;

@@ -39,6 +39,41 @@ pub struct Verdict {
     pub reason: String,
 }
 
+/// One response judged: its decoded text, the verdict and the task's response features.
+#[derive(Debug, Clone)]
+pub struct Judged {
+    /// The response decoded without special tokens.
+    pub text: String,
+    /// The verifier's verdict.
+    pub verdict: Verdict,
+    /// [`Task::response_features`] of the text.
+    pub features: Vec<(&'static str, bool)>,
+}
+
+/// Decodes and judges each response `(tokens, problem)`, in order, on every core (verifiers
+/// are pure and thread-safe; a math verifier's normalization is the costly part of a step's
+/// host work at real response lengths).
+pub fn judge_all(
+    task: &dyn Task,
+    tokenizer: &dyn crate::policy::Tokenizer,
+    responses: &[(&[u32], &Problem)],
+) -> Vec<Judged> {
+    use rayon::prelude::*;
+    responses
+        .par_iter()
+        .map(|&(tokens, problem)| {
+            let text = tokenizer.decode(tokens);
+            let verdict = task.verifier().verify(&text, problem);
+            let features = task.response_features(&text, problem);
+            Judged {
+                text,
+                verdict,
+                features,
+            }
+        })
+        .collect()
+}
+
 /// Scores responses. Pure, thread-safe, and never panics: any input gets a verdict.
 pub trait Verifier: Send + Sync {
     /// The registry name.

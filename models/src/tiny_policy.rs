@@ -14,8 +14,9 @@ use zoo_core::policy::{
 };
 use zoo_core::{Error, Policy, Result, SamplingConfig};
 
-use crate::tiny_decoder::{KvCache, TinyDecoder, TinyDecoderConfig};
+use crate::tiny_decoder::{TinyDecoder, TinyDecoderConfig};
 use crate::tokenizer::CharTokenizer;
+use zoo_core::attention::KvCache;
 
 /// The metadata key under which a checkpoint stores the architecture.
 const CONFIG_KEY: &str = "zoo.tiny_decoder.config";
@@ -27,14 +28,16 @@ pub struct TinyPolicy {
     device: Device,
 }
 
-/// `[rows, 1, cols, cols]`: a query may attend to earlier-or-same valid columns only.
+/// `[rows, 1, cols, cols]`: a query may attend to earlier-or-same valid columns only; a
+/// padding column also to itself, so that no query is left without a key (its output is
+/// never read: no valid query attends to it and its logits are not scored).
 fn causal_blocked(layout: &Layout, device: &Device) -> Tensor<4, Bool> {
     let (n, s) = (layout.rows, layout.cols);
     let mut blocked = vec![false; n * s * s];
     for i in 0..n {
         for q in 0..s {
             for k in 0..s {
-                blocked[(i * s + q) * s + k] = k > q || !layout.valid[i * s + k];
+                blocked[(i * s + q) * s + k] = k > q || (k != q && !layout.valid[i * s + k]);
             }
         }
     }
@@ -121,7 +124,7 @@ impl TinyPolicy {
         let empty: Vec<Vec<u32>> = vec![Vec::new(); unique.len()];
         let layout = Layout::new(&unique, &empty, CharTokenizer::PAD);
         let cols = layout.cols;
-        let mut cache = KvCache::default();
+        let mut cache = KvCache::new(cols + t);
         let logits = model.forward(
             layout.tokens(&device),
             layout.positions(&device),
@@ -249,7 +252,7 @@ impl Policy for TinyPolicy {
                     .count() as i64
             })
             .collect();
-        let mut cache = KvCache::default();
+        let mut cache = KvCache::new(cols + sampling.max_new_tokens);
         let logits = model.forward(
             layout.tokens(&device),
             layout.positions(&device),
@@ -438,6 +441,32 @@ mod tests {
                     assert_eq!(forced.get(i, t), 0.0, "padding is exactly 0");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn fused_attention_without_a_graph_equals_the_written_out_attention_with_one() {
+        let policy = policy();
+        // Prompts of different lengths (left padding) and responses of different lengths.
+        let contexts: Vec<Vec<u32>> = ["12+345=", "9+9=", "1234+5678="]
+            .iter()
+            .map(|p| CharTokenizer.encode_prompt(p).unwrap())
+            .collect();
+        let responses: Vec<Vec<u32>> = ["357", "18", "6912"]
+            .iter()
+            .map(|r| CharTokenizer.encode_prompt(r).unwrap()[1..].to_vec())
+            .collect();
+        let host = |t: Tensor<3>| {
+            t.into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .unwrap()
+        };
+        let written_out = host(policy.token_logits(&contexts, &responses, true));
+        let fused = host(policy.token_logits(&contexts, &responses, false));
+        assert_eq!(written_out.len(), fused.len());
+        for (a, b) in written_out.iter().zip(&fused) {
+            approx::assert_abs_diff_eq!(a, b, epsilon = 1e-5);
         }
     }
 

@@ -41,16 +41,24 @@ impl Trainer<'_> {
         for round in 0..rounds {
             rounds_used += 1;
             let (problems, batch) = self.rollout(step, round)?;
+            let judged = crate::task::judge_all(
+                self.task,
+                tokenizer,
+                &batch
+                    .rollouts
+                    .iter()
+                    .map(|r| (r.tokens.as_slice(), &problems[r.problem]))
+                    .collect::<Vec<_>>(),
+            );
             for (g, problem) in problems.into_iter().enumerate() {
                 let members = &batch.rollouts[g * group_size..(g + 1) * group_size];
-                let verdicts: Vec<Verdict> = members
+                let verdicts: Vec<Verdict> = judged[g * group_size..(g + 1) * group_size]
                     .iter()
-                    .map(|r| {
-                        let text = tokenizer.decode(&r.tokens);
-                        for (name, present) in self.task.response_features(&text, &problem) {
+                    .map(|j| {
+                        for &(name, present) in &j.features {
                             *feature_counts.entry(name).or_default() += usize::from(present);
                         }
-                        self.task.verifier().verify(&text, &problem)
+                        j.verdict.clone()
                     })
                     .collect();
                 generated += members.len();

@@ -6,7 +6,9 @@
 //! agree: Burn documents a boolean mask's `true` as "masked" (torch's SDPA reads `true` as
 //! "attend"); `is_causal` with fewer queries than keys (a cached decode step) must align the
 //! queries with the *last* keys; and a fully masked row must stay finite. Each case below
-//! compares the fused call with the decomposed formula on the same inputs.
+//! compares the fused call with the decomposed formula on the same inputs; the last calls
+//! [`zoo_core::attention::attention`], which fixes the mask convention (the tiny decoder's
+//! sampling and scoring use it).
 
 use serde::Serialize;
 use zoo_core::burn::prelude::*;
@@ -35,11 +37,19 @@ pub fn check(device: &Device) -> Vec<AttentionCase> {
     let random =
         |s: usize| Tensor::<4>::random([b, h, s, d], Distribution::Normal(0.0, 1.0), &device);
     let mut out = Vec::new();
+    // How the fused call is made: Burn's mask, `is_causal`, or zoo's wrapper
+    // (`zoo_core::attention`, which inverts the mask for LibTorch).
+    #[derive(Clone, Copy, PartialEq)]
+    enum Call {
+        Mask,
+        Causal,
+        Zoo,
+    }
     let mut run = |case: &'static str,
                    q_len: usize,
                    k_len: usize,
                    blocked: &dyn Fn(usize, usize, usize) -> bool,
-                   explicit_mask: bool| {
+                   call: Call| {
         let (q, k, v) = (random(q_len), random(k_len), random(k_len));
         // `blocked(row, query, key)`: the decomposed reference uses an additive -inf-like bias.
         let mut bias = vec![0f32; b * q_len * k_len];
@@ -61,26 +71,26 @@ pub fn check(device: &Device) -> Vec<AttentionCase> {
             .div_scalar((d as f64).sqrt())
             .add(bias);
         let want = softmax(scores, 3).matmul(v.clone());
-        let (mask, is_causal) = if explicit_mask {
-            let mask =
-                Tensor::<4, Bool>::from_data(TensorData::new(mask, [b, 1, q_len, k_len]), &device)
-                    .expand([b, h, q_len, k_len]);
-            (Some(mask), false)
-        } else {
-            (None, true)
+        let mask =
+            Tensor::<4, Bool>::from_data(TensorData::new(mask, [b, 1, q_len, k_len]), &device);
+        let got = match call {
+            Call::Zoo => zoo_core::attention::attention(q, k, v, mask),
+            Call::Mask | Call::Causal => {
+                let causal = call == Call::Causal;
+                attention(
+                    q,
+                    k,
+                    v,
+                    (!causal).then(|| mask.expand([b, h, q_len, k_len])),
+                    None,
+                    AttentionModuleOptions {
+                        scale: None,
+                        softcap: None,
+                        is_causal: causal,
+                    },
+                )
+            }
         };
-        let got = attention(
-            q,
-            k,
-            v,
-            mask,
-            None,
-            AttentionModuleOptions {
-                scale: None,
-                softcap: None,
-                is_causal,
-            },
-        );
         let got = got
             .into_data()
             .convert::<f32>()
@@ -109,13 +119,19 @@ pub fn check(device: &Device) -> Vec<AttentionCase> {
     };
     // Causal and left padding as zoo lays a batch out: row 1's first two keys are padding.
     let padded = |r: usize, i: usize, j: usize| j > i || (r == 1 && j < 2 && i >= 2);
-    run("bool mask: causal + left padding", 5, 5, &padded, true);
+    run(
+        "bool mask: causal + left padding",
+        5,
+        5,
+        &padded,
+        Call::Mask,
+    );
     run(
         "is_causal, as many queries as keys",
         5,
         5,
         &|_, i, j| j > i,
-        false,
+        Call::Causal,
     );
     // A decode step: 2 new queries after 4 cached keys attend to keys ≤ 4 + i.
     run(
@@ -123,7 +139,14 @@ pub fn check(device: &Device) -> Vec<AttentionCase> {
         2,
         6,
         &|_, i, j| j > 4 + i,
-        false,
+        Call::Causal,
+    );
+    run(
+        "zoo_core::attention: causal + left padding",
+        5,
+        5,
+        &padded,
+        Call::Zoo,
     );
     out
 }
@@ -135,7 +158,7 @@ mod tests {
     #[test]
     fn flex_fused_attention_means_what_the_decoder_means() {
         let cases = check(&Device::flex());
-        assert_eq!(cases.len(), 3);
+        assert_eq!(cases.len(), 4);
         for case in &cases {
             assert!(case.ok, "{case:?}");
         }

@@ -14,6 +14,7 @@
 //! cast back, as transformers' bf16 models do, and the head's logits are f32.
 
 use zoo_core::Result;
+pub use zoo_core::attention::KvCache;
 use zoo_core::burn;
 use zoo_core::burn::module::{Module, Param};
 use zoo_core::burn::prelude::*;
@@ -141,53 +142,6 @@ pub struct CausalLm {
     config: LlmConfig,
     #[module(skip)]
     compute: Compute,
-}
-
-/// Keys and values of every layer, preallocated to a capacity and written in place:
-/// `[b, kv_heads, capacity, head_dim]` per layer, the first `len` columns filled.
-#[derive(Debug)]
-pub struct KvCache {
-    /// `None` only while a layer is being written (so that the buffer has one owner and is
-    /// updated in place rather than copied).
-    layers: Vec<Option<(Tensor<4>, Tensor<4>)>>,
-    len: usize,
-    capacity: usize,
-}
-
-impl KvCache {
-    /// An empty cache of `model`'s compute dtype for `rows` rows of up to `capacity` columns.
-    pub fn new(model: &CausalLm, rows: usize, capacity: usize, device: &Device) -> Self {
-        let config = &model.config;
-        let shape = [rows, config.num_key_value_heads, capacity, config.head_dim];
-        let zeros = || model.compute.cast(Tensor::<4>::zeros(shape, device));
-        let layers = (0..config.num_hidden_layers)
-            .map(|_| Some((zeros(), zeros())))
-            .collect();
-        Self {
-            layers,
-            len: 0,
-            capacity,
-        }
-    }
-
-    /// Columns filled so far.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Whether no column is filled.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Keeps the rows `index` `[m]` (in that order; an index may repeat, to expand a prompt's
-    /// cache to its group).
-    pub fn select_rows(&mut self, index: Tensor<1, Int>) {
-        for (k, v) in self.layers.iter_mut().flatten() {
-            *k = k.clone().select(0, index.clone());
-            *v = v.clone().select(0, index.clone());
-        }
-    }
 }
 
 /// Gives a parameter's values (row-major f32) from its checkpoint name and shape.
@@ -435,7 +389,7 @@ impl CausalLm {
             x = self.layer(index, x, &rope, &bias, cache.as_deref_mut());
         }
         if let Some(cache) = cache {
-            cache.len += s;
+            cache.advance(s);
         }
         self.final_norm(x)
     }
@@ -507,24 +461,7 @@ impl CausalLm {
         let q = rotate_half(q.swap_dims(1, 2), cos, sin); // [b, heads, s, hd]
         let k = rotate_half(k.swap_dims(1, 2), cos, sin); // [b, kv, s, hd]
         let (k, v) = match cache {
-            Some(cache) => {
-                let (start, end) = (cache.len, cache.len + s);
-                assert!(
-                    end <= cache.capacity,
-                    "KV cache capacity {} exceeded",
-                    cache.capacity
-                );
-                // Taken out, the buffers have one owner: written in place, not copied.
-                let (kc, vc) = cache.layers[index].take().expect("every layer is cached");
-                let kc = kc.slice_assign([0..b, 0..kv, start..end, 0..hd], k);
-                let vc = vc.slice_assign([0..b, 0..kv, start..end, 0..hd], v);
-                let used = (
-                    kc.clone().slice([0..b, 0..kv, 0..end, 0..hd]),
-                    vc.clone().slice([0..b, 0..kv, 0..end, 0..hd]),
-                );
-                cache.layers[index] = Some((kc, vc));
-                used
-            }
+            Some(cache) => cache.append(index, k, v),
             None => (k, v),
         };
         // Grouped-query attention without repeating keys: the query heads of one key/value

@@ -186,7 +186,7 @@ impl LlmPolicy {
         let layout = Layout::new(&unique, &empty, pad);
         let cols = layout.cols;
         let d = model.config().hidden_size;
-        let mut cache = KvCache::new(&model, unique.len(), cols + t - 1, &device);
+        let mut cache = KvCache::new(cols + t - 1);
         let context_hidden = model.hidden(
             layout.tokens(&device),
             layout.positions(&device),
@@ -307,12 +307,7 @@ impl Policy for LlmPolicy {
         let empty = vec![Vec::new(); unique.len()];
         let layout = Layout::new(&unique, &empty, self.tokenizer.pad());
         let cols = layout.cols;
-        let mut cache = KvCache::new(
-            &model,
-            unique.len(),
-            cols + sampling.max_new_tokens,
-            &device,
-        );
+        let mut cache = KvCache::new(cols + sampling.max_new_tokens);
         let hidden = model.hidden(
             layout.tokens(&device),
             layout.positions(&device),
