@@ -981,6 +981,20 @@ pub fn check_bf16_compute(device: &Device) {
             .zip(&got)
             .map(|(a, b)| (a - b).abs() / a.abs().max(1.0))
             .fold(0f32, f32::max);
+        // Passes without a graph read a copy whose weights were cast to bf16 once; with a graph
+        // they are cast at each use: the same bf16 values, so the same log-probs.
+        let with_graph = policy
+            .token_logprobs(&contexts, &responses, 1.0, true)
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .unwrap();
+        for (a, b) in with_graph.iter().zip(&got) {
+            assert!(
+                (a - b).abs() <= 1e-6,
+                "{name}: {a} with a graph, {b} without"
+            );
+        }
         // bf16 keeps 8 significant bits (relative steps of 2^-8 ≈ 4e-3): the log-probs move by
         // about that, not by 1e-6 (f32 computing) nor by 1e-1 (a wrong op).
         eprintln!("{name}: bf16 vs f32 log-probs, worst relative difference {worst:.2e}");

@@ -42,6 +42,18 @@ pub struct LlmPolicy {
     tokenizer: Arc<HfTokenizer>,
     chunk_positions: usize,
     recompute: bool,
+    /// With `recompute`: the layer inputs the last no-graph [`Policy::response_hidden`] ran
+    /// through, for [`Policy::trunk_gradients`] on the same rows to reuse (two trunk forwards
+    /// per micro-batch instead of three).
+    kept: std::sync::Mutex<Option<KeptTrunk>>,
+}
+
+/// Each decoder layer's input (the embedding's output, then every layer's output), computed
+/// without a graph for these rows.
+struct KeptTrunk {
+    contexts: Vec<Vec<u32>>,
+    responses: Vec<Vec<u32>>,
+    inputs: Vec<Tensor<3>>,
 }
 
 impl std::fmt::Debug for LlmPolicy {
@@ -60,6 +72,19 @@ fn attention_bias(layout: &Layout, device: &Device) -> Tensor<4> {
         .collect();
     let causal = Tensor::<4>::from_data(TensorData::new(causal, [1, 1, s, s]), device);
     causal.add(key_bias(&layout.valid, n, s, device))
+}
+
+/// Without a graph: the embedding's output and each decoder layer's output `[n, cols, d]` for
+/// the rows of `layout` (the inputs activation recomputation keeps).
+fn layer_inputs(model: &CausalLm, layout: &Layout, device: &Device) -> Vec<Tensor<3>> {
+    let rope = model.rope(layout.positions(device));
+    let bias = attention_bias(layout, device);
+    let mut inputs = vec![model.embed(layout.tokens(device))];
+    for index in 0..model.config().num_hidden_layers {
+        let x = inputs.last().expect("the embedding is kept").clone();
+        inputs.push(model.layer(index, x, &rope, &bias, None));
+    }
+    inputs
 }
 
 /// `indices` as a `[len]` index tensor (for `select`).
@@ -86,12 +111,13 @@ impl LlmPolicy {
             tokenizer: Arc::new(tokenizer),
             chunk_positions: DEFAULT_CHUNK_POSITIONS,
             recompute: false,
+            kept: Default::default(),
         }
     }
 
     /// With `recompute`, training keeps only each decoder layer's input and runs the layers
     /// again one at a time in the backward pass (activation recomputation): activation memory
-    /// of one layer instead of all, for two more forward passes of the trunk.
+    /// of one layer instead of all, for one more forward pass of the trunk.
     pub fn with_recompute(mut self, recompute: bool) -> Self {
         self.recompute = recompute;
         self
@@ -128,7 +154,7 @@ impl LlmPolicy {
         if grad {
             (self.model.clone(), self.device.clone())
         } else {
-            (self.model.valid(), self.device.clone().inner())
+            (self.model.inference_copy(), self.device.clone().inner())
         }
     }
 
@@ -252,7 +278,10 @@ impl Policy for LlmPolicy {
             .then(|| self.shared_context_hidden(contexts, responses))
             .flatten();
         let (hidden, model, device) = match shared {
-            Some(hidden) => (hidden, self.model.valid(), self.device.clone().inner()),
+            Some(hidden) => {
+                let (model, device) = self.model_for(false);
+                (hidden, model, device)
+            }
             None => self.hidden_with_model(contexts, responses, grad),
         };
         let [n, t, d] = hidden.dims();
@@ -427,11 +456,38 @@ impl Policy for LlmPolicy {
         responses: &[Vec<u32>],
         grad: bool,
     ) -> Tensor<3> {
-        self.hidden_with_model(contexts, responses, grad).0
+        if grad || !self.recompute {
+            return self.hidden_with_model(contexts, responses, grad).0;
+        }
+        // Recomputation: keep each layer's input for `trunk_gradients` on these rows.
+        let layout = Layout::new(contexts, responses, self.tokenizer.pad());
+        let (n, t) = (layout.rows, layout.cols - layout.context_cols);
+        let (model, device) = self.model_for(false);
+        let d = model.config().hidden_size;
+        if t == 0 {
+            return Tensor::zeros([n, 0, d], &device);
+        }
+        let inputs = layer_inputs(&model, &layout, &device);
+        let top = inputs.last().expect("the embedding is kept").clone();
+        let c = layout.context_cols;
+        let hidden = model
+            .final_norm(top)
+            .slice([0..n, c - 1..layout.cols - 1, 0..d]);
+        *self.kept.lock().expect("not poisoned") = Some(KeptTrunk {
+            contexts: contexts.to_vec(),
+            responses: responses.to_vec(),
+            inputs,
+        });
+        hidden
     }
 
     fn head(&self, hidden: Tensor<3>, grad: bool) -> Tensor<3> {
-        let (model, _) = self.model_for(grad);
+        // Called once per chunk of positions: only the head's weight is cast, where it is used.
+        let model = if grad {
+            self.model.clone()
+        } else {
+            self.model.valid()
+        };
         let hidden = if grad { hidden } else { hidden.inner() };
         let [n, t, _] = hidden.dims();
         if t == 0 {
@@ -477,16 +533,18 @@ impl Policy for LlmPolicy {
         }
         let layout = Layout::new(contexts, responses, self.tokenizer.pad());
         let (cols, first) = (layout.cols, layout.context_cols - 1);
-        let (inner, inner_device) = self.model_for(false);
         let (model, device) = self.model_for(true);
-        // The kept inputs: the embedding's output and each layer's output.
-        let rope = inner.rope(layout.positions(&inner_device));
-        let bias = attention_bias(&layout, &inner_device);
-        let mut inputs = vec![inner.embed(layout.tokens(&inner_device))];
-        for index in 0..model.config().num_hidden_layers {
-            let x = inputs.last().expect("the embedding is kept").clone();
-            inputs.push(inner.layer(index, x, &rope, &bias, None));
-        }
+        // The kept inputs: the embedding's output and each layer's output, from the no-graph
+        // `response_hidden` of these rows when it ran, else computed now.
+        let kept = self.kept.lock().expect("not poisoned").take();
+        let inputs = match kept {
+            Some(k) if k.contexts == contexts && k.responses == responses => k.inputs,
+            _ => {
+                let (inner, inner_device) = self.model_for(false);
+                layer_inputs(&inner, &layout, &inner_device)
+            }
+        };
+        let inner_device = inputs[0].device();
         // ∂L/∂(final norm's output) at every column: `d_hidden` at the response positions.
         let mut dy = Tensor::<3>::zeros([n, cols, d], &inner_device)
             .cast(d_hidden.dtype())
@@ -532,7 +590,9 @@ impl Policy for LlmPolicy {
             device: self.device.clone(),
             tokenizer: self.tokenizer.clone(),
             chunk_positions: self.chunk_positions,
-            recompute: self.recompute,
+            // A snapshot is never trained: it keeps no layer inputs.
+            recompute: false,
+            kept: Default::default(),
         })
     }
 
@@ -546,5 +606,57 @@ impl Policy for LlmPolicy {
         zoo_core::checkpoint::write_atomic(&dir.join("config.json"), config.as_bytes())?;
         // tokenizer.json, tokenizer_config.json and generation_config.json (the stop tokens).
         self.tokenizer.save_to_dir(dir)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> LlmPolicy {
+        let config = LlmConfig::from_hf(&serde_json::json!({
+            "architectures": ["LlamaForCausalLM"], "hidden_size": 16, "intermediate_size": 32,
+            "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1,
+            "vocab_size": 300, "tie_word_embeddings": true
+        }))
+        .unwrap();
+        crate::shapes::random_policy(&config, 3, &Device::flex())
+            .unwrap()
+            .with_recompute(true)
+    }
+
+    fn host(grads: &NamedTensors) -> Vec<(String, Vec<f32>)> {
+        grads
+            .iter()
+            .map(|(name, g)| {
+                let values = g.value.clone().into_data().convert::<f32>();
+                (name.clone(), values.try_into_vec::<f32>().unwrap())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn recomputation_reuses_the_layer_inputs_of_the_no_graph_forward_of_the_same_rows() {
+        let policy = policy();
+        let contexts = vec![vec![5u32, 6, 7], vec![9u32]];
+        let responses = vec![vec![10u32, 11, 12], vec![15u32, 16]];
+        let hidden = policy.response_hidden(&contexts, &responses, false);
+        assert!(
+            policy.kept.lock().unwrap().is_some(),
+            "the forward kept its inputs"
+        );
+        let d_hidden = Tensor::<3>::ones(hidden.dims(), &hidden.device());
+        let reused =
+            policy.trunk_gradients(&contexts, &responses, hidden.clone(), d_hidden.clone());
+        assert!(
+            policy.kept.lock().unwrap().is_none(),
+            "used once, then dropped"
+        );
+        // Without kept inputs (another set of rows ran last), the trunk runs again: same
+        // gradients, bit for bit.
+        policy.response_hidden(&contexts[..1], &responses[..1], false);
+        let recomputed = policy.trunk_gradients(&contexts, &responses, hidden, d_hidden);
+        assert_eq!(host(&reused), host(&recomputed));
+        assert!(!reused.is_empty());
     }
 }
