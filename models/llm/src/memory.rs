@@ -7,12 +7,12 @@
 //! The update holds one micro-batch's activations (what the autodiff graph keeps per token and
 //! per layer; decomposed attention keeps about three `[heads, L, L]` tensors per row and
 //! layer), its gradients and one chunk of the output head over the vocabulary. With bf16
-//! compute the weights are cast on use: the update's graph keeps every cast copy for its
-//! backward pass, the rollout only the one in use.
+//! compute the update's graph casts the weights on use and keeps every cast copy for its
+//! backward pass; passes without a graph (the rollout) read one bf16 copy of every weight.
 //!
 //! What grows with the vocabulary `V`: the embedding and head parameters with their
 //! gradients and moments, the head chunk (`positions × V`, 16 bytes a value), the sampler
-//! (`rows × V`, 13 bytes a value) and a bf16 copy of the head (`V × d`, 2 bytes).
+//! (`rows × V`, 24 bytes a value).
 
 use crate::config::LlmConfig;
 
@@ -59,16 +59,14 @@ pub struct MemoryEstimate {
     /// One chunk of the output head: logits, log-softmax and their gradients.
     pub head_chunk: u64,
     /// The sampler's `[rows, vocab]` temporaries at one decoding step: the logits, their
-    /// log-softmax and its cumulative sum (f32 each) and the comparison with the draw (1 byte),
-    /// 13 bytes a value (measured on flex: 12.6 bytes a value of peak RSS per row between 256
-    /// and 1,024 rows of SmolLM2's shape, `zoo bench --model smollm2-135m`).
+    /// log-softmax, the probabilities and their copy padded to whole blocks (f32 each) and the
+    /// f64 probabilities of the exact draw: 24 bytes a value.
     pub sampler: u64,
-    /// bf16 copies of the weights, cast on use: in the update, every weight the graph keeps
-    /// (one layer and the head with recomputation); in the rollout, the largest matrix.
-    /// 0 in f32.
+    /// bf16 copies of the weights in the update: every weight the graph keeps (cast on use),
+    /// or with recomputation the no-graph forward's copy of every weight. 0 in f32.
     pub cast_weights_update: u64,
-    /// The rollout's share of [`MemoryEstimate::cast_weights_update`]'s kind: the largest
-    /// matrix cast at once.
+    /// The rollout's bf16 copy of every weight (made once per sampling call rather than cast
+    /// at every decoding step). 0 in f32.
     pub cast_weights_rollout: u64,
 }
 
@@ -136,14 +134,12 @@ pub fn estimate(config: &LlmConfig, shape: &RunShape) -> MemoryEstimate {
     let attention_per_row_layer = 3 * heads * length * length;
     let positions = (shape.head_chunk_positions as u64).min(tokens);
     let vocab = config.vocab_size as u64;
-    // bf16 copies: the head (or the tied embedding) is the largest matrix.
-    let head = vocab * d;
-    let layer =
-        (p.saturating_sub(head * if config.tie_word_embeddings { 1 } else { 2 })) / layers.max(1);
-    let (cast_update, cast_rollout) = match (shape.bf16, shape.recompute) {
-        (false, _) => (0, 0),
-        (true, false) => (2 * p, 2 * head),
-        (true, true) => (2 * (layer + head), 2 * head),
+    // bf16 copies. Passes without a graph (sampling, scoring, the recomputing update's first
+    // forward) read one bf16 copy of every weight, made per call; the graph casts on use and
+    // keeps each cast for its backward pass.
+    let (cast_update, cast_rollout) = match shape.bf16 {
+        false => (0, 0),
+        true => (2 * p, 2 * p),
     };
     MemoryEstimate {
         parameters: p * F32,
@@ -161,7 +157,7 @@ pub fn estimate(config: &LlmConfig, shape: &RunShape) -> MemoryEstimate {
                 + 2 * tokens * d * act
         },
         head_chunk: 4 * positions * vocab * F32,
-        sampler: shape.rows as u64 * vocab * 13,
+        sampler: shape.rows as u64 * vocab * 24,
         cast_weights_update: cast_update,
         cast_weights_rollout: cast_rollout,
     }
@@ -254,13 +250,13 @@ mod tests {
         );
         // The sampler and the bf16 copies grow with the vocabulary too.
         assert_eq!(wide.sampler, 2 * small.sampler);
-        assert_eq!(small.sampler, 512 * 151_936 * 13);
+        assert_eq!(small.sampler, 512 * 151_936 * 24);
         assert_eq!(
             (small.cast_weights_update, small.cast_weights_rollout),
             (0, 0)
         );
         assert_eq!(bf16.cast_weights_update, 2 * bf16.parameters / 4);
-        assert_eq!(bf16.cast_weights_rollout, 2 * 151_936 * 896);
+        assert_eq!(bf16.cast_weights_rollout, 2 * bf16.parameters / 4);
     }
 
     #[test]

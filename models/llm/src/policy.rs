@@ -16,7 +16,7 @@ use rand_chacha::ChaCha8Rng;
 use zoo_core::burn::module::Module;
 use zoo_core::burn::prelude::*;
 use zoo_core::burn::tensor::activation::log_softmax;
-use zoo_core::burn::tensor::{Gradients, TensorData};
+use zoo_core::burn::tensor::{FloatDType, Gradients, TensorData};
 use zoo_core::checkpoint::Metadata;
 use zoo_core::policy::{
     Continuation, Layout, NamedTensors, Sample, Tokenizer, backward_through, distinct,
@@ -72,6 +72,82 @@ fn attention_bias(layout: &Layout, device: &Device) -> Tensor<4> {
         .collect();
     let causal = Tensor::<4>::from_data(TensorData::new(causal, [1, 1, s, s]), device);
     causal.add(key_bias(&layout.valid, n, s, device))
+}
+
+/// Token columns per block of [`draw_blocked`].
+const DRAW_BLOCK: usize = 256;
+
+/// One id per row of `probs` `[m, vocab]` (probabilities, rows summing to about 1), drawn with
+/// `u[row]` uniform in [0, 1), exactly: the block of [`DRAW_BLOCK`] columns is chosen by the
+/// blocks' sums (in f64 on the device), then the column inside it, both by an inverse CDF in
+/// f64 on the host (only the `[m, vocab / 256]` sums and one `[m, 256]` block per row leave the
+/// device). Every token is drawn with its f32 probability up to f64 rounding, however small:
+/// an inverse CDF over an f32 cumulative sum cannot draw a token below half an ulp of the
+/// running sum (about 3e-8 near the end of the vocabulary), a total-variation error of up to
+/// vocabulary × 3e-8. Tokens of probability 0 are never drawn.
+fn draw_blocked(probs: Tensor<2>, u: &[f64]) -> Vec<i64> {
+    let [m, vocab] = probs.dims();
+    let device = probs.device();
+    let blocks = vocab.div_ceil(DRAW_BLOCK);
+    // In f64: an f32 sum of a block holding a dominant token is off by up to an ulp of it
+    // (6e-8 near 1), more than the whole tail of the distribution may weigh.
+    let probs = probs.cast(FloatDType::F64);
+    let probs = if blocks * DRAW_BLOCK > vocab {
+        let pad =
+            Tensor::<2>::zeros([m, blocks * DRAW_BLOCK - vocab], &device).cast(FloatDType::F64);
+        Tensor::cat(vec![probs, pad], 1)
+    } else {
+        probs
+    }
+    .reshape([m, blocks, DRAW_BLOCK]);
+    let host = |t: Tensor<3>| -> Vec<f64> {
+        t.into_data()
+            .convert::<f64>()
+            .try_into_vec::<f64>()
+            .expect("probabilities to host")
+    };
+    let sums = host(probs.clone().sum_dim(2)); // [m, blocks]
+    // Inverse CDF over `weights` in f64: the first index whose running sum passes
+    // `fraction` of the total, among indices of positive weight.
+    let pick = |weights: &[f64], fraction: f64| -> usize {
+        let total: f64 = weights.iter().sum();
+        let target = fraction * total;
+        let mut running = 0.0;
+        let mut last_positive = 0;
+        for (i, &w) in weights.iter().enumerate() {
+            if w > 0.0 {
+                running += w;
+                last_positive = i;
+                if running > target {
+                    return i;
+                }
+            }
+        }
+        last_positive
+    };
+    let mut chosen_block = Vec::with_capacity(m);
+    let mut within = Vec::with_capacity(m);
+    for row in 0..m {
+        let weights = &sums[row * blocks..(row + 1) * blocks];
+        let total: f64 = weights.iter().sum();
+        let b = pick(weights, u[row]);
+        let before: f64 = weights[..b].iter().sum();
+        // Where inside block b the draw falls, as a fraction of the block's mass.
+        let mass = weights[b].max(f64::MIN_POSITIVE);
+        within.push(((u[row] * total - before) / mass).clamp(0.0, 1.0));
+        chosen_block.push(b as i64);
+    }
+    let index = Tensor::<1, Int>::from_data(TensorData::new(chosen_block.clone(), [m]), &device)
+        .reshape([m, 1, 1])
+        .expand([m, 1, DRAW_BLOCK]);
+    let block_values = host(probs.gather(1, index)); // [m, 1, DRAW_BLOCK]
+    (0..m)
+        .map(|row| {
+            let values = &block_values[row * DRAW_BLOCK..(row + 1) * DRAW_BLOCK];
+            let column = pick(values, within[row]);
+            (chosen_block[row] as usize * DRAW_BLOCK + column).min(vocab - 1) as i64
+        })
+        .collect()
 }
 
 /// Without a graph: the embedding's output and each decoder layer's output `[n, cols, d]` for
@@ -381,21 +457,9 @@ impl Policy for LlmPolicy {
             let ids = if greedy {
                 logprobs.clone().argmax(1) // [m, 1]
             } else {
-                // Inverse-CDF sampling on the device: the count of cumulative probabilities
-                // below u·total is the sampled id.
-                // u > 0, so that a leading token of probability 0 (cdf 0) is never chosen.
-                let u: Vec<f32> = alive
-                    .iter()
-                    .map(|&r| streams[r].random::<f32>().max(f32::EPSILON))
-                    .collect();
-                let u = Tensor::<2>::from_data(TensorData::new(u, [m, 1]), &device);
-                let cdf = logprobs.clone().exp().cumsum(1);
-                let total = cdf.clone().slice([0..m, vocab - 1..vocab]);
-                let threshold = u.mul(total).expand([m, vocab]);
-                cdf.lower(threshold)
-                    .int()
-                    .sum_dim(1)
-                    .clamp_max((vocab - 1) as i64)
+                let u: Vec<f64> = alive.iter().map(|&r| streams[r].random::<f64>()).collect();
+                let ids = draw_blocked(logprobs.clone().exp(), &u);
+                Tensor::<2, Int>::from_data(TensorData::new(ids, [m, 1]), &device)
             };
             let chosen = logprobs.gather(1, ids.clone()); // [m, 1]
             let ids_host: Vec<i64> = ids
@@ -612,6 +676,52 @@ impl Policy for LlmPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The f64 inverse CDF over the whole row: what an exact draw gives for `u`.
+    fn reference_draw(p: &[f32], u: f64) -> usize {
+        let total: f64 = p.iter().map(|&x| f64::from(x)).sum();
+        let mut running = 0.0;
+        for (i, &x) in p.iter().enumerate() {
+            running += f64::from(x);
+            if x > 0.0 && running > u * total {
+                return i;
+            }
+        }
+        p.iter().rposition(|&x| x > 0.0).unwrap()
+    }
+
+    #[test]
+    fn the_blocked_draw_reaches_tokens_far_below_an_f32_ulp_of_the_running_sum() {
+        // One token holds 1 - 1e-6 of the mass; 1e-6 is spread over 99,999 tokens of 1e-11
+        // each, far below f32's ulp near 1 (6e-8): an f32 cumulative sum never moves past the
+        // first token, so an f32 inverse CDF cannot draw any of them.
+        let vocab = 100_000;
+        let mut p = vec![1e-11f32; vocab];
+        p[0] = 1.0 - 1e-6;
+        p[vocab - 7] = 0.0; // a token of probability 0 is never drawn
+        let rows = 6;
+        let flat: Vec<f32> = (0..rows).flat_map(|_| p.clone()).collect();
+        let probs = Tensor::<2>::from_data(TensorData::new(flat, [rows, vocab]), &Device::flex());
+        let u = [
+            0.3,
+            1.0 - 9e-7,
+            1.0 - 5e-7,
+            1.0 - 1e-7,
+            1.0 - 1e-12,
+            1.0 - 6.9e-15,
+        ];
+        let got = draw_blocked(probs, &u);
+        for (row, &u) in u.iter().enumerate() {
+            let want = reference_draw(&p, u);
+            assert_eq!(got[row] as usize, want, "u = {u}");
+            assert!(p[want] > 0.0);
+        }
+        assert_eq!(got[0], 0);
+        assert!(
+            got[1..].iter().all(|&id| id > 0),
+            "the tail is reachable: {got:?}"
+        );
+    }
 
     fn policy() -> LlmPolicy {
         let config = LlmConfig::from_hf(&serde_json::json!({
