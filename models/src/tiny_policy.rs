@@ -240,10 +240,17 @@ impl Policy for TinyPolicy {
         }
         let model = self.inference_model();
         let device = self.device.clone().inner();
-        let empty: Vec<Vec<u32>> = vec![Vec::new(); n];
-        let layout = Layout::new(prompts, &empty, CharTokenizer::PAD);
-        let mut valid = layout.valid.clone(); // [n, cols so far], row-major by row
+        // Prefill each distinct prompt once (a group's rows share theirs), then expand the
+        // cache and the last logits to one row per prompt row.
+        let (unique, row_to_unique) = distinct(prompts);
+        let empty: Vec<Vec<u32>> = vec![Vec::new(); unique.len()];
+        let layout = Layout::new(&unique, &empty, CharTokenizer::PAD);
         let mut cols = layout.cols;
+        // [n, cols so far], row-major by row
+        let mut valid: Vec<bool> = row_to_unique
+            .iter()
+            .flat_map(|&u| layout.valid[u * cols..(u + 1) * cols].iter().copied())
+            .collect();
         let mut next_position: Vec<i64> = (0..n)
             .map(|i| {
                 valid[i * cols..(i + 1) * cols]
@@ -261,8 +268,19 @@ impl Policy for TinyPolicy {
         );
         let vocab = logits.dims()[2];
         let mut last = logits
-            .slice([0..n, cols - 1..cols, 0..vocab])
-            .reshape([n, vocab]);
+            .slice([0..unique.len(), cols - 1..cols, 0..vocab])
+            .reshape([unique.len(), vocab]);
+        if unique.len() != n {
+            let expand = Tensor::<1, Int>::from_data(
+                TensorData::new(
+                    row_to_unique.iter().map(|&u| u as i64).collect::<Vec<_>>(),
+                    [n],
+                ),
+                &device,
+            );
+            cache.select_rows(expand.clone());
+            last = last.select(0, expand);
+        }
         let temperature = if sampling.temperature > 0.0 {
             sampling.temperature
         } else {
@@ -418,7 +436,8 @@ mod tests {
     #[test]
     fn sampling_logprobs_equal_teacher_forced_logprobs() {
         let policy = policy();
-        let prompts: Vec<Vec<u32>> = ["12+345=", "9+9=", "1234+5678="]
+        // A repeated prompt: prefilled once, its cache expanded to both rows.
+        let prompts: Vec<Vec<u32>> = ["12+345=", "9+9=", "1234+5678=", "9+9="]
             .iter()
             .map(|p| CharTokenizer.encode_prompt(p).unwrap())
             .collect();
