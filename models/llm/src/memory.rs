@@ -60,7 +60,8 @@ pub struct MemoryEstimate {
     pub head_chunk: u64,
     /// The sampler's `[rows, vocab]` temporaries at one decoding step: the logits, their
     /// log-softmax, the probabilities and their copy padded to whole blocks (f32 each) and the
-    /// f64 probabilities of the exact draw: 24 bytes a value.
+    /// f64 probabilities of the exact draw: 24 bytes a value, an upper bound (measured on flex
+    /// at SmolLM2's shape: 14-17 bytes a value of peak RSS per row, 256 to 1,024 rows).
     pub sampler: u64,
     /// bf16 copies of the weights in the update: every weight the graph keeps (cast on use),
     /// or with recomputation the no-graph forward's copy of every weight. 0 in f32.

@@ -10,7 +10,8 @@
 //! as its context.
 //!
 //! One untimed warm-up round, then `rounds` rounds; each stage reports its median time and the
-//! largest peak memory of the rounds. FLOPs: [`model_flops`] (2 per matrix parameter per token
+//! largest peak memory of the rounds (with peak RSS, the rollout's is the warm-up's: later
+//! rounds' RSS keeps the heap the update freed). FLOPs: [`model_flops`] (2 per matrix parameter per token
 //! plus attention over the context; the update counts 3 passes: forward, and backward's two).
 
 use std::time::Instant;
@@ -225,11 +226,19 @@ pub fn measure(model: &BenchModel, name: &str, s: &Settings, spec: &DeviceSpec) 
     let mut flops = [0.0, 0.0, 0.0];
     for round in 0..=s.rounds {
         let mut record = |stage: usize, seconds: f64, n: usize, f: f64, peak: Option<u64>| {
+            // A process's RSS keeps heap that earlier stages freed: the rollout's own peak is
+            // the warm-up's, the first thing the process runs after loading.
+            let rss = matches!(memory, MemoryProbe::Rss);
+            if round == 0 && stage == 0 && rss {
+                peaks[stage] = peak;
+            }
             if round > 0 {
                 times[stage].push(seconds);
                 tokens[stage] = n;
                 flops[stage] = f;
-                peaks[stage] = peaks[stage].max(peak);
+                if !(stage == 0 && rss) {
+                    peaks[stage] = peaks[stage].max(peak);
+                }
             }
         };
         memory.reset();
