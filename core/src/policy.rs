@@ -361,6 +361,13 @@ impl Continuation {
     }
 }
 
+/// `indices` as a `[len]` index tensor on `device` (for `select`: a distinct context's rows
+/// expanded to the rows that share it).
+pub fn index_tensor(indices: &[usize], device: &Device) -> Tensor<1, Int> {
+    let values: Vec<i64> = indices.iter().map(|&i| i as i64).collect();
+    Tensor::from_data(TensorData::new(values, [indices.len()]), device)
+}
+
 /// The distinct sequences of `rows` in order of first appearance, and for each row the index
 /// of its sequence: a group's shared prompt, run once.
 pub fn distinct(rows: &[Vec<u32>]) -> (Vec<Vec<u32>>, Vec<usize>) {

@@ -10,7 +10,7 @@ use zoo_core::burn::tensor::{Gradients, TensorData};
 use zoo_core::checkpoint::{self, Metadata};
 use zoo_core::params;
 use zoo_core::policy::{
-    Continuation, Layout, NamedTensors, Sample, Tokenizer, distinct, sampled_logprobs,
+    Continuation, Layout, NamedTensors, Sample, Tokenizer, distinct, index_tensor, sampled_logprobs,
 };
 use zoo_core::{Error, Policy, Result, SamplingConfig};
 
@@ -132,13 +132,7 @@ impl TinyPolicy {
             Some(&mut cache),
         );
         let vocab = logits.dims()[2];
-        let expand = Tensor::<1, Int>::from_data(
-            TensorData::new(
-                row_to_unique.iter().map(|&u| u as i64).collect::<Vec<_>>(),
-                [n],
-            ),
-            &device,
-        );
+        let expand = index_tensor(&row_to_unique, &device);
         // The last context column predicts the first response token.
         let first = logits
             .slice([0..unique.len(), cols - 1..cols, 0..vocab])
@@ -271,13 +265,7 @@ impl Policy for TinyPolicy {
             .slice([0..unique.len(), cols - 1..cols, 0..vocab])
             .reshape([unique.len(), vocab]);
         if unique.len() != n {
-            let expand = Tensor::<1, Int>::from_data(
-                TensorData::new(
-                    row_to_unique.iter().map(|&u| u as i64).collect::<Vec<_>>(),
-                    [n],
-                ),
-                &device,
-            );
+            let expand = index_tensor(&row_to_unique, &device);
             cache.select_rows(expand.clone());
             last = last.select(0, expand);
         }

@@ -20,7 +20,7 @@ use zoo_core::burn::tensor::{FloatDType, Gradients, TensorData};
 use zoo_core::checkpoint::Metadata;
 use zoo_core::policy::{
     Continuation, Layout, NamedTensors, Sample, Tokenizer, backward_through, distinct,
-    response_targets,
+    index_tensor, response_targets,
 };
 use zoo_core::{Policy, Result, SamplingConfig, params};
 
@@ -107,36 +107,29 @@ fn draw_blocked(probs: Tensor<2>, u: &[f64]) -> Vec<i64> {
             .expect("probabilities to host")
     };
     let sums = host(probs.clone().sum_dim(2)); // [m, blocks]
-    // Inverse CDF over `weights` in f64: the first index whose running sum passes
-    // `fraction` of the total, among indices of positive weight.
-    let pick = |weights: &[f64], fraction: f64| -> usize {
-        let total: f64 = weights.iter().sum();
-        let target = fraction * total;
+    // Inverse CDF over `weights` in f64: the first index of positive weight whose running sum
+    // passes `fraction` of the total, and where inside that weight the draw falls (a fraction).
+    let pick = |weights: &[f64], fraction: f64| -> (usize, f64) {
+        let target = fraction * weights.iter().sum::<f64>();
         let mut running = 0.0;
-        let mut last_positive = 0;
+        let mut last = (0, 1.0);
         for (i, &w) in weights.iter().enumerate() {
             if w > 0.0 {
-                running += w;
-                last_positive = i;
-                if running > target {
-                    return i;
+                if running + w > target {
+                    return (i, ((target - running) / w).clamp(0.0, 1.0));
                 }
+                running += w;
+                last = (i, 1.0);
             }
         }
-        last_positive
+        last
     };
-    let mut chosen_block = Vec::with_capacity(m);
-    let mut within = Vec::with_capacity(m);
-    for row in 0..m {
-        let weights = &sums[row * blocks..(row + 1) * blocks];
-        let total: f64 = weights.iter().sum();
-        let b = pick(weights, u[row]);
-        let before: f64 = weights[..b].iter().sum();
-        // Where inside block b the draw falls, as a fraction of the block's mass.
-        let mass = weights[b].max(f64::MIN_POSITIVE);
-        within.push(((u[row] * total - before) / mass).clamp(0.0, 1.0));
-        chosen_block.push(b as i64);
-    }
+    let (chosen_block, within): (Vec<i64>, Vec<f64>) = (0..m)
+        .map(|row| {
+            let (b, within) = pick(&sums[row * blocks..(row + 1) * blocks], u[row]);
+            (b as i64, within)
+        })
+        .unzip();
     let index = Tensor::<1, Int>::from_data(TensorData::new(chosen_block.clone(), [m]), &device)
         .reshape([m, 1, 1])
         .expand([m, 1, DRAW_BLOCK]);
@@ -144,7 +137,7 @@ fn draw_blocked(probs: Tensor<2>, u: &[f64]) -> Vec<i64> {
     (0..m)
         .map(|row| {
             let values = &block_values[row * DRAW_BLOCK..(row + 1) * DRAW_BLOCK];
-            let column = pick(values, within[row]);
+            let (column, _) = pick(values, within[row]);
             (chosen_block[row] as usize * DRAW_BLOCK + column).min(vocab - 1) as i64
         })
         .collect()
@@ -161,12 +154,6 @@ fn layer_inputs(model: &CausalLm, layout: &Layout, device: &Device) -> Vec<Tenso
         inputs.push(model.layer(index, x, &rope, &bias, None));
     }
     inputs
-}
-
-/// `indices` as a `[len]` index tensor (for `select`).
-fn index_tensor(indices: &[usize], device: &Device) -> Tensor<1, Int> {
-    let values: Vec<i64> = indices.iter().map(|&i| i as i64).collect();
-    Tensor::from_data(TensorData::new(values, [indices.len()]), device)
 }
 
 /// `[rows, 1, 1, cols]`: 0 at valid keys, [`BLOCKED`] elsewhere.
@@ -271,12 +258,14 @@ impl LlmPolicy {
 impl LlmPolicy {
     /// Without a graph, when rows share contexts (a group's responses to one prompt): the head
     /// inputs `[n, t, d]` at the response positions, each distinct context run once into a KV
-    /// cache that its rows then read, instead of once per row. `None` when no context repeats.
+    /// cache that its rows then read, instead of once per row, with the model and device they
+    /// were computed with (the head reuses the same inference copy). `None` when no context
+    /// repeats.
     fn shared_context_hidden(
         &self,
         contexts: &[Vec<u32>],
         responses: &[Vec<u32>],
-    ) -> Option<Tensor<3>> {
+    ) -> Option<(Tensor<3>, CausalLm, Device)> {
         let (unique, row_to_unique) = distinct(contexts);
         let (n, t) = (responses.len(), responses.iter().map(Vec::len).max()?);
         if unique.len() == n || t == 0 || contexts.iter().any(Vec::is_empty) {
@@ -301,7 +290,7 @@ impl LlmPolicy {
             .slice([0..unique.len(), cols - 1..cols, 0..d])
             .select(0, expand.clone());
         if t == 1 {
-            return Some(first);
+            return Some((first, model, device));
         }
         cache.select_rows(expand);
         // The responses but their last token, after each row's context: positions continue
@@ -321,7 +310,7 @@ impl LlmPolicy {
             Tensor::from_data(TensorData::new(bias, [n, 1, s, cols + s]), &device),
             Some(&mut cache),
         );
-        Some(Tensor::cat(vec![first, rest], 1))
+        Some((Tensor::cat(vec![first, rest], 1), model, device))
     }
 }
 
@@ -354,10 +343,7 @@ impl Policy for LlmPolicy {
             .then(|| self.shared_context_hidden(contexts, responses))
             .flatten();
         let (hidden, model, device) = match shared {
-            Some(hidden) => {
-                let (model, device) = self.model_for(false);
-                (hidden, model, device)
-            }
+            Some(shared) => shared,
             None => self.hidden_with_model(contexts, responses, grad),
         };
         let [n, t, d] = hidden.dims();

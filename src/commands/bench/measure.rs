@@ -224,11 +224,11 @@ pub fn measure(model: &BenchModel, name: &str, s: &Settings, spec: &DeviceSpec) 
     let mut peaks = [None, None, None];
     let mut tokens = [0, 0, 0];
     let mut flops = [0.0, 0.0, 0.0];
+    // A process's RSS keeps heap that earlier stages freed: the rollout's own peak is the
+    // warm-up's, the first thing the process runs after loading.
+    let rss = matches!(memory, MemoryProbe::Rss);
     for round in 0..=s.rounds {
         let mut record = |stage: usize, seconds: f64, n: usize, f: f64, peak: Option<u64>| {
-            // A process's RSS keeps heap that earlier stages freed: the rollout's own peak is
-            // the warm-up's, the first thing the process runs after loading.
-            let rss = matches!(memory, MemoryProbe::Rss);
             if round == 0 && stage == 0 && rss {
                 peaks[stage] = peak;
             }
