@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 use zoo::zoo_core::burn::prelude::*;
+use zoo::zoo_core::policy::NamedTensors;
 use zoo::zoo_core::{Policy, SamplingConfig, TokenMatrix, rng};
 use zoo::zoo_llm::LlmPolicy;
 use zoo::zoo_llm::tokenizer::ChatOptions;
@@ -55,6 +56,13 @@ pub fn floats(v: &Value) -> Vec<f32> {
 /// Logits of every position of each sequence, `[len, vocab]` per sequence, computed in one
 /// left-padded batch: the context is the first token, the response the rest plus one extra
 /// token (whose own logit row is not returned).
+/// Whether any parameter of `a` differs from the one of the same name in `b`.
+fn some_weight_differs(a: &NamedTensors, b: &NamedTensors) -> bool {
+    let host = |t: &Tensor<1>| t.clone().into_data().try_into_vec::<f32>().unwrap();
+    a.iter()
+        .any(|(name, t)| host(&t.value) != host(&b[name].value))
+}
+
 pub fn all_logits(policy: &LlmPolicy, sequences: &[Vec<u32>]) -> Vec<Vec<Vec<f32>>> {
     let contexts: Vec<Vec<u32>> = sequences.iter().map(|s| s[..1].to_vec()).collect();
     let responses: Vec<Vec<u32>> = sequences
@@ -641,18 +649,7 @@ fn train_with_a_real_model_writes_checkpoints_that_are_model_folders() {
         ChatOptions::default(),
     )
     .unwrap();
-    let (base, _) = load("qwen2");
-    let base = base.parameters();
-    let changed = trained.parameters().iter().any(|(name, t)| {
-        let a = t.value.clone().into_data().try_into_vec::<f32>().unwrap();
-        let b = base[name]
-            .value
-            .clone()
-            .into_data()
-            .try_into_vec::<f32>()
-            .unwrap();
-        a != b
-    });
+    let changed = some_weight_differs(&trained.parameters(), &load("qwen2").0.parameters());
     assert!(changed, "two OPSD steps changed the weights");
     let output = crate::run(
         &dir,
@@ -1099,17 +1096,10 @@ fn a_bf16_recomputing_run_trains_and_the_tiny_model_refuses_bf16() {
             .all(|p| p.value.dtype() == zoo::zoo_core::burn::tensor::DType::F32)
     );
     // And they trained: the f32 master weights moved from the base's.
-    let base = load("qwen2").0.parameters();
-    assert!(trained.parameters().iter().any(|(name, t)| {
-        let a = t.value.clone().into_data().try_into_vec::<f32>().unwrap();
-        let b = base[name]
-            .value
-            .clone()
-            .into_data()
-            .try_into_vec::<f32>()
-            .unwrap();
-        a != b
-    }));
+    assert!(some_weight_differs(
+        &trained.parameters(),
+        &load("qwen2").0.parameters()
+    ));
     let output = crate::run(
         &dir,
         &[
