@@ -365,8 +365,8 @@ impl CausalLm {
 
     /// A copy without autodiff for sampling and scoring, its weights already in the compute
     /// dtype: with bf16 compute, every weight is cast once here instead of at every use (a
-    /// decoding step would otherwise read 4 bytes and write 2 per weight per token). Made per
-    /// sampling or scoring call, so it always holds the current weights.
+    /// decoding step would otherwise read 4 bytes and write 2 per weight per token). `LlmPolicy`
+    /// keeps one until its weights change.
     pub fn inference_copy(&self) -> Self {
         let model = self.valid();
         match self.compute {

@@ -46,6 +46,11 @@ pub struct LlmPolicy {
     /// through, for [`Policy::trunk_gradients`] on the same rows to reuse (two trunk forwards
     /// per micro-batch instead of three).
     kept: std::sync::Mutex<Option<KeptTrunk>>,
+    /// The copy of `model` that no-grad passes run (without autodiff, weights in the compute
+    /// dtype), made at the first sampling or scoring call after the weights last changed and
+    /// dropped by [`Policy::set_parameters`]: one bf16 cast per optimizer step, not one per
+    /// call (a frozen teacher or reference casts once).
+    inference: std::sync::Mutex<Option<CausalLm>>,
 }
 
 /// Each decoder layer's input (the embedding's output, then every layer's output), computed
@@ -175,6 +180,7 @@ impl LlmPolicy {
             chunk_positions: DEFAULT_CHUNK_POSITIONS,
             recompute: false,
             kept: Default::default(),
+            inference: Default::default(),
         }
     }
 
@@ -195,6 +201,7 @@ impl LlmPolicy {
     /// The policy computing in `compute` (f32, or bf16 with f32 master weights).
     pub fn with_compute(mut self, compute: Compute) -> Self {
         self.model = self.model.with_compute(compute);
+        *self.inference.get_mut().expect("not poisoned") = None;
         self
     }
 
@@ -217,7 +224,9 @@ impl LlmPolicy {
         if grad {
             (self.model.clone(), self.device.clone())
         } else {
-            (self.model.inference_copy(), self.device.clone().inner())
+            let mut cached = self.inference.lock().expect("not poisoned");
+            let model = cached.get_or_insert_with(|| self.model.inference_copy());
+            (model.clone(), self.device.clone().inner())
         }
     }
 
@@ -624,6 +633,8 @@ impl Policy for LlmPolicy {
 
     fn set_parameters(&mut self, values: &NamedTensors) -> Result<()> {
         self.model = params::replace_parameters(self.model.clone(), values, &self.device)?;
+        // The next no-grad pass casts the new weights.
+        *self.inference.get_mut().expect("not poisoned") = None;
         Ok(())
     }
 
@@ -643,6 +654,7 @@ impl Policy for LlmPolicy {
             // A snapshot is never trained: it keeps no layer inputs.
             recompute: false,
             kept: Default::default(),
+            inference: Default::default(),
         })
     }
 
@@ -754,5 +766,36 @@ mod tests {
         let recomputed = policy.trunk_gradients(&contexts, &responses, hidden, d_hidden);
         assert_eq!(host(&reused), host(&recomputed));
         assert!(!reused.is_empty());
+    }
+
+    #[test]
+    fn no_grad_passes_see_the_weights_set_after_the_cached_inference_copy_was_made() {
+        let contexts = vec![vec![5u32, 6, 7], vec![9u32]];
+        let responses = vec![vec![10u32, 11, 12], vec![15u32, 16]];
+        let logits = |p: &LlmPolicy| -> Vec<f32> {
+            let l = p.token_logits(&contexts, &responses, false).into_data();
+            l.convert::<f32>().try_into_vec::<f32>().unwrap()
+        };
+        let mut trained = policy().with_compute(Compute::Bf16);
+        let before = logits(&trained); // makes and keeps the bf16 copy
+        let mut moved = trained.parameters();
+        for p in moved.values_mut() {
+            p.value = p.value.clone().mul_scalar(1.5);
+        }
+        trained.set_parameters(&moved).unwrap();
+        let mut fresh = policy().with_compute(Compute::Bf16);
+        fresh.set_parameters(&moved).unwrap();
+        let after = logits(&trained);
+        assert_ne!(before, after, "the new weights are read");
+        assert_eq!(
+            after,
+            logits(&fresh),
+            "exactly as a policy that never cached"
+        );
+        assert_eq!(
+            after,
+            logits(&trained),
+            "and the kept copy gives them again"
+        );
     }
 }
