@@ -438,6 +438,16 @@ pub struct TrainArgs {
     /// No progress on stderr.
     #[arg(long, short, help_heading = "Output")]
     pub quiet: bool,
+    /// Data-parallel training, one process per rank started by a launcher: `mpi` (CPU ranks
+    /// under `mpirun` or `srun`; build with `--features mpi`) or `nccl` (one GPU per rank under
+    /// `torchrun`, `srun` or `mpirun`; build with `--features tch,nccl`). See
+    /// docs/distributed.md.
+    #[arg(long, value_name = "ENGINE", help_heading = "Distributed")]
+    pub dist: Option<String>,
+    /// Seconds a rank waits in one collective before the run stops with an error (a rank
+    /// hangs or died) [default: 1800; evaluations on rank 0 count].
+    #[arg(long, value_name = "SECONDS", help_heading = "Distributed")]
+    pub dist_timeout: Option<u64>,
 }
 
 /// `zoo sft`.

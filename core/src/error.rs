@@ -66,6 +66,10 @@ pub enum Error {
         /// The size found.
         got: String,
     },
+    /// A data-parallel run could not start or a collective failed (another rank failed, or a
+    /// collective timed out).
+    #[error("distributed: {0}")]
+    Dist(String),
     /// Training produced a non-finite number.
     #[error(
         "non-finite {what} at step {step}\nhint: lower the learning rate (`--set optim.lr=...`) or check the objective's inputs"

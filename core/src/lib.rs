@@ -23,6 +23,7 @@ pub mod batch;
 pub mod checkpoint;
 pub mod config;
 pub mod device;
+pub mod dist;
 pub mod error;
 pub mod eval;
 pub mod metrics;

@@ -124,6 +124,27 @@ pub trait Policy: Send {
         rng: &mut ChaCha8Rng,
     ) -> Vec<Sample>;
 
+    /// As [`Policy::sample`], with one random stream per row: row `i` draws only from
+    /// `streams[i]`, so its response does not depend on which rows share the call (the
+    /// trainer keys each row's stream by its place in the step's batch, and data-parallel
+    /// ranks sample their shares of it). Default: one call per row; a batched sampler
+    /// overrides it.
+    fn sample_rows(
+        &self,
+        prompts: &[Vec<u32>],
+        sampling: &SamplingConfig,
+        streams: &mut [ChaCha8Rng],
+    ) -> Vec<Sample> {
+        assert_eq!(prompts.len(), streams.len(), "one stream per row");
+        prompts
+            .iter()
+            .zip(streams)
+            .flat_map(|(prompt, stream)| {
+                self.sample(std::slice::from_ref(prompt), sampling, stream)
+            })
+            .collect()
+    }
+
     /// The inputs of the output head at every response position, `[n, t, d]`: with
     /// [`Policy::head`] they give [`Policy::token_logits`], `head(response_hidden(..))`.
     /// The trainer runs the head over chunks of positions so that no `[n, t, v]` tensor is

@@ -16,6 +16,18 @@ pub fn stream(seed: u64, step: u64, purpose: &str) -> ChaCha8Rng {
     ChaCha8Rng::from_seed(key)
 }
 
+/// The stream of row `row` for `purpose` at `step`: a batch's row draws the same values
+/// whichever process samples it and whatever other rows share the call, so the data-parallel
+/// ranks' shares of a batch together are the batch one process draws.
+pub fn row_stream(seed: u64, step: u64, purpose: &str, row: u64) -> ChaCha8Rng {
+    let mut key = [0u8; 32];
+    key[..8].copy_from_slice(&seed.to_le_bytes());
+    key[8..16].copy_from_slice(&step.to_le_bytes());
+    key[16..24].copy_from_slice(&fnv1a(purpose.as_bytes()).to_le_bytes());
+    key[24..].copy_from_slice(&row.wrapping_add(1).to_le_bytes());
+    ChaCha8Rng::from_seed(key)
+}
+
 /// FNV-1a: a stable 64-bit hash (std's hasher may change between releases).
 pub fn fnv1a(bytes: &[u8]) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
@@ -40,5 +52,8 @@ mod tests {
         assert_eq!(a, b);
         assert_ne!(a, c);
         assert_ne!(a, d);
+        let rows: Vec<u64> = (0..3).map(|r| row_stream(1, 2, "x", r).random()).collect();
+        assert_eq!(rows[1], row_stream(1, 2, "x", 1).random::<u64>());
+        assert!(rows[0] != rows[1] && rows[1] != rows[2] && rows[0] != a);
     }
 }

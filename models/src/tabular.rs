@@ -176,6 +176,63 @@ fn softmax(z: &[f32], temperature: f32) -> Vec<f64> {
     e.into_iter().map(|x| x / s).collect()
 }
 
+impl TabularPolicy {
+    /// One response to `prompt`, drawing from `rng`, with the table's logits at hand.
+    fn sample_one(
+        &self,
+        logits: &[f32],
+        prompt: &[u32],
+        sampling: &SamplingConfig,
+        rng: &mut ChaCha8Rng,
+    ) -> Sample {
+        let vocab = self.tokenizer.vocab;
+        let mut state = prompt.to_vec();
+        let mut sample = Sample {
+            tokens: Vec::new(),
+            logprobs: Vec::new(),
+            finished: false,
+        };
+        for _ in 0..sampling.max_new_tokens {
+            let Some(row) = self.state(&state) else {
+                sample.finished = true;
+                break;
+            };
+            let z = &logits[row * vocab..(row + 1) * vocab];
+            let temperature = if sampling.temperature > 0.0 {
+                sampling.temperature
+            } else {
+                1.0
+            };
+            let p = softmax(z, temperature);
+            let token = if sampling.temperature > 0.0 {
+                let u: f64 = rng.random();
+                let mut acc = 0.0;
+                p.iter()
+                    .position(|&q| {
+                        acc += q;
+                        u < acc
+                    })
+                    .unwrap_or(vocab - 1)
+            } else {
+                (0..vocab)
+                    .max_by(|&a, &b| p[a].total_cmp(&p[b]))
+                    .unwrap_or(0)
+            };
+            sample.tokens.push(token as u32);
+            sample.logprobs.push(p[token].ln() as f32);
+            state.push(token as u32);
+            if token as u32 == self.tokenizer.eos() {
+                sample.finished = true;
+                break;
+            }
+        }
+        if !sample.finished && self.state(&state).is_none() {
+            sample.finished = true;
+        }
+        sample
+    }
+}
+
 impl Policy for TabularPolicy {
     fn tokenizer(&self) -> &dyn Tokenizer {
         &self.tokenizer
@@ -217,55 +274,24 @@ impl Policy for TabularPolicy {
         rng: &mut ChaCha8Rng,
     ) -> Vec<Sample> {
         let logits = self.logits();
-        let vocab = self.tokenizer.vocab;
         prompts
             .iter()
-            .map(|prompt| {
-                let mut state = prompt.clone();
-                let mut sample = Sample {
-                    tokens: Vec::new(),
-                    logprobs: Vec::new(),
-                    finished: false,
-                };
-                for _ in 0..sampling.max_new_tokens {
-                    let Some(row) = self.state(&state) else {
-                        sample.finished = true;
-                        break;
-                    };
-                    let z = &logits[row * vocab..(row + 1) * vocab];
-                    let temperature = if sampling.temperature > 0.0 {
-                        sampling.temperature
-                    } else {
-                        1.0
-                    };
-                    let p = softmax(z, temperature);
-                    let token = if sampling.temperature > 0.0 {
-                        let u: f64 = rng.random();
-                        let mut acc = 0.0;
-                        p.iter()
-                            .position(|&q| {
-                                acc += q;
-                                u < acc
-                            })
-                            .unwrap_or(vocab - 1)
-                    } else {
-                        (0..vocab)
-                            .max_by(|&a, &b| p[a].total_cmp(&p[b]))
-                            .unwrap_or(0)
-                    };
-                    sample.tokens.push(token as u32);
-                    sample.logprobs.push(p[token].ln() as f32);
-                    state.push(token as u32);
-                    if token as u32 == self.tokenizer.eos() {
-                        sample.finished = true;
-                        break;
-                    }
-                }
-                if !sample.finished && self.state(&state).is_none() {
-                    sample.finished = true;
-                }
-                sample
-            })
+            .map(|prompt| self.sample_one(&logits, prompt, sampling, rng))
+            .collect()
+    }
+
+    fn sample_rows(
+        &self,
+        prompts: &[Vec<u32>],
+        sampling: &SamplingConfig,
+        streams: &mut [ChaCha8Rng],
+    ) -> Vec<Sample> {
+        assert_eq!(prompts.len(), streams.len(), "one stream per row");
+        let logits = self.logits();
+        prompts
+            .iter()
+            .zip(streams)
+            .map(|(prompt, rng)| self.sample_one(&logits, prompt, sampling, rng))
             .collect()
     }
 

@@ -164,64 +164,16 @@ impl TinyPolicy {
     }
 }
 
-impl Policy for TinyPolicy {
-    fn tokenizer(&self) -> &dyn Tokenizer {
-        &CharTokenizer
-    }
-
-    fn device(&self) -> Device {
-        self.device.clone()
-    }
-
-    fn token_logits(&self, contexts: &[Vec<u32>], responses: &[Vec<u32>], grad: bool) -> Tensor<3> {
-        assert_eq!(contexts.len(), responses.len(), "one context per response");
-        let layout = Layout::new(contexts, responses, CharTokenizer::PAD);
-        let context_cols = contexts.iter().map(Vec::len).max().unwrap_or(0);
-        let response_cols = layout.cols - context_cols;
-        let n = layout.rows;
-        let (model, device) = if grad {
-            (self.model.clone(), self.device.clone())
-        } else {
-            (self.inference_model(), self.device.clone().inner())
-        };
-        let vocab = self.model.config().vocab_size;
-        if response_cols == 0 {
-            return Tensor::zeros([n, 0, vocab], &device);
-        }
-        let logits = model.forward(
-            layout.tokens(&device),
-            layout.positions(&device),
-            causal_blocked(&layout, &device),
-            None,
-        );
-        // Column c predicts the token at column c + 1: the response starts at `context_cols`.
-        logits.slice([0..n, context_cols - 1..layout.cols - 1, 0..vocab])
-    }
-
-    fn token_logprobs(
-        &self,
-        contexts: &[Vec<u32>],
-        responses: &[Vec<u32>],
-        temperature: f32,
-        grad: bool,
-    ) -> Tensor<2> {
-        let logits = match (!grad)
-            .then(|| self.shared_context_logits(contexts, responses))
-            .flatten()
-        {
-            Some(logits) => logits,
-            None => self.token_logits(contexts, responses, grad),
-        };
-        sampled_logprobs(logits, responses, temperature)
-    }
-
-    fn sample(
+impl TinyPolicy {
+    /// The batched sampler: `draw(row)` gives the row's next uniform number in [0, 1).
+    fn sample_drawing(
         &self,
         prompts: &[Vec<u32>],
         sampling: &SamplingConfig,
-        rng: &mut ChaCha8Rng,
+        mut draw: impl FnMut(usize) -> f64,
     ) -> Vec<Sample> {
         let n = prompts.len();
+
         let mut out: Vec<Sample> = (0..n)
             .map(|_| Sample {
                 tokens: Vec::new(),
@@ -292,7 +244,7 @@ impl Policy for TinyPolicy {
                 }
                 let logprobs = log_softmax_host(&row, temperature);
                 let token = if sampling.temperature > 0.0 {
-                    sample_index(&logprobs, rng)
+                    sample_index(&logprobs, draw(i))
                 } else {
                     argmax(&logprobs)
                 };
@@ -336,6 +288,77 @@ impl Policy for TinyPolicy {
             last = logits.reshape([n, vocab]);
         }
         out
+    }
+}
+
+impl Policy for TinyPolicy {
+    fn tokenizer(&self) -> &dyn Tokenizer {
+        &CharTokenizer
+    }
+
+    fn device(&self) -> Device {
+        self.device.clone()
+    }
+
+    fn token_logits(&self, contexts: &[Vec<u32>], responses: &[Vec<u32>], grad: bool) -> Tensor<3> {
+        assert_eq!(contexts.len(), responses.len(), "one context per response");
+        let layout = Layout::new(contexts, responses, CharTokenizer::PAD);
+        let context_cols = contexts.iter().map(Vec::len).max().unwrap_or(0);
+        let response_cols = layout.cols - context_cols;
+        let n = layout.rows;
+        let (model, device) = if grad {
+            (self.model.clone(), self.device.clone())
+        } else {
+            (self.inference_model(), self.device.clone().inner())
+        };
+        let vocab = self.model.config().vocab_size;
+        if response_cols == 0 {
+            return Tensor::zeros([n, 0, vocab], &device);
+        }
+        let logits = model.forward(
+            layout.tokens(&device),
+            layout.positions(&device),
+            causal_blocked(&layout, &device),
+            None,
+        );
+        // Column c predicts the token at column c + 1: the response starts at `context_cols`.
+        logits.slice([0..n, context_cols - 1..layout.cols - 1, 0..vocab])
+    }
+
+    fn token_logprobs(
+        &self,
+        contexts: &[Vec<u32>],
+        responses: &[Vec<u32>],
+        temperature: f32,
+        grad: bool,
+    ) -> Tensor<2> {
+        let logits = match (!grad)
+            .then(|| self.shared_context_logits(contexts, responses))
+            .flatten()
+        {
+            Some(logits) => logits,
+            None => self.token_logits(contexts, responses, grad),
+        };
+        sampled_logprobs(logits, responses, temperature)
+    }
+
+    fn sample(
+        &self,
+        prompts: &[Vec<u32>],
+        sampling: &SamplingConfig,
+        rng: &mut ChaCha8Rng,
+    ) -> Vec<Sample> {
+        self.sample_drawing(prompts, sampling, |_| rng.random())
+    }
+
+    fn sample_rows(
+        &self,
+        prompts: &[Vec<u32>],
+        sampling: &SamplingConfig,
+        streams: &mut [ChaCha8Rng],
+    ) -> Vec<Sample> {
+        assert_eq!(prompts.len(), streams.len(), "one stream per row");
+        self.sample_drawing(prompts, sampling, |row| streams[row].random())
     }
 
     fn gradients(&self, grads: &Gradients) -> NamedTensors {
@@ -384,8 +407,7 @@ fn log_softmax_host(row: &[f32], temperature: f32) -> Vec<f64> {
     scaled.iter().map(|x| x - log_sum).collect()
 }
 
-fn sample_index(logprobs: &[f64], rng: &mut ChaCha8Rng) -> usize {
-    let u: f64 = rng.random();
+fn sample_index(logprobs: &[f64], u: f64) -> usize {
     let mut cumulative = 0.0;
     for (i, lp) in logprobs.iter().enumerate() {
         cumulative += lp.exp();

@@ -2,11 +2,13 @@
 //! after.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use zoo_core::checkpoint;
+use zoo_core::dist::{Collective, Single};
 use zoo_core::eval::{EvalReport, evaluate};
 use zoo_core::metrics::MetricsWriter;
 use zoo_core::trainer::Trainer;
@@ -18,7 +20,7 @@ use crate::commands::progress::Progress;
 use crate::run_config::{Overrides, RunConfig, given_flags};
 
 /// Held-out pass@1, greedy and sampled.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Accuracy {
     /// Greedy decoding.
     pub greedy: f64,
@@ -175,9 +177,59 @@ fn memory_estimate(config: &RunConfig) -> Result<Option<String>> {
     Ok(Some(out))
 }
 
-/// Runs `zoo train`; `None` for `--dry-run`.
+/// Seconds a rank waits in one collective by default (torch.distributed's default too).
+pub const DIST_TIMEOUT_S: u64 = 1800;
+
+/// Runs `zoo train`; `None` for `--dry-run` and on every rank but 0 of a data-parallel run.
+/// With `--dist`, joins the launcher's ranks first; a rank that fails prints its error with its
+/// rank and stops every rank.
 pub fn run(args: &TrainArgs) -> Result<Option<TrainReport>> {
+    let Some(engine) = args.dist.as_deref() else {
+        return run_with(args, Arc::new(Single), None);
+    };
+    if args.dry_run {
+        return run_with(args, Arc::new(Single), None);
+    }
+    let engine: zoo_dist::Engine = engine.parse()?;
+    let timeout = Duration::from_secs(args.dist_timeout.unwrap_or(DIST_TIMEOUT_S).max(1));
+    let env = zoo_dist::DistEnv::from_process(engine)?;
+    share_cores(env.local_world.unwrap_or(1));
+    let dist = zoo_dist::connect(engine, timeout)?;
+    match run_with(args, dist.clone(), Some(env.local_rank)) {
+        Ok(report) => Ok(report),
+        Err(error) if dist.world() > 1 => {
+            let message = format!("rank {}: error: {error:#}", dist.rank());
+            eprintln!("{message}");
+            dist.abort(1, &message)
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// Several ranks on one machine share its cores: each gets its part for rayon's pool unless
+/// `RAYON_NUM_THREADS` says otherwise (LibTorch reads `OMP_NUM_THREADS`, which torchrun sets).
+fn share_cores(local_ranks: usize) {
+    if local_ranks <= 1 || std::env::var_os("RAYON_NUM_THREADS").is_some() {
+        return;
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = (cores / local_ranks).max(1);
+    // Fails only when the pool already exists, which then keeps its size.
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build_global();
+}
+
+/// Runs `zoo train` as one rank of `dist` (`local_rank` picks the GPU of `--device tch-cuda`):
+/// rank 0 alone writes the run folder, prints progress and evaluates; every rank trains.
+pub fn run_with(
+    args: &TrainArgs,
+    dist: Arc<dyn Collective>,
+    local_rank: Option<usize>,
+) -> Result<Option<TrainReport>> {
     let started = Instant::now();
+    let (rank, world) = (dist.rank(), dist.world());
+    let lead = rank == 0;
     let config = RunConfig::resolve(&Overrides {
         algo: args.algo.as_deref(),
         config_file: args.config.as_deref(),
@@ -203,18 +255,37 @@ pub fn run(args: &TrainArgs) -> Result<Option<TrainReport>> {
         }
         return Ok(None);
     }
-    let progress = Progress::new(args.quiet);
+    let progress = Progress::new(args.quiet || !lead);
     let task = config.task()?;
     let objective = config.build_objective(task.as_ref())?;
     let algo = objective.name().to_string();
-    let device = config.device_spec()?.device()?;
+    let device = match (local_rank, config.device.as_str()) {
+        // One GPU per rank: the launcher's local rank picks it.
+        (Some(local), "tch-cuda") => format!("tch-cuda:{local}")
+            .parse::<zoo_core::device::DeviceSpec>()?
+            .device()?,
+        _ => config.device_spec()?.device()?,
+    };
     let out = args
         .out
         .clone()
         .unwrap_or_else(|| default_out(&config, &algo));
     let checkpoints = out.join("checkpoints");
-    let resume_from = prepare_out(&out, &checkpoints, args.resume)?;
-    checkpoint::write_atomic(&out.join("config.toml"), config.to_toml().as_bytes())?;
+    // Rank 0 prepares the run folder and tells the others where to resume from.
+    let resume_from = if lead {
+        let found = prepare_out(&out, &checkpoints, args.resume)?;
+        checkpoint::write_atomic(&out.join("config.toml"), config.to_toml().as_bytes())?;
+        found
+    } else {
+        None
+    };
+    let resume_from = {
+        let mut bytes = resume_from
+            .map(|p| p.to_string_lossy().into_owned().into_bytes())
+            .unwrap_or_default();
+        dist.broadcast_bytes(&mut bytes, 0, "run folder")?;
+        (!bytes.is_empty()).then(|| PathBuf::from(String::from_utf8_lossy(&bytes).into_owned()))
+    };
 
     progress.line(&format!(
         "zoo train: algo `{algo}`, task `{}`, {} steps of {} prompts x {} responses, device `{}`, out `{}`",
@@ -225,6 +296,13 @@ pub fn run(args: &TrainArgs) -> Result<Option<TrainReport>> {
         config.device,
         out.display()
     ));
+    if world > 1 {
+        progress.line(&format!(
+            "data-parallel: {world} ranks over {}, each sampling and training its share of the {} groups a step",
+            dist.engine(),
+            config.rollout.prompts_per_step
+        ));
+    }
     if matches!(
         config.device_spec()?,
         zoo_core::device::DeviceSpec::TchCuda(_)
@@ -238,7 +316,7 @@ pub fn run(args: &TrainArgs) -> Result<Option<TrainReport>> {
             }
         ));
     }
-    let (policy, origin) = base::load_policy(
+    let (mut policy, origin) = base::load_policy(
         &config.model,
         task.as_ref(),
         &config.warm_start,
@@ -246,6 +324,8 @@ pub fn run(args: &TrainArgs) -> Result<Option<TrainReport>> {
         &progress,
     )?;
     progress.line(&origin);
+    // Every rank starts from rank 0's weights.
+    zoo_core::dist::broadcast_policy(dist.as_ref(), policy.as_mut())?;
     let max_new_tokens = config.max_new_tokens(task.as_ref());
     let mut probe = zoo_core::rng::stream(config.seed, 0, "context-check");
     let mut checked = task.sample_problems(&mut probe, 64);
@@ -263,7 +343,12 @@ pub fn run(args: &TrainArgs) -> Result<Option<TrainReport>> {
         )
     };
     progress.line("evaluating the base policy on the held-out set...");
-    let before = evaluate_heldout(policy.as_ref())?;
+    // Rank 0 evaluates; the others wait in the first collective of step 1.
+    let before = if lead {
+        evaluate_heldout(policy.as_ref())?
+    } else {
+        Accuracy::default()
+    };
     progress.line(&format!(
         "before RL: held-out pass@1 greedy {:.3}, sampled {:.3}",
         before.greedy, before.sampled
@@ -277,6 +362,7 @@ pub fn run(args: &TrainArgs) -> Result<Option<TrainReport>> {
         objective,
         task.as_ref(),
     )?;
+    trainer.set_collective(dist.clone());
     if config.log.rollouts {
         trainer.set_rollout_dir(Some(out.join("rollouts")));
     }
@@ -291,13 +377,19 @@ pub fn run(args: &TrainArgs) -> Result<Option<TrainReport>> {
         }
         None => 1,
     };
-    let mut metrics_out = MetricsWriter::open(&out.join("metrics.jsonl"), first - 1)?;
+    let mut metrics_out = match lead {
+        true => Some(MetricsWriter::open(&out.join("metrics.jsonl"), first - 1)?),
+        false => None,
+    };
     let bar = progress.bar(config.steps as u64, "train");
     bar.set_position((first - 1) as u64);
     let steps = config.steps;
     if first <= steps {
         let every = config.eval.every;
         trainer.run(first, steps, Some(&checkpoints), &mut |step, m, policy| {
+            if !lead {
+                return Ok(());
+            }
             // Held-out pass@1 of the updated policy every `eval.every` steps.
             if every > 0 && step % every == 0 {
                 let accuracy = evaluate_heldout(policy)?;
@@ -307,7 +399,9 @@ pub fn run(args: &TrainArgs) -> Result<Option<TrainReport>> {
                     m.insert(format!("eval/task/{name}"), share);
                 }
             }
-            metrics_out.write(step, m)?;
+            if let Some(out) = metrics_out.as_mut() {
+                out.write(step, m)?;
+            }
             bar.set_position(step as u64);
             let Some(&reward) = m.get("reward/mean") else {
                 // Dynamic sampling kept no group (the objective chose to go on).
@@ -332,6 +426,11 @@ pub fn run(args: &TrainArgs) -> Result<Option<TrainReport>> {
         })?;
     }
     bar.finish_and_clear();
+    if !lead {
+        // Rank 0 evaluates and writes; the communicator stays up until it is done.
+        dist.barrier("end of the run")?;
+        return Ok(None);
+    }
 
     progress.line("evaluating the trained policy on the held-out set...");
     let after = evaluate_heldout(trainer.policy())?;
@@ -364,6 +463,7 @@ pub fn run(args: &TrainArgs) -> Result<Option<TrainReport>> {
         out.display(),
         report.seconds
     );
+    dist.barrier("end of the run")?;
     Ok(Some(report))
 }
 

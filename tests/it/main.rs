@@ -4,6 +4,7 @@ mod bandits;
 mod cli;
 mod compare;
 mod contexts;
+mod dist;
 mod llm;
 mod micro_batch;
 mod objectives;

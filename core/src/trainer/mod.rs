@@ -25,11 +25,13 @@ pub mod rollout;
 pub mod update;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
 use crate::batch::TokenMatrix;
+use crate::dist::{Collective, Reduce, Single};
 use crate::metrics::{Metrics, mean_std};
 use crate::objective::{CreditInput, Needs, Objective};
 use crate::optim::{AdamW, OptimConfig};
@@ -200,6 +202,8 @@ pub struct Trainer<'a> {
     optimizer: AdamW,
     /// Optimizer steps skipped in a row for a non-finite loss or gradient.
     nonfinite_streak: usize,
+    /// The other ranks of a data-parallel run ([`Single`] when alone).
+    dist: Arc<dyn Collective>,
 }
 
 impl<'a> Trainer<'a> {
@@ -283,7 +287,19 @@ impl<'a> Trainer<'a> {
             task,
             optimizer,
             nonfinite_streak: 0,
+            dist: Arc::new(Single),
         })
+    }
+
+    /// Trains as one rank of a data-parallel run (see [`crate::dist`]). Every rank must start
+    /// from the same weights ([`crate::dist::broadcast_policy`] before [`Trainer::new`]).
+    pub fn set_collective(&mut self, dist: Arc<dyn Collective>) {
+        self.dist = dist;
+    }
+
+    /// The ranks of this run.
+    pub fn collective(&self) -> &dyn Collective {
+        self.dist.as_ref()
     }
 
     /// The policy being trained.
@@ -303,6 +319,37 @@ impl<'a> Trainer<'a> {
             max_rows: self.config.update.micro_batch_size,
             max_tokens: self.config.update.micro_batch_tokens,
         }
+    }
+
+    /// Teacher-forced log-probs `[n, t]` of all rows without a graph, as [`score_rows`]
+    /// computes them: each rank scores its contiguous share of the rows, and every rank gets
+    /// all of them.
+    fn score_share(
+        &self,
+        policy: &dyn Policy,
+        contexts: &[Vec<u32>],
+        responses: &[Vec<u32>],
+        what: &str,
+    ) -> Result<TokenMatrix> {
+        let temperature = self.config.rollout.temperature;
+        let micro = self.micro_batching();
+        if self.dist.world() == 1 {
+            return Ok(score_rows(policy, contexts, responses, temperature, micro));
+        }
+        let mine = crate::dist::share(responses.len(), self.dist.world(), self.dist.rank());
+        let part = score_rows(
+            policy,
+            &contexts[mine.clone()],
+            &responses[mine.clone()],
+            temperature,
+            micro,
+        );
+        let cols = responses.iter().map(Vec::len).max().unwrap_or(0);
+        let mut all = TokenMatrix::zeros(responses.len(), cols);
+        let rows: Vec<usize> = mine.collect();
+        update::place_rows(&mut all, &rows, &part);
+        crate::dist::all_gather_rows(self.dist.as_ref(), &mut all, &rows, what)?;
+        Ok(all)
     }
 
     /// The weights that score a teacher pass.
@@ -350,8 +397,12 @@ impl<'a> Trainer<'a> {
             let every = self.config.checkpoint_every;
             let due = step == last || (every > 0 && step % every == 0);
             if let (Some(dir), true) = (checkpoint_dir, due) {
-                self.save_checkpoint(dir, step)?;
-                crate::checkpoint::prune(dir, self.config.checkpoint_keep)?;
+                // Every rank holds the same weights and optimizer state: rank 0 writes them.
+                if self.dist.rank() == 0 {
+                    self.save_checkpoint(dir, step)?;
+                    crate::checkpoint::prune(dir, self.config.checkpoint_keep)?;
+                }
+                self.dist.barrier(&format!("checkpoint, step {step}"))?;
             }
         }
         Ok(())
@@ -385,9 +436,7 @@ impl<'a> Trainer<'a> {
             .map(|r| batch.prompts[r.problem].clone())
             .collect();
         let responses: Vec<Vec<u32>> = batch.rollouts.iter().map(|r| r.tokens.clone()).collect();
-        let temperature = self.config.rollout.temperature;
         let mask = batch.mask();
-        let micro = self.micro_batching();
         let tokens: usize = responses.iter().map(Vec::len).sum();
         // On-policy (one epoch of one mini-batch), `ℓ^old` is what the update computes anyway;
         // it needs its own pass only when the credit stage reads it.
@@ -399,24 +448,22 @@ impl<'a> Trainer<'a> {
             TokenMatrix::zeros(mask.rows, mask.cols)
         } else {
             scored_tokens += tokens;
-            score_rows(
+            self.score_share(
                 self.policy.as_ref(),
                 &contexts,
                 &responses,
-                temperature,
-                micro,
-            )
+                &format!("old log-probs, step {step}"),
+            )?
         };
         let ref_logprobs = match (&self.initial, self.needs.reference_logprobs) {
             (Some(initial), true) => {
                 scored_tokens += tokens;
-                Some(score_rows(
+                Some(self.score_share(
                     initial.as_ref(),
                     &contexts,
                     &responses,
-                    temperature,
-                    micro,
-                ))
+                    &format!("reference log-probs, step {step}"),
+                )?)
             }
             _ => None,
         };
@@ -460,7 +507,7 @@ impl<'a> Trainer<'a> {
             rows.sort_by(|a, b| {
                 pass_contexts[a.0].contexts[a.1].cmp(&pass_contexts[b.0].contexts[b.1])
             });
-            let part = score_rows(
+            let part = self.score_share(
                 self.scorer(weights),
                 &rows
                     .iter()
@@ -470,9 +517,8 @@ impl<'a> Trainer<'a> {
                     .iter()
                     .map(|&(_, i)| responses[i].clone())
                     .collect::<Vec<_>>(),
-                temperature,
-                micro,
-            );
+                &format!("teacher log-probs, step {step}"),
+            )?;
             for (k, &(p, i)) in rows.iter().enumerate() {
                 update::place_rows(&mut logprobs[p], &[i], &part.select_rows(&[k]));
             }
@@ -520,7 +566,7 @@ impl<'a> Trainer<'a> {
         for (key, value) in &credit.metrics {
             metrics.insert(key.clone(), *value);
         }
-        if let Some(dir) = &self.rollout_dir {
+        if let (Some(dir), 0) = (&self.rollout_dir, self.dist.rank()) {
             dumps::write_step(
                 dir,
                 step,
@@ -562,6 +608,11 @@ impl<'a> Trainer<'a> {
                     continue;
                 }
                 let rows: Vec<usize> = (chunk.start * group_size..chunk.end * group_size).collect();
+                // This rank's share of the mini-batch: whole groups.
+                let share = crate::dist::share(chunk.len(), self.dist.world(), self.dist.rank());
+                let mine: Vec<usize> = ((chunk.start + share.start) * group_size
+                    ..(chunk.start + share.end) * group_size)
+                    .collect();
                 // A mini-batch with nothing to learn from takes no optimizer step, where the
                 // objective asks for it (a zero gradient would still move AdamW's moments).
                 if credit.skip_empty_updates
@@ -576,7 +627,7 @@ impl<'a> Trainer<'a> {
                     step,
                     &update,
                     distill_contexts.as_deref(),
-                    &rows,
+                    (&rows, &mine),
                     fresh,
                     &mut totals,
                 )?;
@@ -590,29 +641,57 @@ impl<'a> Trainer<'a> {
         metrics.insert("timing/update".into(), update_seconds);
         // How far the sampler's log-probs are from teacher forcing (verl reports the same as
         // `training/rollout_probs_diff_*`): a large gap means sampling and scoring disagree.
-        let (scored, unscored) = match totals.current_logprobs.take() {
-            // The update computed no log-probs for the rows it skipped.
-            Some(current) => (Some(current), totals.skipped_rows.clone()),
+        let (scored, scored_rows) = match totals.current_logprobs.take() {
+            // The rows this rank's update computed log-probs for (not the skipped ones).
+            Some(current) => (Some(current), totals.trained_rows.clone()),
             // Without an update and without a pass of its own, `ℓ^old` was never computed.
             None if old_is_current => (None, Vec::new()),
-            None => (Some(old_logprobs), Vec::new()),
+            // Every rank holds all of `ℓ^old`: each counts its share of the rows.
+            None => (
+                Some(old_logprobs),
+                crate::dist::share(mask.rows, self.dist.world(), self.dist.rank()).collect(),
+            ),
         };
         if let Some(scored) = scored {
-            let (mut diff_max, mut diff_sum, mut token_count) = (0f64, 0f64, 0f64);
-            for (i, r) in batch.rollouts.iter().enumerate() {
-                if unscored.contains(&i) {
-                    continue;
-                }
-                for (t, &behaviour) in r.behaviour_logprobs.iter().enumerate() {
+            let (mut diff_max, mut sums) = ([0f64], [0f64; 2]); // [Σ |diff|, tokens]
+            for &i in &scored_rows {
+                for (t, &behaviour) in batch.rollouts[i].behaviour_logprobs.iter().enumerate() {
                     let diff = (behaviour as f64 - scored.get(i, t) as f64).abs();
-                    diff_max = diff_max.max(diff);
-                    diff_sum += diff;
-                    token_count += f64::from(mask.get(i, t));
+                    diff_max[0] = diff_max[0].max(diff);
+                    sums[0] += diff;
+                    sums[1] += f64::from(mask.get(i, t));
                 }
             }
-            let token_count = token_count.max(1.0);
-            metrics.insert("rollout/logprob_diff_max".into(), diff_max);
-            metrics.insert("rollout/logprob_diff_mean".into(), diff_sum / token_count);
+            let what = format!("log-prob metrics, step {step}");
+            self.dist
+                .all_reduce_f64(&mut diff_max, Reduce::Max, &what)?;
+            self.dist.all_reduce_f64(&mut sums, Reduce::Sum, &what)?;
+            metrics.insert("rollout/logprob_diff_max".into(), diff_max[0]);
+            metrics.insert(
+                "rollout/logprob_diff_mean".into(),
+                sums[0] / sums[1].max(1.0),
+            );
+        }
+        // The slowest rank sets the step's pace.
+        let mut timings = [
+            metrics["timing/rollout"],
+            scoring_seconds,
+            update_seconds,
+            metrics.get("timing/teacher").copied().unwrap_or(0.0),
+        ];
+        self.dist
+            .all_reduce_f64(&mut timings, Reduce::Max, &format!("timings, step {step}"))?;
+        let [
+            rollout_seconds,
+            scoring_seconds,
+            update_seconds,
+            teacher_seconds,
+        ] = timings;
+        metrics.insert("timing/rollout".into(), rollout_seconds);
+        metrics.insert("timing/scoring".into(), scoring_seconds);
+        metrics.insert("timing/update".into(), update_seconds);
+        if metrics.contains_key("timing/teacher") {
+            metrics.insert("timing/teacher".into(), teacher_seconds);
         }
         // Teacher passes that scored only some rows count by their share of the tokens.
         let scoring_passes = scored_tokens as f64 / tokens.max(1) as f64;
@@ -639,7 +718,6 @@ impl<'a> Trainer<'a> {
             clipped as f64 / responses.len() as f64,
         );
         totals.report(&mut metrics);
-        let rollout_seconds = metrics["timing/rollout"];
         let per_second = |tokens: usize, seconds: f64| tokens as f64 / seconds.max(1e-9);
         let seconds = rollout_seconds + scoring_seconds + update_seconds;
         metrics.insert("perf/throughput".into(), per_second(tokens, seconds));

@@ -6,10 +6,11 @@ use crate::metrics::Metrics;
 use crate::{Error, Result};
 
 use super::Trainer;
-use super::update::{DistillTeacher, UpdateBatch, add_to, mini_batch_gradient};
+use super::update::{DistillTeacher, UpdateBatch, add_to, mini_batch_gradient_share};
 
 impl Trainer<'_> {
-    /// The gradient of the mini-batch `rows`, then one AdamW step (and the EMA teacher's
+    /// The gradient of the mini-batch `rows` (this rank computing the rows `mine`, summed over
+    /// the ranks), then one AdamW step (and the EMA teacher's
     /// update), or a skipped step for a non-finite loss or gradient. Returns whether the
     /// weights changed. `fresh`: no optimizer step since `ℓ^old` was scored.
     pub(super) fn update_mini_batch(
@@ -17,7 +18,7 @@ impl Trainer<'_> {
         step: usize,
         batch: &UpdateBatch<'_>,
         distill_contexts: Option<&[Vec<u32>]>,
-        rows: &[usize],
+        (rows, mine): (&[usize], &[usize]),
         fresh: bool,
         totals: &mut UpdateTotals,
     ) -> Result<bool> {
@@ -30,21 +31,28 @@ impl Trainer<'_> {
                 policy: self.scorer(pass.weights),
                 contexts,
             });
-        let gradient = mini_batch_gradient(
+        let gradient = mini_batch_gradient_share(
             self.policy.as_ref(),
             self.objective.as_ref(),
             &UpdateBatch { teacher, ..*batch },
-            rows,
+            (rows, mine),
+            self.dist.as_ref(),
             self.micro_batching(),
             self.config.rollout.temperature,
             fresh,
+            &format!(
+                "gradients, step {step}, optimizer step {}",
+                self.optimizer.steps_taken() + 1
+            ),
         )?;
         if let Some(logprobs) = &gradient.logprobs {
             // One on-policy mini-batch of every row, in order: the step's ℓ^old (but for the
             // skipped rows).
             totals.current_logprobs = Some(logprobs.clone());
         }
-        totals.skipped_rows.extend(&gradient.skipped_rows);
+        totals
+            .trained_rows
+            .extend(mine.iter().filter(|r| !gradient.skipped_rows.contains(r)));
         totals.entropy += gradient.entropy_sum;
         totals.response_tokens += gradient.response_tokens;
         totals.trained_tokens += gradient.trained_tokens;
@@ -137,8 +145,8 @@ pub(super) struct UpdateTotals {
     pub(super) trained_tokens: usize,
     /// The log-probs the on-policy update computed when `ℓ^old` had no pass of its own.
     pub(super) current_logprobs: Option<crate::batch::TokenMatrix>,
-    /// Rows an update skipped for an all-zero loss mask (batch indices, once per epoch).
-    pub(super) skipped_rows: Vec<usize>,
+    /// Rows this rank's update ran through a forward pass (batch indices, once per epoch).
+    pub(super) trained_rows: Vec<usize>,
     loss: f64,
     /// Each loss part summed over optimizer steps.
     parts: Vec<(&'static str, f64)>,

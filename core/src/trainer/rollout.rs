@@ -4,6 +4,7 @@
 use crate::batch::{Rollout, RolloutBatch};
 use crate::metrics::Metrics;
 use crate::objective::Shortfall;
+use crate::policy::Sample;
 use crate::rng;
 use crate::task::{Problem, Verdict};
 use crate::teacher::{GroupResponses, TeacherGroup, check_rows};
@@ -135,8 +136,22 @@ impl Trainer<'_> {
             .iter()
             .flat_map(|p| std::iter::repeat_n(p.clone(), rollout.group_size))
             .collect();
-        let mut sample_rng = rng::stream(self.seed, step as u64, &purpose("sample"));
-        let samples = self.policy.sample(&rows, &self.sampling(), &mut sample_rng);
+        // This rank samples its share of the groups, each row from the stream of its place in
+        // the batch; the ranks then exchange their samples.
+        let share = crate::dist::share(problems.len(), self.dist.world(), self.dist.rank());
+        let mine = share.start * rollout.group_size..share.end * rollout.group_size;
+        let mut streams: Vec<_> = mine
+            .clone()
+            .map(|row| rng::row_stream(self.seed, step as u64, &purpose("sample"), row as u64))
+            .collect();
+        let samples = self
+            .policy
+            .sample_rows(&rows[mine], &self.sampling(), &mut streams);
+        let samples = gather_samples(
+            self.dist.as_ref(),
+            samples,
+            &format!("rollout, step {step}, round {round}"),
+        )?;
         let rollouts = samples
             .into_iter()
             .enumerate()
@@ -233,6 +248,51 @@ impl Trainer<'_> {
         }
         Ok(())
     }
+}
+
+/// Every rank's samples, in rank order (the ranks' shares are contiguous: the batch's order).
+fn gather_samples(
+    dist: &dyn crate::dist::Collective,
+    mine: Vec<Sample>,
+    what: &str,
+) -> Result<Vec<Sample>> {
+    if dist.world() == 1 {
+        return Ok(mine);
+    }
+    // Per sample: token count (u32), tokens (u32 each), log-probs (f32 each), finished (u8).
+    let mut bytes = Vec::new();
+    for s in &mine {
+        bytes.extend((s.tokens.len() as u32).to_le_bytes());
+        s.tokens.iter().for_each(|t| bytes.extend(t.to_le_bytes()));
+        s.logprobs
+            .iter()
+            .for_each(|l| bytes.extend(l.to_le_bytes()));
+        bytes.push(u8::from(s.finished));
+    }
+    let mut all = Vec::new();
+    let words = |b: &[u8]| -> Vec<[u8; 4]> {
+        b.chunks_exact(4)
+            .map(|c| c.try_into().expect("4 bytes"))
+            .collect()
+    };
+    for part in dist.all_gather_bytes(&bytes, what)? {
+        let mut at = 0;
+        while at < part.len() {
+            let len = u32::from_le_bytes(words(&part[at..at + 4])[0]) as usize;
+            let tokens = &part[at + 4..at + 4 + 4 * len];
+            let logprobs = &part[at + 4 + 4 * len..at + 4 + 8 * len];
+            all.push(Sample {
+                tokens: words(tokens).into_iter().map(u32::from_le_bytes).collect(),
+                logprobs: words(logprobs)
+                    .into_iter()
+                    .map(f32::from_le_bytes)
+                    .collect(),
+                finished: part[at + 4 + 8 * len] == 1,
+            });
+            at += 4 + 8 * len + 1;
+        }
+    }
+    Ok(all)
 }
 
 /// The contexts of one teacher pass over a rollout batch, `[n]` each.

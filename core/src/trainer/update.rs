@@ -28,6 +28,7 @@ use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 
 use crate::batch::TokenMatrix;
+use crate::dist::{Collective, Single};
 use crate::objective::{LossInput, Objective};
 use crate::params;
 use crate::policy::{NamedTensors, Policy, response_targets};
@@ -207,6 +208,37 @@ pub fn mini_batch_gradient(
     temperature: f32,
     fresh: bool,
 ) -> Result<MiniBatchGradient> {
+    mini_batch_gradient_share(
+        policy,
+        objective,
+        batch,
+        (rows, rows),
+        &Single,
+        micro,
+        temperature,
+        fresh,
+        "gradients",
+    )
+}
+
+/// As [`mini_batch_gradient`], on one rank of a data-parallel run: the aggregation
+/// coefficients are those of the whole mini-batch `rows`, this rank runs the rows `mine` (a
+/// subset) through its passes, and the gradient, the loss and every sum are added up over the
+/// ranks (`what` names the exchange), so every rank returns what one process computing all of
+/// `rows` returns. A loss over the whole mini-batch gets every rank's log-probs first (each
+/// rank computes it on all rows, then back-propagates its own).
+#[allow(clippy::too_many_arguments)]
+pub fn mini_batch_gradient_share(
+    policy: &dyn Policy,
+    objective: &dyn Objective,
+    batch: &UpdateBatch<'_>,
+    (rows, mine): (&[usize], &[usize]),
+    dist: &dyn Collective,
+    micro: MicroBatching,
+    temperature: f32,
+    fresh: bool,
+    what: &str,
+) -> Result<MiniBatchGradient> {
     let needs = objective.needs();
     let teacher = if needs.student_logits {
         let probe = || Tensor::<3>::zeros([1, 1, 2], &policy.device().inner());
@@ -234,7 +266,7 @@ pub fn mini_batch_gradient(
     // A row whose loss mask is all zero has coefficient 0 at every token: it adds nothing to
     // the loss or the gradient (SDPO's rows without a demonstration), so unless the loss couples
     // rows (`whole_mini_batch`) it runs through no forward and no backward pass.
-    let (live, skipped_rows): (Vec<usize>, Vec<usize>) = rows.iter().partition(|&&r| {
+    let (live, skipped_rows): (Vec<usize>, Vec<usize>) = mine.iter().partition(|&&r| {
         needs.whole_mini_batch
             || batch.mask.data[r * batch.mask.cols..(r + 1) * batch.mask.cols]
                 .iter()
@@ -278,6 +310,12 @@ pub fn mini_batch_gradient(
                 if let (Some(all), Some(d)) = (divergence.as_mut(), d) {
                     place_rows(all, &part.local, &TokenMatrix::from_tensor(d));
                 }
+            }
+            // Every rank's rows, so that each computes the loss of the whole mini-batch.
+            let ours: Vec<usize> = mine.iter().map(|r| local[r]).collect();
+            crate::dist::all_gather_rows(dist, &mut logprobs, &ours, what)?;
+            if let Some(divergence) = divergence.as_mut() {
+                crate::dist::all_gather_rows(dist, divergence, &ours, what)?;
             }
             (logprobs, divergence)
         };
@@ -356,11 +394,16 @@ pub fn mini_batch_gradient(
         );
     }
 
+    let mut grads = params::fill_zeros(std::mem::take(&mut sums.grads), &policy.parameters());
+    if dist.world() > 1 {
+        dist.all_reduce_tensors(&mut grads, what)?;
+        sums = reduce_sums(dist, sums, whole.is_some(), what)?;
+    }
     for (_, sum) in &mut sums.metrics {
         *sum /= sums.calls.max(1) as f64;
     }
     Ok(MiniBatchGradient {
-        grads: params::fill_zeros(sums.grads, &policy.parameters()),
+        grads,
         loss: sums.loss,
         parts: sums.parts,
         tokens: mini_mask.data.iter().map(|&m| m as f64).sum(),
@@ -372,6 +415,91 @@ pub fn mini_batch_gradient(
         logprobs: sums.logprobs,
         skipped_rows,
     })
+}
+
+/// The ranks' sums added up, in rank order. With a loss over the whole mini-batch (`whole`)
+/// every rank computed the same loss, parts and metrics from all rows: those are kept, and only
+/// what each rank's own passes add (entropy, token counts) is summed.
+fn reduce_sums(dist: &dyn Collective, sums: Sums, whole: bool, what: &str) -> Result<Sums> {
+    type Named = Vec<(String, f64)>;
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Shared {
+        loss: f64,
+        parts: Named,
+        token_metrics: Named,
+        metrics: Named,
+        calls: usize,
+        entropy: f64,
+        response_tokens: f64,
+        trained_tokens: usize,
+    }
+    let owned = |named: &[(&'static str, f64)]| -> Named {
+        named.iter().map(|&(n, v)| (n.to_string(), v)).collect()
+    };
+    let mine = Shared {
+        loss: sums.loss,
+        parts: owned(&sums.parts),
+        token_metrics: owned(&sums.token_metrics),
+        metrics: owned(&sums.metrics),
+        calls: sums.calls,
+        entropy: sums.entropy,
+        response_tokens: sums.response_tokens,
+        trained_tokens: sums.trained_tokens,
+    };
+    let bytes = serde_json::to_vec(&mine).expect("sums serialize");
+    let mut total = Sums {
+        logprobs: sums.logprobs,
+        ..Sums::default()
+    };
+    if whole {
+        (
+            total.loss,
+            total.parts,
+            total.token_metrics,
+            total.metrics,
+            total.calls,
+        ) = (
+            sums.loss,
+            sums.parts,
+            sums.token_metrics,
+            sums.metrics,
+            sums.calls,
+        );
+    }
+    for (rank, part) in dist.all_gather_bytes(&bytes, what)?.iter().enumerate() {
+        let part: Shared = serde_json::from_slice(part)
+            .map_err(|e| Error::Dist(format!("`{what}`: rank {rank} sent unreadable sums: {e}")))?;
+        if !whole {
+            total.loss += part.loss;
+            for (name, value) in part.parts {
+                add_to(&mut total.parts, intern(&name), value);
+            }
+            for (name, value) in part.token_metrics {
+                add_to(&mut total.token_metrics, intern(&name), value);
+            }
+            for (name, value) in part.metrics {
+                add_to(&mut total.metrics, intern(&name), value);
+            }
+            total.calls += part.calls;
+        }
+        total.entropy += part.entropy;
+        total.response_tokens += part.response_tokens;
+        total.trained_tokens += part.trained_tokens;
+    }
+    Ok(total)
+}
+
+/// A metric name received from another rank as a `'static` string: each distinct name is
+/// leaked once (an objective has a handful).
+fn intern(name: &str) -> &'static str {
+    static NAMES: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    let mut names = NAMES.lock().expect("not poisoned");
+    if let Some(&known) = names.iter().find(|&&n| n == name) {
+        return known;
+    }
+    let leaked: &'static str = Box::leak(name.to_string().into_boxed_str());
+    names.push(leaked);
+    leaked
 }
 
 /// Rows of a micro-batch: their indices in the batch and in the mini-batch.

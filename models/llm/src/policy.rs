@@ -379,6 +379,21 @@ impl Policy for LlmPolicy {
         sampling: &SamplingConfig,
         rng: &mut ChaCha8Rng,
     ) -> Vec<Sample> {
+        // One random stream per row, keyed by the row's index in this call.
+        let seed: u64 = rng.random();
+        let mut streams: Vec<ChaCha8Rng> = (0..prompts.len())
+            .map(|i| zoo_core::rng::stream(seed, i as u64, "llm-sample-row"))
+            .collect();
+        self.sample_rows(prompts, sampling, &mut streams)
+    }
+
+    fn sample_rows(
+        &self,
+        prompts: &[Vec<u32>],
+        sampling: &SamplingConfig,
+        streams: &mut [ChaCha8Rng],
+    ) -> Vec<Sample> {
+        assert_eq!(prompts.len(), streams.len(), "one stream per row");
         let n = prompts.len();
         let mut out: Vec<Sample> = (0..n)
             .map(|_| Sample {
@@ -396,12 +411,6 @@ impl Policy for LlmPolicy {
         let stop = self.tokenizer.stop_tokens();
         let greedy = sampling.temperature <= 0.0;
         let temperature = if greedy { 1.0 } else { sampling.temperature };
-        // One random stream per row, keyed by the row's index in this call.
-        let seed: u64 = rng.random();
-        let mut streams: Vec<ChaCha8Rng> = (0..n)
-            .map(|i| zoo_core::rng::stream(seed, i as u64, "llm-sample-row"))
-            .collect();
-
         // Prefill each distinct prompt once.
         let (unique, row_to_unique) = distinct(prompts);
         let empty = vec![Vec::new(); unique.len()];
