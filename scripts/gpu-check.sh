@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The GPU check (docs/gpu.md): on a machine with an NVIDIA GPU and PyTorch installed, runs the
 # LibTorch smoke test, the objectives' and the real-model fixtures' parity (f32 and bf16), the
-# fused-attention convention check, the CPU-model bench and the real-model-shape benchmarks
+# fused-attention convention check, a one-rank NCCL run, the CPU-model bench and the real-model-shape benchmarks
 # (Qwen2.5-0.5B, random weights, GRPO at 8 x 8 x 256 and, when time allows, 64 x 8 x 1024), with
-# a `zoo` binary built with feature `tch`, and writes everything to a folder, `summary.txt`
+# a `zoo` binary built with features `tch,nccl`, and writes everything to a folder, `summary.txt`
 # first. Built to finish in under 10 minutes on an H100/H200.
 #
 #   scripts/gpu-check.sh ZOO_BINARY OUT_DIR [DEVICE]      # DEVICE defaults to tch-cuda:0
@@ -42,6 +42,23 @@ step() { # name, command...
 step list "$zoo" list
 step smoke "$zoo" train --algo grpo --steps 5 --device "$device" --out "$out/run-grpo" \
     --set rollout.prompts_per_step=16 --set eval.problems=100
+# One-rank NCCL (docs/distributed.md; needs a binary built with `--features tch,nccl`): two
+# steps with `--dist nccl` over real CUDA gradients equal two steps without it, bit for bit
+# (an all-reduce over one rank is the identity). Checks libnccl's loading, the bootstrap id,
+# the communicator and the host staging; a one-GPU machine cannot run two NCCL ranks.
+nccl_one_rank() {
+    local nccl
+    nccl=$(python3 -W ignore -c 'import os, nvidia.nccl as n; print(os.path.join(list(n.__path__)[0], "lib", "libnccl.so.2"))' 2>/dev/null) || return 1
+    mkdir -p "$out/nccl-lib" && ln -sf "$nccl" "$out/nccl-lib/libnccl.so"
+    local settings=(--algo grpo --steps 2 --seed 1 --device "$device" --set rollout.prompts_per_step=16 --set eval.problems=50 --quiet)
+    "$zoo" train "${settings[@]}" --out "$out/run-nccl-off" || return 1
+    LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$out/nccl-lib" RANK=0 WORLD_SIZE=1 LOCAL_RANK=0 \
+        MASTER_ADDR=127.0.0.1 MASTER_PORT=29500 \
+        "$zoo" train "${settings[@]}" --dist nccl --out "$out/run-nccl-on" || return 1
+    cmp "$out/run-nccl-off/checkpoints/step-000002/model.safetensors" \
+        "$out/run-nccl-on/checkpoints/step-000002/model.safetensors" && echo "one-rank NCCL: identical weights"
+}
+step nccl nccl_one_rank
 # Every parity fixture on the device, compared with its independent float64 expected values
 # (the tolerance of tests/it/objectives.rs).
 parity() {

@@ -37,6 +37,15 @@ zoo_setup_libtorch() {
     export ZOO_LIBTORCH_VENV LIBTORCH_USE_PYTORCH=1
     export PATH="$ZOO_LIBTORCH_VENV/bin:$PATH"
     export LD_LIBRARY_PATH="$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    # `--features nccl` loads NCCL as `libnccl.so` (cudarc never tries `libnccl.so.2`, the one
+    # file the wheel ships): a link to the wheel's own file, so the process maps one NCCL.
+    local nccl
+    nccl=$(ls "$ZOO_LIBTORCH_VENV"/lib/python3*/site-packages/nvidia/nccl/lib/libnccl.so.2 2>/dev/null | head -1)
+    if [[ -n "$nccl" ]]; then
+        mkdir -p "$ZOO_LIBTORCH_VENV/nccl-lib"
+        ln -sf "$nccl" "$ZOO_LIBTORCH_VENV/nccl-lib/libnccl.so"
+        export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$ZOO_LIBTORCH_VENV/nccl-lib"
+    fi
     if [[ "$ZOO_TORCH_VERSION" != "2.9.0" ]]; then
         export LIBTORCH_BYPASS_VERSION_CHECK=1
     fi

@@ -57,16 +57,10 @@ pub trait Collective: Send + Sync {
     /// implementation: rank order, `((v₀ ∘ v₁) ∘ v₂) …`.
     fn all_reduce_f64(&self, values: &mut [f64], op: Reduce, what: &str) -> Result<()> {
         let all = self.all_gather_bytes(&f64_bytes(values), what)?;
-        reduce_in_rank_order(
-            values,
-            &all,
-            what,
-            f64_values,
-            |a, b| match op {
-                Reduce::Sum => a + b,
-                Reduce::Max => a.max(b),
-            },
-        )
+        reduce_in_rank_order(values, &all, what, f64_values, |a, b| match op {
+            Reduce::Sum => a + b,
+            Reduce::Max => a.max(b),
+        })
     }
 
     /// The element-wise sum over ranks, in place (gradients). Host implementation: rank order.

@@ -243,10 +243,7 @@ pub fn first_host(list: &str) -> String {
     let first = list.split(',').next().unwrap_or("").trim();
     match first.split_once('[') {
         Some((prefix, ranges)) => {
-            let start = ranges
-                .split(['-', ',', ']'])
-                .next()
-                .unwrap_or("");
+            let start = ranges.split(['-', ',', ']']).next().unwrap_or("");
             format!("{prefix}{start}")
         }
         None => first.to_string(),

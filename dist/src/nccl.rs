@@ -172,3 +172,26 @@ impl Collective for NcclCollective {
         std::process::exit(code)
     }
 }
+
+/// Loads libnccl and returns its version (e.g. 22705 for 2.27.5): what a GPU-less machine can
+/// check of the NCCL path.
+pub fn nccl_version() -> Result<i32> {
+    cudarc::nccl::result::get_nccl_version().map_err(|e| nccl_error("ncclGetVersion", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Needs the wheel's libnccl on `LD_LIBRARY_PATH` as `libnccl.so` (`source
+    /// scripts/setup-libtorch.sh`); no GPU.
+    #[test]
+    fn nccl_loads_and_the_bootstrap_address_fixes_the_id_on_every_rank() {
+        let version = nccl_version().unwrap();
+        assert!(version >= 21800, "NCCL {version}");
+        // SAFETY: this test alone sets it, before NCCL reads it.
+        unsafe { std::env::set_var("NCCL_COMM_ID", "127.0.0.1:29517") };
+        let (a, b) = (Id::new().unwrap(), Id::new().unwrap());
+        assert_eq!(a.internal(), b.internal(), "the same id for every caller");
+    }
+}

@@ -137,6 +137,63 @@ fn run_defaults_note(config: &RunConfig) -> Result<String> {
     ))
 }
 
+/// `--dry-run --dist`: the world the launcher gives (`WORLD_SIZE=4 zoo train --dry-run --dist
+/// nccl ...` plans without launching), each rank's share of a step and what the ranks
+/// exchange, as TOML comments.
+fn dist_plan(config: &RunConfig, engine: zoo_dist::Engine) -> Result<String> {
+    let env = match zoo_dist::DistEnv::from_process(engine) {
+        Ok(env) => env,
+        Err(e) => {
+            return Ok(format!(
+                "\n# Data parallel: no world to plan for ({})\n# (set the launcher's variables, e.g. `RANK=0 WORLD_SIZE=4 MASTER_ADDR=h MASTER_PORT=29500`, to see a plan)\n",
+                e.to_string().lines().next().unwrap_or("")
+            ));
+        }
+    };
+    let params = if config.model.is_llm() {
+        zoo_llm::shapes::config_of(&config.model.source)?.num_params()
+    } else {
+        let mut rng = zoo_core::rng::stream(0, 0, "plan");
+        zoo_models::TinyPolicy::new(
+            &config.warm_start.model,
+            &mut rng,
+            &zoo_core::burn::prelude::Device::flex(),
+        )?
+        .num_params()
+    };
+    let (world, r, u) = (env.world, &config.rollout, &config.update);
+    let shares: Vec<usize> = zoo_core::trainer::split_even(r.prompts_per_step, world)
+        .iter()
+        .map(|s| s.len())
+        .collect();
+    let (least, most) = (shares.iter().min().copied().unwrap_or(0), shares[0]);
+    let optimizer_steps = u.epochs * u.mini_batches;
+    let gradient_bytes = params as u64 * 4;
+    let mut out = format!(
+        "\n# Data parallel over {} ({}): {world} ranks\n",
+        match engine {
+            zoo_dist::Engine::Mpi => "MPI",
+            zoo_dist::Engine::Nccl => "NCCL",
+        },
+        env.launcher
+    );
+    out.push_str(&format!(
+        "#   each rank samples and scores {least}-{most} of the {} groups ({}-{} responses) a step\n",
+        r.prompts_per_step,
+        least * r.group_size,
+        most * r.group_size
+    ));
+    if least == 0 {
+        out.push_str("#   (some ranks hold no group: raise `rollout.prompts_per_step` to at least the world size)\n");
+    }
+    out.push_str(&format!(
+        "#   gradients: one all-reduce of {params} f32 values ({}) per optimizer step, {optimizer_steps} a step\n",
+        zoo_llm::memory::human(gradient_bytes)
+    ));
+    out.push_str("#   plus each step's samples and scored log-probs (all-gather, a few KB per response) and the loss sums\n");
+    Ok(out)
+}
+
 /// The longest prompt the memory estimate assumes, in tokens (chat template included).
 pub const ASSUMED_PROMPT_TOKENS: usize = 256;
 
@@ -187,10 +244,10 @@ pub fn run(args: &TrainArgs) -> Result<Option<TrainReport>> {
     let Some(engine) = args.dist.as_deref() else {
         return run_with(args, Arc::new(Single), None);
     };
+    let engine: zoo_dist::Engine = engine.parse()?;
     if args.dry_run {
         return run_with(args, Arc::new(Single), None);
     }
-    let engine: zoo_dist::Engine = engine.parse()?;
     let timeout = Duration::from_secs(args.dist_timeout.unwrap_or(DIST_TIMEOUT_S).max(1));
     let env = zoo_dist::DistEnv::from_process(engine)?;
     share_cores(env.local_world.unwrap_or(1));
@@ -252,6 +309,9 @@ pub fn run_with(
         print!("{}", run_defaults_note(&config)?);
         if let Some(estimate) = memory_estimate(&config)? {
             print!("{estimate}");
+        }
+        if let Some(engine) = args.dist.as_deref() {
+            print!("{}", dist_plan(&config, engine.parse()?)?);
         }
         return Ok(None);
     }
@@ -387,6 +447,7 @@ pub fn run_with(
     if first <= steps {
         let every = config.eval.every;
         trainer.run(first, steps, Some(&checkpoints), &mut |step, m, policy| {
+            inject_fault(rank, step)?;
             if !lead {
                 return Ok(());
             }
@@ -465,6 +526,27 @@ pub fn run_with(
     );
     dist.barrier("end of the run")?;
     Ok(Some(report))
+}
+
+/// For the tests of failure handling only: `ZOO_DIST_FAULT=fail:R:S` makes rank `R` fail after
+/// step `S`, `hang:R:S` makes it hang there.
+fn inject_fault(rank: usize, step: usize) -> zoo_core::Result<()> {
+    let Ok(fault) = std::env::var("ZOO_DIST_FAULT") else {
+        return Ok(());
+    };
+    let parts: Vec<&str> = fault.split(':').collect();
+    let at = |i: usize| parts.get(i).and_then(|p| p.parse::<usize>().ok());
+    if (at(1), at(2)) != (Some(rank), Some(step)) {
+        return Ok(());
+    }
+    match parts[0] {
+        "hang" => loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        },
+        _ => Err(zoo_core::Error::Config(format!(
+            "injected fault (`ZOO_DIST_FAULT={fault}`)"
+        ))),
+    }
 }
 
 /// Creates the output folder; returns the checkpoint to resume from, if asked. Refuses to

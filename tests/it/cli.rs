@@ -452,3 +452,19 @@ fn the_dry_run_names_the_settings_an_algorithm_brings() {
     );
     assert!(!dry("grpo").contains("run defaults"));
 }
+
+#[test]
+fn dist_without_a_launcher_or_with_an_unknown_engine_is_refused() {
+    assert_clean_error(
+        &["train", "--algo", "grpo", "--dist", "mpi"],
+        &["no MPI launcher variable", "mpirun -np N"],
+    );
+    assert_clean_error(
+        &["train", "--algo", "grpo", "--dist", "nccl"],
+        &["no launcher variable", "torchrun"],
+    );
+    assert_clean_error(
+        &["train", "--algo", "grpo", "--dist", "gloo"],
+        &["unknown `--dist` engine `gloo`"],
+    );
+}

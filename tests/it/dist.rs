@@ -66,20 +66,20 @@ fn train(world: usize, args: TrainArgs) {
     }
 }
 
-fn base(name: &str) -> PathBuf {
+pub fn base(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("zoo-it-dist-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     dir
 }
 
-fn checkpoint(out: &Path, step: usize, file: &str) -> Vec<u8> {
+pub fn checkpoint(out: &Path, step: usize, file: &str) -> Vec<u8> {
     std::fs::read(out.join(format!("checkpoints/step-{step:06}/{file}"))).unwrap()
 }
 
 /// Metrics equal key by key: exactly, except the sampler-vs-scoring gap (each rank's sampler
 /// pads its own rows, which moves log-probs in the last bits) within `tolerance` relative,
 /// and everything within `tolerance` when the summation order differs.
-fn assert_metrics_match(a: &[serde_json::Value], b: &[serde_json::Value], tolerance: f64) {
+pub fn assert_metrics_match(a: &[serde_json::Value], b: &[serde_json::Value], tolerance: f64) {
     assert_eq!(a.len(), b.len());
     for (step, (x, y)) in a.iter().zip(b).enumerate() {
         let (x, y) = (x.as_object().unwrap(), y.as_object().unwrap());
@@ -104,7 +104,7 @@ fn assert_metrics_match(a: &[serde_json::Value], b: &[serde_json::Value], tolera
 }
 
 /// The Euclidean distance between the weights of two `model.safetensors` files.
-fn distance(a: &[u8], b: &[u8]) -> f64 {
+pub fn distance(a: &[u8], b: &[u8]) -> f64 {
     let (a, b) = (
         safetensors::SafeTensors::deserialize(a).unwrap(),
         safetensors::SafeTensors::deserialize(b).unwrap(),

@@ -7,6 +7,8 @@ mod contexts;
 mod dist;
 mod llm;
 mod micro_batch;
+#[cfg(feature = "mpi")]
+mod mpi;
 mod objectives;
 mod reproducibility;
 mod resume;
