@@ -170,7 +170,11 @@ impl DistEnv {
                 rank,
                 world,
                 local_rank: number(family.local_rank)?.unwrap_or(0),
-                local_world: number(family.local_world)?,
+                // Slurm writes `8(x2)` for 8 tasks on each of 2 nodes: the leading count.
+                local_world: vars.get(family.local_world).and_then(|v| {
+                    let digits: String = v.chars().take_while(char::is_ascii_digit).collect();
+                    digits.parse().ok()
+                }),
                 launcher: family.launcher,
                 master: None,
             });
@@ -328,10 +332,12 @@ mod tests {
             ("SLURM_STEP_ID", "0"),
             ("SLURM_JOB_NODELIST", "gpu[007-008],cpu1"),
             ("SLURM_JOB_ID", "4812345"),
+            ("SLURM_NTASKS_PER_NODE", "8(x2)"),
         ]);
         let env = DistEnv::from_vars(&slurm, Engine::Nccl).unwrap();
         assert_eq!((env.rank, env.world, env.local_rank), (5, 16, 5));
         assert_eq!(env.master, Some(("gpu007".to_string(), 15000 + 2345)));
+        assert_eq!(env.local_world, Some(8));
     }
 
     #[test]
