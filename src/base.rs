@@ -169,10 +169,13 @@ pub fn load_llm(
 /// The policy a run starts from: the real language model of `model` when it names one,
 /// otherwise the tiny decoder's base policy for `task` ([`load_or_train`]). Returns the
 /// policy and a line saying where it came from.
+///
+/// With `model.lora` (drawn from `seed`) or `model.adapter`, only LoRA adapters train.
 pub fn load_policy(
     model: &ModelConfig,
     task: &dyn Task,
     settings: &WarmStartConfig,
+    seed: u64,
     device: &Device,
     progress: &Progress,
 ) -> Result<(Box<dyn zoo_core::Policy>, String)> {
@@ -183,8 +186,23 @@ pub fn load_policy(
             .with_chunk_positions(model.chunk_positions)
             .with_compute(model.dtype.compute())
             .with_recompute(model.recompute);
+        let policy = with_adapters(policy, model, seed)?;
+        let adapters = match policy.lora() {
+            Some(lora) => format!(
+                ", LoRA r {} alpha {} on {}: {:.2}M trainable",
+                lora.rank,
+                lora.alpha,
+                lora.targets.join("/"),
+                zoo_core::Policy::parameters(&policy)
+                    .values()
+                    .map(|t| t.value.dims()[0])
+                    .sum::<usize>() as f64
+                    / 1e6
+            ),
+            None => String::new(),
+        };
         let line = format!(
-            "loaded `{}`: {} ({:.1}M parameters, {} compute) in {:.1}s",
+            "loaded `{}`: {} ({:.1}M parameters, {} compute{adapters}) in {:.1}s",
             path.display(),
             policy.config().family.architecture(),
             policy.num_params() as f64 / 1e6,
@@ -203,6 +221,25 @@ pub fn load_policy(
         Origin::Trained(p) => format!("base policy trained and cached at `{}`", p.display()),
     };
     Ok((Box::new(policy), line))
+}
+
+/// `policy` with the adapters `model` asks for: a PEFT folder (`model.adapter`), fresh
+/// adapters (`model.lora`, drawn from `seed`), or none.
+pub fn with_adapters(
+    policy: zoo_llm::LlmPolicy,
+    model: &ModelConfig,
+    seed: u64,
+) -> Result<zoo_llm::LlmPolicy> {
+    let bf16_base = model.base_dtype == crate::run_config::ModelDtype::Bf16;
+    if !model.adapter.is_empty() {
+        return policy
+            .with_adapter(Path::new(&model.adapter), bf16_base, &model.source)
+            .with_context(|| format!("cannot load the adapter `{}`", model.adapter));
+    }
+    match &model.lora {
+        Some(lora) => Ok(policy.with_lora(lora, seed, bf16_base, &model.source)?),
+        None => Ok(policy),
+    }
 }
 
 /// Checks that the longest prompt among `problems` plus `max_new_tokens` fits the policy's

@@ -47,6 +47,16 @@ pub struct ModelConfig {
     /// one at a time in the backward pass (memory of one layer's activations; two more forward
     /// passes of the trunk per update). For a token budget too small otherwise.
     pub recompute: bool,
+    /// Train LoRA adapters only (PEFT's LoRA; `docs/models.md`): the base is frozen, the
+    /// checkpoints are PEFT adapter folders. Absent: every weight trains.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lora: Option<zoo_llm::lora::LoraConfig>,
+    /// A PEFT adapter folder to load onto `source` (`--adapter`); it trains on in `zoo train`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub adapter: String,
+    /// How the frozen base of a LoRA run is stored: `f32`, or `bf16` (half the memory; needs
+    /// `model.dtype = "bf16"`).
+    pub base_dtype: ModelDtype,
 }
 
 /// `model.dtype`.
@@ -78,6 +88,9 @@ impl Default for ModelConfig {
             chunk_positions: zoo_llm::policy::DEFAULT_CHUNK_POSITIONS,
             dtype: ModelDtype::F32,
             recompute: false,
+            lora: None,
+            adapter: String::new(),
+            base_dtype: ModelDtype::F32,
         }
     }
 }
@@ -401,6 +414,32 @@ impl RunConfig {
             bail!(
                 "`model.dtype = \"bf16\"` and `model.recompute` are for real models; the tiny decoder computes in f32 with its whole graph\nhint: add `--model DIR_OR_GGUF`, or drop the setting"
             );
+        }
+        let adapters = self.model.lora.is_some() || !self.model.adapter.is_empty();
+        if adapters && !self.model.is_llm() {
+            bail!(
+                "`model.lora` and `--adapter` are for real models\nhint: add `--model DIR_OR_GGUF`"
+            );
+        }
+        if self.model.lora.is_some() && !self.model.adapter.is_empty() {
+            bail!(
+                "both `model.lora` (fresh adapters) and `--adapter` (trained ones) are given\nhint: drop `model.lora` to train the adapter further with its own settings"
+            );
+        }
+        if let Some(lora) = &self.model.lora {
+            lora.validate()?;
+        }
+        if self.model.base_dtype == ModelDtype::Bf16 {
+            if !adapters {
+                bail!(
+                    "`model.base_dtype = \"bf16\"` stores a frozen base, which only a LoRA run has\nhint: add `--set model.lora.rank=16`, or use `model.dtype = \"bf16\"` (bf16 compute, f32 master weights)"
+                );
+            }
+            if self.model.dtype != ModelDtype::Bf16 {
+                bail!(
+                    "`model.base_dtype = \"bf16\"` needs bf16 compute\nhint: add `--set 'model.dtype=\"bf16\"'`"
+                );
+            }
         }
         let task = self.task()?;
         self.device_spec()?.device()?;

@@ -89,6 +89,9 @@ struct Replace<'a> {
     values: &'a NamedTensors,
     device: Device,
     error: Option<Error>,
+    /// Parameters missing from `values` keep their value (instead of an error).
+    partial: bool,
+    replaced: usize,
 }
 
 impl ModuleMapper for Replace<'_> {
@@ -101,6 +104,9 @@ impl ModuleMapper for Replace<'_> {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
         let name = self.path.joined();
         let Some(new) = self.values.get(&name) else {
+            if self.partial {
+                return param;
+            }
             self.error.get_or_insert(Error::Shape {
                 what: "parameters",
                 expected: format!("a value for `{name}`"),
@@ -126,6 +132,7 @@ impl ModuleMapper for Replace<'_> {
             .to_device(&self.device)
             .reshape(dims);
         let value = value.set_require_grad(require_grad);
+        self.replaced += 1;
         Param::from_mapped_value(id, value, mapper)
     }
 }
@@ -142,12 +149,45 @@ pub fn replace_parameters<M: Module>(
         values,
         device: device.clone(),
         error: None,
+        partial: false,
+        replaced: 0,
     };
     let module = module.map(&mut mapper);
     match mapper.error {
         Some(e) => Err(e),
         None => Ok(module),
     }
+}
+
+/// `module` with the parameters named in `values` replaced (the others kept, e.g. a frozen
+/// base under trained adapters); every name in `values` must be a parameter of `module`.
+pub fn replace_some<M: Module>(module: M, values: &NamedTensors, device: &Device) -> Result<M> {
+    let mut mapper = Replace {
+        path: Path::default(),
+        values,
+        device: device.clone(),
+        error: None,
+        partial: true,
+        replaced: 0,
+    };
+    let module = module.map(&mut mapper);
+    if let Some(e) = mapper.error {
+        return Err(e);
+    }
+    if mapper.replaced != values.len() {
+        let known = parameters(&module);
+        let stray = values
+            .keys()
+            .find(|k| !known.contains_key(*k))
+            .cloned()
+            .unwrap_or_default();
+        return Err(Error::Shape {
+            what: "parameters",
+            expected: "names of the model's parameters".into(),
+            got: format!("`{stray}`"),
+        });
+    }
+    Ok(module)
 }
 
 /// Adds `more` into `total` by name (a name missing from `total` is inserted).

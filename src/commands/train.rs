@@ -380,6 +380,7 @@ pub fn run_with(
         &config.model,
         task.as_ref(),
         &config.warm_start,
+        config.seed,
         &device,
         &progress,
     )?;

@@ -13,6 +13,7 @@
 //! | [`gguf`] | GGUF v3 reading: metadata, dequantization, llama.cpp names to HF names |
 //! | [`tokenizer`] | the `tokenizers` crate, chat templates (`minijinja`), stop tokens |
 //! | [`llama`] | the decoder (HF names, `[out, in]` weights), KV cache, chunked head |
+//! | [`lora`] | LoRA adapters as PEFT makes them: attach, load, write, merge |
 //! | [`policy`] | [`LlmPolicy`]: sampling on the device, chunked scoring, training |
 //! | [`source`] | `--model DIR_OR_GGUF` to a policy |
 //! | [`shapes`] | named shapes of published models, random-weight policies for benchmarks |
@@ -23,6 +24,7 @@ pub mod attention_check;
 pub mod config;
 pub mod gguf;
 pub mod llama;
+pub mod lora;
 pub mod memory;
 pub mod policy;
 pub mod shapes;

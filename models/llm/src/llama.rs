@@ -24,11 +24,24 @@ use zoo_core::burn::tensor::{FloatDType, TensorData};
 use crate::config::{Family, LlmConfig};
 use crate::weights::WeightSource;
 
-/// A linear map `y = x Wᵀ + b`, `W` `[out, in]` as in PyTorch.
+/// A linear map `y = x Wᵀ + b`, `W` `[out, in]` as in PyTorch, with an optional LoRA adapter
+/// (PEFT's `lora.Linear`): `y = x Wᵀ + b + scale · (x Aᵀ) Bᵀ`, `A` `[r, in]`, `B` `[out, r]`,
+/// `scale = alpha / r`. The adapter's parameters are named `q_proj.lora_a.weight` and
+/// `q_proj.lora_b.weight`; PEFT's files say `lora_A` and `lora_B` (`crate::lora`).
 #[derive(Module, Debug)]
 pub struct Linear {
     weight: Param<Tensor<2>>,
     bias: Option<Param<Tensor<1>>>,
+    lora_a: Option<LoraWeight>,
+    lora_b: Option<LoraWeight>,
+    #[module(skip)]
+    lora_scale: f32,
+}
+
+/// One matrix of a LoRA adapter (PEFT's `lora_A` / `lora_B`, an `nn.Linear` without bias).
+#[derive(Module, Debug)]
+pub struct LoraWeight {
+    weight: Param<Tensor<2>>,
 }
 
 /// The dtype activations are computed in: f32, or bf16 with f32 parameters cast on use.
@@ -63,12 +76,72 @@ impl Linear {
         let [b, s, d] = x.dims();
         let weight = compute.cast(self.weight.val()); // [out, in]
         let out = weight.dims()[0];
-        let y = x.reshape([b * s, d]).matmul(weight.transpose());
+        let x = x.reshape([b * s, d]);
+        let y = x.clone().matmul(weight.transpose());
         let y = match &self.bias {
             Some(bias) => y.add(compute.cast(bias.val()).unsqueeze()),
             None => y,
         };
+        let y = match (&self.lora_a, &self.lora_b) {
+            (Some(a), Some(b)) => {
+                let a = compute.cast(a.weight.val()); // [r, in]
+                let b = compute.cast(b.weight.val()); // [out, r]
+                let delta = x.matmul(a.transpose()).matmul(b.transpose());
+                y.add(delta.mul_scalar(self.lora_scale))
+            }
+            _ => y,
+        };
         y.reshape([b, s, out])
+    }
+
+    /// A plain linear map (no adapter).
+    fn plain(weight: Param<Tensor<2>>, bias: Option<Param<Tensor<1>>>) -> Self {
+        Self {
+            weight,
+            bias,
+            lora_a: None,
+            lora_b: None,
+            lora_scale: 0.0,
+        }
+    }
+
+    /// `[out, in]`.
+    pub fn shape(&self) -> [usize; 2] {
+        self.weight.val().dims()
+    }
+
+    /// Attaches an adapter `A` `[r, in]`, `B` `[out, r]` with `scale`; both trainable.
+    pub fn attach(&mut self, a: Tensor<2>, b: Tensor<2>, scale: f32) {
+        self.lora_a = Some(LoraWeight {
+            weight: Param::from_tensor(a.require_grad()),
+        });
+        self.lora_b = Some(LoraWeight {
+            weight: Param::from_tensor(b.require_grad()),
+        });
+        self.lora_scale = scale;
+    }
+
+    /// The adapter's `(A, B, scale)`, if any.
+    pub fn adapter(&self) -> Option<(Tensor<2>, Tensor<2>, f32)> {
+        match (&self.lora_a, &self.lora_b) {
+            (Some(a), Some(b)) => Some((a.weight.val(), b.weight.val(), self.lora_scale)),
+            _ => None,
+        }
+    }
+
+    /// Folds the adapter into the weight (`W + scale · B A`, f32) and drops it.
+    pub fn merge(&mut self) {
+        if let Some((a, b, scale)) = self.adapter() {
+            let merged = self
+                .weight
+                .val()
+                .add(b.matmul(a).mul_scalar(scale))
+                .detach();
+            self.weight = Param::from_tensor(merged);
+        }
+        self.lora_a = None;
+        self.lora_b = None;
+        self.lora_scale = 0.0;
     }
 }
 
@@ -296,13 +369,15 @@ impl CausalLm {
         }
         let mut take2 = |name: String| params2.remove(&name).expect("every shape was built");
         let mut take1 = |name: String| params1.remove(&name);
-        let mut linear = |p: &str, name: &str, bias: bool| Linear {
-            weight: take2(format!("{p}.{name}.weight")),
-            bias: if bias {
-                take1(format!("{p}.{name}.bias"))
-            } else {
-                None
-            },
+        let mut linear = |p: &str, name: &str, bias: bool| {
+            Linear::plain(
+                take2(format!("{p}.{name}.weight")),
+                if bias {
+                    take1(format!("{p}.{name}.bias"))
+                } else {
+                    None
+                },
+            )
         };
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
         for i in 0..config.num_hidden_layers {
@@ -351,10 +426,8 @@ impl CausalLm {
             layers,
             norm: norm("model.norm.weight".into()),
         };
-        let lm_head = (!config.tie_word_embeddings).then(|| Linear {
-            weight: take2("lm_head.weight".into()),
-            bias: None,
-        });
+        let lm_head = (!config.tie_word_embeddings)
+            .then(|| Linear::plain(take2("lm_head.weight".into()), None));
         Ok(Self {
             model,
             lm_head,
@@ -373,6 +446,29 @@ impl CausalLm {
             Compute::F32 => model,
             Compute::Bf16 => model.map(&mut CastWeights(FloatDType::BF16)),
         }
+    }
+
+    /// Every decoder layer's projections by LoRA target name (`q_proj`, `k_proj`, `v_proj`,
+    /// `o_proj`, `gate_proj`, `up_proj`, `down_proj`) with their checkpoint path
+    /// (`model.layers.0.self_attn.q_proj`).
+    pub fn projections_mut(&mut self) -> Vec<(String, &'static str, &mut Linear)> {
+        let mut out = Vec::new();
+        for (i, layer) in self.model.layers.iter_mut().enumerate() {
+            let (a, m) = (
+                format!("model.layers.{i}.self_attn"),
+                format!("model.layers.{i}.mlp"),
+            );
+            let attn = &mut layer.self_attn;
+            out.push((format!("{a}.q_proj"), "q_proj", &mut attn.q_proj));
+            out.push((format!("{a}.k_proj"), "k_proj", &mut attn.k_proj));
+            out.push((format!("{a}.v_proj"), "v_proj", &mut attn.v_proj));
+            out.push((format!("{a}.o_proj"), "o_proj", &mut attn.o_proj));
+            let mlp = &mut layer.mlp;
+            out.push((format!("{m}.gate_proj"), "gate_proj", &mut mlp.gate_proj));
+            out.push((format!("{m}.up_proj"), "up_proj", &mut mlp.up_proj));
+            out.push((format!("{m}.down_proj"), "down_proj", &mut mlp.down_proj));
+        }
+        out
     }
 
     /// The model computing in `compute` (its parameters stay f32).

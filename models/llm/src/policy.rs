@@ -26,6 +26,7 @@ use zoo_core::{Policy, Result, SamplingConfig, params};
 
 use crate::config::LlmConfig;
 use crate::llama::{CausalLm, Compute, KvCache};
+use crate::lora::LoraConfig;
 use crate::tokenizer::HfTokenizer;
 
 /// Additive attention bias of a blocked key: far below any score, finite so that a row with
@@ -51,6 +52,9 @@ pub struct LlmPolicy {
     /// dropped by [`Policy::set_parameters`]: one bf16 cast per optimizer step, not one per
     /// call (a frozen teacher or reference casts once).
     inference: std::sync::Mutex<Option<CausalLm>>,
+    /// The adapters' settings when only LoRA adapters train (the base frozen), with the base's
+    /// name for PEFT's `adapter_config.json`.
+    lora: Option<(LoraConfig, String)>,
 }
 
 /// Each decoder layer's input (the embedding's output, then every layer's output), computed
@@ -181,7 +185,66 @@ impl LlmPolicy {
             recompute: false,
             kept: Default::default(),
             inference: Default::default(),
+            lora: None,
         }
+    }
+
+    /// Trains LoRA adapters only: fresh adapters on `config.targets` drawn from `seed` (PEFT's
+    /// initialization: the model is unchanged until the first step), the base frozen, stored
+    /// in bf16 with `bf16_base` (which needs bf16 compute). `base` names the base model in the
+    /// adapter files.
+    pub fn with_lora(
+        mut self,
+        config: &LoraConfig,
+        seed: u64,
+        bf16_base: bool,
+        base: &str,
+    ) -> Result<Self> {
+        self.check_base_dtype(bf16_base)?;
+        let mut rng = zoo_core::rng::stream(seed, 0, "lora-init");
+        self.model = crate::lora::attach(self.model, config, &mut rng, bf16_base)?;
+        self.lora = Some((config.clone(), base.to_string()));
+        self.reset_inference();
+        Ok(self)
+    }
+
+    /// Loads the PEFT adapter folder `dir` onto this (base) model, its base frozen; its
+    /// adapters train if this policy is trained.
+    pub fn with_adapter(mut self, dir: &Path, bf16_base: bool, base: &str) -> Result<Self> {
+        self.check_base_dtype(bf16_base)?;
+        let (config, matrices) = crate::lora::read_peft(dir)?;
+        self.model = crate::lora::load(self.model, &config, &matrices, bf16_base, dir)?;
+        self.lora = Some((config, base.to_string()));
+        self.reset_inference();
+        Ok(self)
+    }
+
+    /// The policy with its adapters folded into the weights (a plain model, every weight
+    /// trainable again in f32).
+    pub fn merged(mut self) -> Self {
+        self.model = crate::lora::merge(self.model);
+        self.lora = None;
+        self.reset_inference();
+        self
+    }
+
+    /// The adapters' settings, when only adapters train.
+    pub fn lora(&self) -> Option<&LoraConfig> {
+        self.lora.as_ref().map(|(c, _)| c)
+    }
+
+    fn check_base_dtype(&self, bf16_base: bool) -> Result<()> {
+        if bf16_base && self.model.compute() != Compute::Bf16 {
+            return Err(zoo_core::Error::Config(
+                "`model.base_dtype = \"bf16\"` stores the frozen base in bf16, which needs bf16 compute\nhint: add `--set 'model.dtype=\"bf16\"'`".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn reset_inference(&mut self) {
+        *self.inference.get_mut().expect("not poisoned") = None;
+        *self.kept.get_mut().expect("not poisoned") = None;
     }
 
     /// With `recompute`, training keeps only each decoder layer's input and runs the layers
@@ -637,21 +700,36 @@ impl Policy for LlmPolicy {
     }
 
     fn parameters(&self) -> NamedTensors {
-        params::parameters(&self.model)
+        let mut all = params::parameters(&self.model);
+        if self.lora.is_some() {
+            // Only the adapters train: the frozen base is no parameter of the run.
+            all.retain(|name, _| crate::lora::is_adapter(name));
+        }
+        all
     }
 
     fn set_parameters(&mut self, values: &NamedTensors) -> Result<()> {
-        self.model = params::replace_parameters(self.model.clone(), values, &self.device)?;
+        self.model = match self.lora {
+            Some(_) => params::replace_some(self.model.clone(), values, &self.device)?,
+            None => params::replace_parameters(self.model.clone(), values, &self.device)?,
+        };
         // The next no-grad pass casts the new weights.
         *self.inference.get_mut().expect("not poisoned") = None;
         Ok(())
     }
 
     fn metadata(&self) -> Metadata {
-        Metadata::from([(
+        let mut metadata = Metadata::from([(
             "zoo.llm.config".to_string(),
             serde_json::to_string(self.model.config()).expect("config serializes"),
-        )])
+        )]);
+        if let Some((config, _)) = &self.lora {
+            metadata.insert(
+                "zoo.lora".to_string(),
+                serde_json::to_string(config).expect("config serializes"),
+            );
+        }
+        metadata
     }
 
     fn snapshot(&self) -> Box<dyn Policy> {
@@ -664,6 +742,7 @@ impl Policy for LlmPolicy {
             recompute: false,
             kept: Default::default(),
             inference: Default::default(),
+            lora: self.lora.clone(),
         })
     }
 
@@ -672,6 +751,12 @@ impl Policy for LlmPolicy {
     }
 
     fn write_model_files(&self, dir: &Path) -> Result<()> {
+        if let Some((lora, base)) = &self.lora {
+            // An adapter folder, as PEFT's `save_pretrained` writes it (no config.json: it is
+            // not a model on its own), with the tokenizer files.
+            crate::lora::write_peft(dir, &self.parameters(), lora, base)?;
+            return self.tokenizer.save_to_dir(dir);
+        }
         let config =
             serde_json::to_string_pretty(&self.model.config().to_hf()).expect("JSON serializes");
         zoo_core::checkpoint::write_atomic(&dir.join("config.json"), config.as_bytes())?;

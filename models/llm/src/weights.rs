@@ -126,6 +126,22 @@ impl SafetensorsDir {
                 "pass a Hugging Face model folder with safetensors weights, or a `.gguf` file",
             ));
         };
+        Self::from_files(&files)
+    }
+
+    /// Opens one safetensors file (e.g. PEFT's `adapter_model.safetensors`).
+    pub fn open_file(path: &Path) -> Result<Self> {
+        if !path.exists() {
+            return Err(bad(
+                path,
+                "no such file".into(),
+                "pass the folder PEFT's `save_pretrained` wrote",
+            ));
+        }
+        Self::from_files(&[path.to_path_buf()])
+    }
+
+    fn from_files(files: &[PathBuf]) -> Result<Self> {
         let mut shards = Vec::new();
         let mut index = BTreeMap::new();
         for (i, path) in files.iter().enumerate() {
