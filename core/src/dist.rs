@@ -23,6 +23,9 @@ use burn::tensor::TensorData;
 use crate::policy::NamedTensors;
 use crate::{Error, Result};
 
+/// Values per exchange of [`Collective::broadcast_tensors`]: 16 Mi (64 MiB).
+pub const BROADCAST_BUCKET: usize = 16 << 20;
+
 /// How [`Collective::all_reduce_f64`] combines the ranks' values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reduce {
@@ -111,27 +114,27 @@ pub trait Collective: Send + Sync {
         Ok(())
     }
 
-    /// `root`'s tensors on every rank (the initial weights), in place.
+    /// `root`'s tensors on every rank (the initial weights), in place, in buckets of
+    /// [`BROADCAST_BUCKET`] values (the host implementation gathers each bucket from every rank).
     fn broadcast_tensors(&self, tensors: &mut NamedTensors, root: usize, what: &str) -> Result<()> {
         if self.world() == 1 {
             return Ok(());
         }
-        let flat = flatten(tensors);
-        let mut bytes: Vec<u8> = flat.iter().flat_map(|v| v.to_le_bytes()).collect();
-        self.broadcast_bytes(&mut bytes, root, what)?;
-        if bytes.len() != flat.len() * 4 {
-            return Err(Error::Dist(format!(
-                "`{what}`: rank {root} sent {} values, this rank (rank {}) holds {}\nhint: every rank must load the same model",
-                bytes.len() / 4,
-                self.rank(),
-                flat.len()
-            )));
+        let mut flat = flatten(tensors);
+        for (k, bucket) in flat.chunks_mut(BROADCAST_BUCKET).enumerate() {
+            let mut bytes: Vec<u8> = bucket.iter().flat_map(|v| v.to_le_bytes()).collect();
+            self.broadcast_bytes(&mut bytes, root, &format!("{what}, bucket {k}"))?;
+            if bytes.len() != bucket.len() * 4 {
+                return Err(Error::Dist(format!(
+                    "`{what}`: rank {root} sent another number of values than rank {} holds\nhint: every rank must load the same model",
+                    self.rank()
+                )));
+            }
+            for (v, c) in bucket.iter_mut().zip(bytes.chunks_exact(4)) {
+                *v = f32::from_le_bytes(c.try_into().expect("4 bytes"));
+            }
         }
-        let values: Vec<f32> = bytes
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
-            .collect();
-        unflatten(tensors, &values);
+        unflatten(tensors, &flat);
         Ok(())
     }
 }
@@ -379,26 +382,48 @@ fn wait<'a>(
     Ok(state)
 }
 
-/// Gives every rank rank 0's weights (before [`crate::trainer::Trainer::new`], which snapshots
-/// them for the reference and teachers), then checks that every rank holds the same
-/// parameters by name and shape.
-pub fn broadcast_policy(dist: &dyn Collective, policy: &mut dyn crate::Policy) -> Result<()> {
+/// A name received from another rank (a metric's, a response feature's) as a `'static` string:
+/// each distinct name is leaked once (a run has a handful).
+pub fn intern(name: &str) -> &'static str {
+    static NAMES: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+    let mut names = NAMES.lock().expect("not poisoned");
+    if let Some(&known) = names.iter().find(|&&n| n == name) {
+        return known;
+    }
+    let leaked: &'static str = Box::leak(name.to_string().into_boxed_str());
+    names.push(leaked);
+    leaked
+}
+
+/// Checks that every rank starts from the same weights (each loaded the same files, or drew
+/// the same seeded initialization): a fingerprint of every parameter's name, shape and bits,
+/// compared across ranks. Cheaper than sending rank 0's weights (a 7B model would need its
+/// 28 GB on the host of every rank), and it catches what a broadcast would hide: another model
+/// file on another node.
+pub fn check_same_weights(dist: &dyn Collective, policy: &dyn crate::Policy) -> Result<()> {
     if dist.world() == 1 {
         return Ok(());
     }
-    let mut params = policy.parameters();
-    let layout: String = params
-        .iter()
-        .map(|(name, t)| format!("{name}{:?};", t.shape))
-        .collect();
-    let layouts = dist.all_gather_bytes(layout.as_bytes(), "model layout")?;
-    if let Some(rank) = layouts.iter().position(|l| l != &layouts[0]) {
+    let mut hash = crate::rng::fnv1a(b"weights");
+    let mut mix = |bytes: &[u8]| {
+        for &b in bytes {
+            hash ^= b as u64;
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    for (name, t) in policy.parameters() {
+        mix(name.as_bytes());
+        mix(&format!("{:?}", t.shape).into_bytes());
+        let data = t.value.into_data().convert::<f32>();
+        mix(data.as_bytes());
+    }
+    let all = dist.all_gather_bytes(&hash.to_le_bytes(), "initial weights")?;
+    if let Some(rank) = all.iter().position(|h| h != &all[0]) {
         return Err(Error::Dist(format!(
-            "rank {rank} loaded a model with other parameters than rank 0\nhint: give every rank the same `--model` (and `--set model.*`)"
+            "rank {rank} starts from other weights than rank 0\nhint: give every rank the same `--model` files (and `--set model.*`), or the same base-policy cache"
         )));
     }
-    dist.broadcast_tensors(&mut params, 0, "initial weights")?;
-    policy.set_parameters(&params)
+    Ok(())
 }
 
 /// Items `0..n` cut into `world` contiguous shares whose sizes differ by at most one: rank

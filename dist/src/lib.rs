@@ -254,17 +254,18 @@ pub fn first_host(list: &str) -> String {
     }
 }
 
-/// The collective of `engine` for this process, each collective waiting at most `timeout`.
-pub fn connect(engine: Engine, timeout: Duration) -> Result<Arc<dyn Collective>> {
+/// The collective of `engine` for this process, each collective waiting at most `timeout`;
+/// NCCL's communicator is made on CUDA device `gpu` (the one the rank trains on).
+pub fn connect(engine: Engine, timeout: Duration, gpu: usize) -> Result<Arc<dyn Collective>> {
     let env = DistEnv::from_process(engine)?;
     match engine {
         #[cfg(feature = "mpi")]
         Engine::Mpi => Ok(Arc::new(mpi::MpiCollective::init(&env, timeout)?)),
         #[cfg(feature = "nccl")]
-        Engine::Nccl => Ok(Arc::new(nccl::NcclCollective::init(&env, timeout)?)),
+        Engine::Nccl => Ok(Arc::new(nccl::NcclCollective::init(&env, gpu, timeout)?)),
         #[allow(unreachable_patterns)]
         _ => {
-            let _ = (env, timeout);
+            let _ = (env, timeout, gpu);
             let feature = match engine {
                 Engine::Mpi => "mpi",
                 Engine::Nccl => "nccl",
@@ -409,7 +410,7 @@ mod tests {
             std::env::set_var("OMPI_COMM_WORLD_RANK", "0");
             std::env::set_var("OMPI_COMM_WORLD_SIZE", "2");
         }
-        let message = connect(Engine::Mpi, Duration::from_secs(1))
+        let message = connect(Engine::Mpi, Duration::from_secs(1), 0)
             .err()
             .unwrap()
             .to_string();

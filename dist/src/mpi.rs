@@ -122,6 +122,12 @@ impl Collective for MpiCollective {
                 .immediate_all_gather_into(scope, &len[..], &mut lens[..]);
             self.finish(request, what, started);
         });
+        let total: usize = lens.iter().map(|&n| n as usize).sum();
+        if total > Count::MAX as usize {
+            return Err(Error::Dist(format!(
+                "`{what}`: {total} bytes from all ranks exceed MPI's 2 GiB count"
+            )));
+        }
         let displs: Vec<Count> = lens
             .iter()
             .scan(0, |at, &n| {
@@ -130,7 +136,6 @@ impl Collective for MpiCollective {
                 Some(start)
             })
             .collect();
-        let total: usize = lens.iter().map(|&n| n as usize).sum();
         if total == 0 {
             // A barrier, or nothing to say: MPI refuses an empty receive buffer.
             return Ok(vec![Vec::new(); self.size]);

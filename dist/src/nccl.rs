@@ -38,19 +38,15 @@ fn nccl_error(what: &str, e: impl std::fmt::Debug) -> Error {
 }
 
 impl NcclCollective {
-    /// Joins the communicator on GPU `env.local_rank`.
-    pub fn init(env: &DistEnv, timeout: Duration) -> Result<Self> {
+    /// Joins the communicator on CUDA device `gpu` (the one this rank trains on).
+    pub fn init(env: &DistEnv, gpu: usize, timeout: Duration) -> Result<Self> {
         let address = env
             .nccl_address()
             .ok_or_else(|| Error::Dist("NCCL needs `MASTER_ADDR` and `MASTER_PORT`".into()))?;
         // SAFETY: set before NCCL reads it, from the thread that starts the run.
         unsafe { std::env::set_var("NCCL_COMM_ID", &address) };
-        let ctx = CudaContext::new(env.local_rank).map_err(|e| {
-            nccl_error(
-                &format!("cannot open GPU {} (the local rank)", env.local_rank),
-                e,
-            )
-        })?;
+        let ctx = CudaContext::new(gpu)
+            .map_err(|e| nccl_error(&format!("cannot open CUDA device {gpu}"), e))?;
         let stream = ctx.default_stream();
         let id = Id::new().map_err(|e| nccl_error("ncclGetUniqueId", e))?;
         let comm = Comm::from_rank(stream.clone(), env.rank, env.world, id)
@@ -77,7 +73,8 @@ impl NcclCollective {
                     self.rank,
                     self.timeout.as_secs_f64()
                 );
-                // Dropping the communicator aborts it (`ncclCommAbort`).
+                // The process's exit tears the communicator down; the launcher stops the
+                // others (`srun --kill-on-bad-exit=1`, torchrun).
                 std::process::exit(3);
             }
             std::thread::sleep(Duration::from_micros(200));

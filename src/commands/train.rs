@@ -251,7 +251,23 @@ pub fn run(args: &TrainArgs) -> Result<Option<TrainReport>> {
     let timeout = Duration::from_secs(args.dist_timeout.unwrap_or(DIST_TIMEOUT_S).max(1));
     let env = zoo_dist::DistEnv::from_process(engine)?;
     share_cores(env.local_world.unwrap_or(1));
-    let dist = zoo_dist::connect(engine, timeout)?;
+    // NCCL's communicator lives on the GPU the rank trains on.
+    let gpu = match args.device.as_deref() {
+        Some(d) if d.starts_with("tch-cuda:") => d["tch-cuda:".len()..].parse().ok(),
+        _ => None,
+    };
+    let dist = zoo_dist::connect(engine, timeout, gpu.unwrap_or(env.local_rank))?;
+    if dist.world() > 1 {
+        // A panic on one rank must stop the others now, not after the collective timeout.
+        let hook_dist = dist.clone();
+        let default_hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            default_hook(info);
+            let message = format!("rank {}: panic: {info}", hook_dist.rank());
+            eprintln!("{message}");
+            hook_dist.abort(101, &message);
+        }));
+    }
     match run_with(args, dist.clone(), Some(env.local_rank)) {
         Ok(report) => Ok(report),
         Err(error) if dist.world() > 1 => {
@@ -376,7 +392,7 @@ pub fn run_with(
             }
         ));
     }
-    let (mut policy, origin) = base::load_policy(
+    let (policy, origin) = base::load_policy(
         &config.model,
         task.as_ref(),
         &config.warm_start,
@@ -385,8 +401,8 @@ pub fn run_with(
         &progress,
     )?;
     progress.line(&origin);
-    // Every rank starts from rank 0's weights.
-    zoo_core::dist::broadcast_policy(dist.as_ref(), policy.as_mut())?;
+    // Every rank starts from the same weights (the same files or seed): checked.
+    zoo_core::dist::check_same_weights(dist.as_ref(), policy.as_ref())?;
     let max_new_tokens = config.max_new_tokens(task.as_ref());
     let mut probe = zoo_core::rng::stream(config.seed, 0, "context-check");
     let mut checked = task.sample_problems(&mut probe, 64);
@@ -488,9 +504,10 @@ pub fn run_with(
         })?;
     }
     bar.finish_and_clear();
+    // Training is over on every rank: rank 0 alone evaluates and writes, with no rank waiting
+    // on it (a long evaluation must not time a finished run out).
+    dist.barrier("end of training")?;
     if !lead {
-        // Rank 0 evaluates and writes; the communicator stays up until it is done.
-        dist.barrier("end of the run")?;
         return Ok(None);
     }
 
@@ -525,7 +542,6 @@ pub fn run_with(
         out.display(),
         report.seconds
     );
-    dist.barrier("end of the run")?;
     Ok(Some(report))
 }
 

@@ -165,7 +165,7 @@ fn two_ranks_train_bit_for_bit_as_one_process_when_each_share_is_one_micro_batch
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// Where the summation order differs (three ranks; uneven shares of 3 groups over 2 ranks;
+/// Where the summation order differs (three ranks; uneven and empty shares;
 /// CEPO's teacher rows, scored in shares that are not the single process's micro-batches;
 /// DisCO's loss over the whole mini-batch in two mini-batches; DAPO's dynamic sampling; SDPO's
 /// EMA teacher and loss mask), the run stays the one process's within rounding: every metric
@@ -175,10 +175,20 @@ fn two_ranks_train_bit_for_bit_as_one_process_when_each_share_is_one_micro_batch
 #[test]
 fn data_parallel_runs_match_one_process_within_rounding() {
     let dir = base("rounding");
-    let cases: [(&str, usize, &[&str]); 6] = [
+    let cases: [(&str, usize, &[&str]); 9] = [
         ("grpo", 3, &[]),
         ("grpo", 2, &["rollout.prompts_per_step=3"]),
+        // One group for two ranks: rank 1 samples nothing and joins every exchange.
+        ("grpo", 2, &["rollout.prompts_per_step=1"]),
+        // 5 groups in mini-batches of 3 and 2 over 3 ranks: a rank without a group of one.
+        (
+            "grpo",
+            3,
+            &["rollout.prompts_per_step=5", "update.mini_batches=2"],
+        ),
         ("cepo", 2, &[]),
+        // DisCO on-policy (its loss over the whole mini-batch, with the update's own ℓ^old).
+        ("disco", 2, &[]),
         ("disco", 2, &["update.mini_batches=2"]),
         ("dapo", 2, &[]),
         ("sdpo", 2, &[]),

@@ -292,7 +292,7 @@ impl<'a> Trainer<'a> {
     }
 
     /// Trains as one rank of a data-parallel run (see [`crate::dist`]). Every rank must start
-    /// from the same weights ([`crate::dist::broadcast_policy`] before [`Trainer::new`]).
+    /// from the same weights ([`crate::dist::check_same_weights`]).
     pub fn set_collective(&mut self, dist: Arc<dyn Collective>) {
         self.dist = dist;
     }
@@ -411,6 +411,9 @@ impl<'a> Trainer<'a> {
     /// One training step (`step` starts at 1).
     pub fn step(&mut self, step: usize) -> Result<Metrics> {
         let mut metrics = Metrics::new();
+        // Ranks start the step together, so that no rank's timings hold its wait for another
+        // (rank 0's held-out evaluation between steps).
+        self.dist.barrier(&format!("start of step {step}"))?;
         let rollout_start = Instant::now();
         let Collected {
             problems,
@@ -703,7 +706,9 @@ impl<'a> Trainer<'a> {
             let tflops = flops / seconds.max(1e-9) / 1e12;
             metrics.insert("perf/tflops".into(), tflops);
             if self.config.peak_tflops > 0.0 {
-                metrics.insert("perf/mfu".into(), tflops / self.config.peak_tflops);
+                // `peak_tflops` is one device's: the ranks' devices together peak W times it.
+                let peak = self.config.peak_tflops * self.dist.world() as f64;
+                metrics.insert("perf/mfu".into(), tflops / peak);
             }
         }
 

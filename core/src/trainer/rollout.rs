@@ -27,7 +27,6 @@ impl Trainer<'_> {
         let group_size = self.config.rollout.group_size;
         let dynamic = self.needs.dynamic_sampling;
         let rounds = dynamic.map_or(1, |d| d.max_rounds);
-        let tokenizer = self.policy.tokenizer();
         let mut kept = Collected {
             problems: Vec::new(),
             batch: RolloutBatch {
@@ -42,15 +41,7 @@ impl Trainer<'_> {
         for round in 0..rounds {
             rounds_used += 1;
             let (problems, batch) = self.rollout(step, round)?;
-            let judged = crate::task::judge_all(
-                self.task,
-                tokenizer,
-                &batch
-                    .rollouts
-                    .iter()
-                    .map(|r| (r.tokens.as_slice(), &problems[r.problem]))
-                    .collect::<Vec<_>>(),
-            );
+            let judged = self.judge_shared(&problems, &batch, step, round)?;
             for (g, problem) in problems.into_iter().enumerate() {
                 let members = &batch.rollouts[g * group_size..(g + 1) * group_size];
                 let verdicts: Vec<Verdict> = judged[g * group_size..(g + 1) * group_size]
@@ -113,6 +104,85 @@ impl Trainer<'_> {
             }
         }
         Ok(kept)
+    }
+
+    /// Every response judged, each rank judging its share and the ranks exchanging verdicts:
+    /// a verifier may depend on the clock (the math judge gives up after 200 ms), so verdicts
+    /// computed once and shared keep every rank's batch the same.
+    fn judge_shared(
+        &self,
+        problems: &[Problem],
+        batch: &RolloutBatch,
+        step: usize,
+        round: usize,
+    ) -> Result<Vec<crate::task::Judged>> {
+        let tokenizer = self.policy.tokenizer();
+        let share = crate::dist::share(batch.rollouts.len(), self.dist.world(), self.dist.rank());
+        let mine = crate::task::judge_all(
+            self.task,
+            tokenizer,
+            &batch.rollouts[share]
+                .iter()
+                .map(|r| (r.tokens.as_slice(), &problems[r.problem]))
+                .collect::<Vec<_>>(),
+        );
+        if self.dist.world() == 1 {
+            return Ok(mine);
+        }
+        #[derive(serde::Serialize, serde::Deserialize)]
+        struct Shared {
+            text: String,
+            verdict: Verdict,
+            /// The score's bits (JSON has no NaN).
+            score: u32,
+            features: Vec<(String, bool)>,
+        }
+        let shared: Vec<Shared> = mine
+            .into_iter()
+            .map(|j| Shared {
+                score: j.verdict.score.to_bits(),
+                text: j.text,
+                verdict: Verdict {
+                    score: 0.0,
+                    ..j.verdict
+                },
+                features: j
+                    .features
+                    .iter()
+                    .map(|&(n, p)| (n.to_string(), p))
+                    .collect(),
+            })
+            .collect();
+        let bytes = serde_json::to_vec(&shared).expect("verdicts serialize");
+        let what = format!("verdicts, step {step}, round {round}");
+        let mut all = Vec::with_capacity(batch.rollouts.len());
+        for (rank, part) in self
+            .dist
+            .all_gather_bytes(&bytes, &what)?
+            .iter()
+            .enumerate()
+        {
+            let part: Vec<Shared> = serde_json::from_slice(part).map_err(|e| {
+                Error::Dist(format!(
+                    "`{what}`: rank {rank} sent unreadable verdicts: {e}"
+                ))
+            })?;
+            all.extend(part.into_iter().map(|s| {
+                crate::task::Judged {
+                    text: s.text,
+                    verdict: Verdict {
+                        score: f32::from_bits(s.score),
+                        ..s.verdict
+                    },
+                    features: s
+                        .features
+                        .iter()
+                        .map(|(n, p)| (crate::dist::intern(n), *p))
+                        .collect(),
+                }
+            }));
+        }
+        Ok(all)
     }
 
     /// Samples `prompts_per_step` groups; round 0 uses the step's main streams, later rounds
@@ -262,6 +332,13 @@ fn gather_samples(
     // Per sample: token count (u32), tokens (u32 each), log-probs (f32 each), finished (u8).
     let mut bytes = Vec::new();
     for s in &mine {
+        if s.logprobs.len() != s.tokens.len() {
+            return Err(Error::Dist(format!(
+                "`{what}`: the policy returned {} log-probs for {} tokens\nhint: this is a bug in the policy's sampler: one log-prob per token",
+                s.logprobs.len(),
+                s.tokens.len()
+            )));
+        }
         bytes.extend((s.tokens.len() as u32).to_le_bytes());
         s.tokens.iter().for_each(|t| bytes.extend(t.to_le_bytes()));
         s.logprobs

@@ -421,29 +421,34 @@ pub fn mini_batch_gradient_share(
 /// every rank computed the same loss, parts and metrics from all rows: those are kept, and only
 /// what each rank's own passes add (entropy, token counts) is summed.
 fn reduce_sums(dist: &dyn Collective, sums: Sums, whole: bool, what: &str) -> Result<Sums> {
-    type Named = Vec<(String, f64)>;
+    // Values travel as their bits: JSON has no NaN or infinity, and a non-finite loss must
+    // reach every rank (each then skips the optimizer step, as one process does).
+    type Named = Vec<(String, u64)>;
     #[derive(serde::Serialize, serde::Deserialize)]
     struct Shared {
-        loss: f64,
+        loss: u64,
         parts: Named,
         token_metrics: Named,
         metrics: Named,
         calls: usize,
-        entropy: f64,
-        response_tokens: f64,
+        entropy: u64,
+        response_tokens: u64,
         trained_tokens: usize,
     }
     let owned = |named: &[(&'static str, f64)]| -> Named {
-        named.iter().map(|&(n, v)| (n.to_string(), v)).collect()
+        named
+            .iter()
+            .map(|&(n, v)| (n.to_string(), v.to_bits()))
+            .collect()
     };
     let mine = Shared {
-        loss: sums.loss,
+        loss: sums.loss.to_bits(),
         parts: owned(&sums.parts),
         token_metrics: owned(&sums.token_metrics),
         metrics: owned(&sums.metrics),
         calls: sums.calls,
-        entropy: sums.entropy,
-        response_tokens: sums.response_tokens,
+        entropy: sums.entropy.to_bits(),
+        response_tokens: sums.response_tokens.to_bits(),
         trained_tokens: sums.trained_tokens,
     };
     let bytes = serde_json::to_vec(&mine).expect("sums serialize");
@@ -469,37 +474,29 @@ fn reduce_sums(dist: &dyn Collective, sums: Sums, whole: bool, what: &str) -> Re
     for (rank, part) in dist.all_gather_bytes(&bytes, what)?.iter().enumerate() {
         let part: Shared = serde_json::from_slice(part)
             .map_err(|e| Error::Dist(format!("`{what}`: rank {rank} sent unreadable sums: {e}")))?;
+        let value = f64::from_bits;
         if !whole {
-            total.loss += part.loss;
-            for (name, value) in part.parts {
-                add_to(&mut total.parts, intern(&name), value);
+            total.loss += value(part.loss);
+            for (name, v) in part.parts {
+                add_to(&mut total.parts, crate::dist::intern(&name), value(v));
             }
-            for (name, value) in part.token_metrics {
-                add_to(&mut total.token_metrics, intern(&name), value);
+            for (name, v) in part.token_metrics {
+                add_to(
+                    &mut total.token_metrics,
+                    crate::dist::intern(&name),
+                    value(v),
+                );
             }
-            for (name, value) in part.metrics {
-                add_to(&mut total.metrics, intern(&name), value);
+            for (name, v) in part.metrics {
+                add_to(&mut total.metrics, crate::dist::intern(&name), value(v));
             }
             total.calls += part.calls;
         }
-        total.entropy += part.entropy;
-        total.response_tokens += part.response_tokens;
+        total.entropy += value(part.entropy);
+        total.response_tokens += value(part.response_tokens);
         total.trained_tokens += part.trained_tokens;
     }
     Ok(total)
-}
-
-/// A metric name received from another rank as a `'static` string: each distinct name is
-/// leaked once (an objective has a handful).
-fn intern(name: &str) -> &'static str {
-    static NAMES: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
-    let mut names = NAMES.lock().expect("not poisoned");
-    if let Some(&known) = names.iter().find(|&&n| n == name) {
-        return known;
-    }
-    let leaked: &'static str = Box::leak(name.to_string().into_boxed_str());
-    names.push(leaked);
-    leaked
 }
 
 /// Rows of a micro-batch: their indices in the batch and in the mini-batch.
