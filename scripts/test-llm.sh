@@ -32,3 +32,16 @@ printf '%s\n' '{"prompt": "What is 2 + 3?", "response": "2 + 3 = 5"}' \
     '{"prompt": "What is 17 + 20? Answer with only the number.", "response": "37"}' >"$work/pairs.jsonl"
 "$zoo" score --model "$checkpoint" --input "$work/pairs.jsonl" >"$work/scored.jsonl"
 python scripts/check-checkpoint-transformers.py "$checkpoint" "$work/pairs.jsonl" "$work/scored.jsonl"
+
+# A LoRA run's checkpoint is a PEFT adapter: PEFT loads it onto the base and agrees with
+# `zoo score --adapter`, and `zoo export --merge` gives a model transformers agrees with.
+python -m pip install --quiet "peft==0.21.2"
+"$zoo" train --quiet --algo opsd --model tests/fixtures/llm/qwen2 --task jsonl --steps 2 \
+    --set 'data.train=["examples/data/add-easy-train.jsonl"]' \
+    --set 'data.eval=["examples/data/add-easy-eval.jsonl"]' --set data.max_new_tokens=12 \
+    --set rollout.prompts_per_step=2 --set eval.problems=2 --set model.lora.rank=4 \
+    --set optim.lr=1e-2 --out "$work/lora" >/dev/null
+adapter="$work/lora/checkpoints/step-000002"
+"$zoo" export --checkpoint "$adapter" --merge --out "$work/merged" >/dev/null
+"$zoo" score --model tests/fixtures/llm/qwen2 --adapter "$adapter" --input "$work/pairs.jsonl" >"$work/lora-scored.jsonl"
+python scripts/check-adapter-peft.py tests/fixtures/llm/qwen2 "$adapter" "$work/merged" "$work/lora-scored.jsonl"

@@ -51,6 +51,9 @@ pub enum Command {
     /// Judge responses against gold answers with a verifier, one JSON line in, one verdict out.
     #[command(after_help = VERIFY_HELP)]
     Verify(VerifyArgs),
+    /// Write a LoRA run's checkpoint as a plain Hugging Face model folder, its adapters merged
+    /// into the base's weights (`--merge`).
+    Export(ExportArgs),
     /// Create a new algorithm crate in `plugins/NAME` from the template, in the workspace.
     NewAlgo(NewAlgoArgs),
     /// The algorithm plugins of this build.
@@ -71,6 +74,10 @@ pub struct GenerateArgs {
     /// A Hugging Face model folder or a `.gguf` file.
     #[arg(long, value_name = "DIR_OR_GGUF")]
     pub model: PathBuf,
+    /// A PEFT LoRA adapter folder (`adapter_config.json`, `adapter_model.safetensors`; a LoRA
+    /// run's checkpoint is one) to load onto `--model`.
+    #[arg(long, value_name = "DIR", requires = "model")]
+    pub adapter: Option<PathBuf>,
     /// The user message.
     #[arg(long)]
     pub prompt: String,
@@ -107,6 +114,10 @@ pub struct ScoreArgs {
     /// A Hugging Face model folder or a `.gguf` file.
     #[arg(long, value_name = "DIR_OR_GGUF")]
     pub model: PathBuf,
+    /// A PEFT LoRA adapter folder (`adapter_config.json`, `adapter_model.safetensors`; a LoRA
+    /// run's checkpoint is one) to load onto `--model`.
+    #[arg(long, value_name = "DIR", requires = "model")]
+    pub adapter: Option<PathBuf>,
     /// The input JSONL file (`-` for stdin).
     #[arg(long)]
     pub input: PathBuf,
@@ -415,6 +426,10 @@ pub struct TrainArgs {
     /// tokenizer.json) or a `.gguf` file [default: the CPU world's tiny decoder].
     #[arg(long, value_name = "DIR_OR_GGUF", help_heading = "Objective")]
     pub model: Option<PathBuf>,
+    /// A PEFT LoRA adapter folder to load onto `--model` and train on (`model.adapter`); fresh
+    /// adapters instead: `--set model.lora.rank=16` (docs/models.md).
+    #[arg(long, value_name = "DIR", help_heading = "Objective")]
+    pub adapter: Option<PathBuf>,
     /// Output folder: config.toml, metrics.jsonl, a TensorBoard event file, eval.json,
     /// checkpoints/ [default: runs/<algo>-<task>-s<seed>-<time>].
     #[arg(long, help_heading = "Output")]
@@ -448,6 +463,25 @@ pub struct TrainArgs {
     /// hangs or died) [default: 1800; evaluations on rank 0 count].
     #[arg(long, value_name = "SECONDS", help_heading = "Distributed")]
     pub dist_timeout: Option<u64>,
+}
+
+/// `zoo export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// A LoRA checkpoint folder (`adapter_config.json`, `adapter_model.safetensors`), e.g.
+    /// `runs/X/checkpoints/step-000100`, or any PEFT adapter folder.
+    #[arg(long, value_name = "DIR")]
+    pub checkpoint: PathBuf,
+    /// The base model [default: `base_model_name_or_path` of the adapter's config, which a zoo
+    /// run sets to its `--model`].
+    #[arg(long, value_name = "DIR_OR_GGUF")]
+    pub model: Option<PathBuf>,
+    /// Fold the adapters into the weights (`W + alpha/r · B A`, PEFT's `merge_and_unload`).
+    #[arg(long, required = true)]
+    pub merge: bool,
+    /// The folder to write: config.json, model.safetensors, tokenizer files.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
 }
 
 /// `zoo sft`.
@@ -493,6 +527,10 @@ pub struct EvalArgs {
     /// or a `.gguf` file.
     #[arg(long, value_name = "DIR_OR_GGUF")]
     pub model: Option<PathBuf>,
+    /// A PEFT LoRA adapter folder (`adapter_config.json`, `adapter_model.safetensors`; a LoRA
+    /// run's checkpoint is one) to load onto `--model`.
+    #[arg(long, value_name = "DIR", requires = "model")]
+    pub adapter: Option<PathBuf>,
     /// A task setting, e.g. `data.eval=["../shared/datasets/gsm8k-test.jsonl"]`; repeatable.
     #[arg(long = "set", value_name = "data.KEY=VALUE")]
     pub set: Vec<String>,

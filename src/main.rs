@@ -26,6 +26,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bandit(args) => commands::bandit::run(&args),
         Command::Compare(args) => commands::compare::run(&args),
         Command::Verify(args) => commands::verify::run(&args),
+        Command::Export(args) => commands::export::run(&args),
         Command::NewAlgo(args) => commands::new_algo::run(&args),
         Command::Plugins(PluginsCommand::List) => commands::list::plugins(),
         Command::Plugins(PluginsCommand::Inspect { path }) => commands::list::inspect(&path),

@@ -106,6 +106,12 @@ pub fn run(args: &EvalArgs) -> Result<EvalOutput> {
     let (policy, file): (Box<dyn zoo_core::Policy>, PathBuf) = match &args.model {
         Some(model) => {
             let policy = crate::base::load_llm(model, &device, Default::default())?;
+            let policy = match &args.adapter {
+                Some(dir) => policy
+                    .with_adapter(dir, false, &model.to_string_lossy())
+                    .with_context(|| format!("cannot load the adapter `{}`", dir.display()))?,
+                None => policy,
+            };
             (Box::new(policy), model.clone())
         }
         None => {

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use serde_json::json;
 use zoo_core::burn::tensor::Device;
 use zoo_core::policy::check_context;
@@ -13,10 +13,22 @@ use zoo_llm::tokenizer::ChatOptions;
 
 use crate::cli::GenerateArgs;
 
-/// Loads `--model` on `--device` for a command that only runs the model.
-pub fn load_model(model: &Path, device: &str, chat: ChatOptions) -> Result<LlmPolicy> {
+/// Loads `--model` (with the PEFT adapter `adapter` on it) on `--device` for a command that
+/// only runs the model.
+pub fn load_model(
+    model: &Path,
+    adapter: Option<&Path>,
+    device: &str,
+    chat: ChatOptions,
+) -> Result<LlmPolicy> {
     let device: Device = device.parse::<zoo_core::device::DeviceSpec>()?.device()?;
-    crate::base::load_llm(model, &device, chat)
+    let policy = crate::base::load_llm(model, &device, chat)?;
+    match adapter {
+        Some(dir) => Ok(policy
+            .with_adapter(dir, false, &model.to_string_lossy())
+            .with_context(|| format!("cannot load the adapter `{}`", dir.display()))?),
+        None => Ok(policy),
+    }
 }
 
 /// Runs `zoo generate`.
@@ -35,7 +47,7 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
         raw: args.raw,
         ..Default::default()
     };
-    let policy = load_model(&args.model, &args.device, chat)?;
+    let policy = load_model(&args.model, args.adapter.as_deref(), &args.device, chat)?;
     let context = policy.tokenizer().encode_prompt(&args.prompt)?;
     if context.is_empty() {
         bail!("the prompt encodes to no token\nhint: give a non-empty `--prompt`, or drop `--raw`");

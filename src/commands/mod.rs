@@ -4,6 +4,7 @@ pub mod bandit;
 pub mod bench;
 pub mod compare;
 pub mod eval;
+pub mod export;
 pub mod generate;
 pub mod list;
 pub mod new_algo;

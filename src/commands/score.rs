@@ -83,8 +83,13 @@ pub fn run(args: &ScoreArgs) -> Result<()> {
     if !(args.temperature > 0.0 && args.temperature.is_finite()) {
         bail!("`--temperature` must be positive, got {}", args.temperature);
     }
-    let policy = load_model(&args.model, &args.device, ChatOptions::default())?
-        .with_compute(args.dtype.compute());
+    let policy = load_model(
+        &args.model,
+        args.adapter.as_deref(),
+        &args.device,
+        ChatOptions::default(),
+    )?
+    .with_compute(args.dtype.compute());
     let input = crate::commands::open_input(&args.input)?;
     let mut out = BufWriter::new(std::io::stdout().lock());
     let raw = |text: &str| -> Result<Vec<u32>> { Ok(policy.tokenizer().encode(text)?) };

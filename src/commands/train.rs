@@ -217,10 +217,24 @@ fn memory_estimate(config: &RunConfig) -> Result<Option<String>> {
         snapshots: needs.snapshots(),
         bf16: config.model.dtype == crate::run_config::ModelDtype::Bf16,
         recompute: config.model.recompute,
+        lora_trainable: config
+            .model
+            .lora
+            .as_ref()
+            .map_or(0, |lora| zoo_llm::lora::trainable_params(&model, lora)),
+        bf16_base: config.model.base_dtype == crate::run_config::ModelDtype::Bf16,
     };
     let memory = estimate(&model, &shape);
+    let trainable = match shape.lora_trainable {
+        0 => "every one trained".to_string(),
+        n => format!(
+            "LoRA: {n} trainable ({:.2}%), the base frozen in {}",
+            100.0 * n as f64 / model.num_params() as f64,
+            if shape.bf16_base { "bf16" } else { "f32" }
+        ),
+    };
     let mut out = format!(
-        "\n# Memory estimate ({} parameters, {} compute; prompts of up to {} tokens assumed):\n",
+        "\n# Memory estimate ({} parameters, {trainable}; {} compute; prompts of up to {} tokens assumed):\n",
         model.num_params(),
         if shape.bf16 { "bf16" } else { "f32" },
         ASSUMED_PROMPT_TOKENS
@@ -314,6 +328,12 @@ pub fn run_with(
             (
                 "model.source",
                 args.model
+                    .as_ref()
+                    .map(|p| p.to_string_lossy().into_owned().into()),
+            ),
+            (
+                "model.adapter",
+                args.adapter
                     .as_ref()
                     .map(|p| p.to_string_lossy().into_owned().into()),
             ),

@@ -17,7 +17,7 @@ use zoo::zoo_llm::tokenizer::ChatOptions;
 
 pub const FIXTURES: [&str; 4] = ["llama", "llama-tied-llama3", "qwen2", "qwen3"];
 
-fn fixture_dir(name: &str) -> PathBuf {
+pub fn fixture_dir(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/llm")
         .join(name)
@@ -57,7 +57,7 @@ pub fn floats(v: &Value) -> Vec<f32> {
 /// left-padded batch: the context is the first token, the response the rest plus one extra
 /// token (whose own logit row is not returned).
 /// Whether any parameter of `a` differs from the one of the same name in `b`.
-fn some_weight_differs(a: &NamedTensors, b: &NamedTensors) -> bool {
+pub fn some_weight_differs(a: &NamedTensors, b: &NamedTensors) -> bool {
     let host = |t: &Tensor<1>| t.clone().into_data().try_into_vec::<f32>().unwrap();
     a.iter()
         .any(|(name, t)| host(&t.value) != host(&b[name].value))
@@ -546,7 +546,7 @@ fn train_with_a_real_model_writes_checkpoints_that_are_model_folders() {
     assert!(config.contains("micro_batch_tokens = 4096"), "{config}");
     // The memory estimate follows as comments: the printed file still reads back as TOML.
     assert!(
-        config.contains("# Memory estimate (115264 parameters, f32 compute"),
+        config.contains("# Memory estimate (115264 parameters, every one trained; f32 compute"),
         "{config}"
     );
     assert!(config.contains("#   peak"), "{config}");

@@ -6,6 +6,7 @@ mod compare;
 mod contexts;
 mod dist;
 mod llm;
+mod lora;
 mod micro_batch;
 #[cfg(feature = "mpi")]
 mod mpi;

@@ -707,3 +707,51 @@ fn recomputing_the_trunk_layer_by_layer_gives_the_one_graph_gradient() {
         }
     }
 }
+
+/// With LoRA adapters (PEFT's fixture adapter on qwen2, the base frozen), every cut and the
+/// layer-by-layer recomputation give the one-graph gradient of the adapters, and nothing else.
+#[test]
+fn adapters_get_the_one_graph_gradient_under_any_cut_and_with_recomputation() {
+    let adapter =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lora/qwen2");
+    let adapted = |chunk: usize| {
+        fixture("qwen2", chunk)
+            .with_adapter(&adapter, false, "qwen2")
+            .unwrap()
+    };
+    let reference = adapted(1 << 20);
+    let teacher = fixture("qwen3", 1 << 20);
+    let inputs = Inputs::new(&reference);
+    for algo in ["grpo", "disco", "opsd"] {
+        let objective = build(algo);
+        let (loss, want) = one_graph(&reference, &teacher, objective.as_ref(), &inputs);
+        assert!(
+            want.keys().all(|k| zoo::zoo_llm::lora::is_adapter(k)),
+            "{algo}: {:?}",
+            want.keys().collect::<Vec<_>>()
+        );
+        for (rows, tokens, chunk, recompute) in
+            [(3, 0, 5, false), (8, 40, 7, true), (1, 0, 1, false)]
+        {
+            let policy = adapted(chunk).with_recompute(recompute);
+            let micro = MicroBatching {
+                max_rows: rows,
+                max_tokens: tokens,
+            };
+            let got = mini_batch_gradient(
+                &policy,
+                objective.as_ref(),
+                &inputs.batch(&fixture("qwen3", chunk)),
+                &(0..8).collect::<Vec<_>>(),
+                micro,
+                1.0,
+                false,
+            )
+            .unwrap();
+            let label =
+                format!("{algo}, adapters, {micro:?}, chunks of {chunk}, recompute {recompute}");
+            approx::assert_relative_eq!(got.loss, loss, max_relative = 1e-4, epsilon = 1e-7);
+            assert_same_gradient(&label, &want, &got.grads, 2e-4);
+        }
+    }
+}

@@ -144,6 +144,26 @@ impl ModuleMapper for FreezeBase {
     }
 }
 
+/// The adapters' parameter count for `model` under `config`: `r · (in + out)` per targeted
+/// projection of every layer.
+pub fn trainable_params(model: &crate::LlmConfig, config: &LoraConfig) -> usize {
+    let (d, f) = (model.hidden_size, model.intermediate_size);
+    let q = model.num_attention_heads * model.head_dim;
+    let kv = model.num_key_value_heads * model.head_dim;
+    let per_layer: usize = config
+        .targets
+        .iter()
+        .map(|t| match t.as_str() {
+            "q_proj" => d + q,
+            "k_proj" | "v_proj" => d + kv,
+            "o_proj" => q + d,
+            "gate_proj" | "up_proj" | "down_proj" => d + f,
+            _ => 0,
+        })
+        .sum();
+    config.rank * per_layer * model.num_hidden_layers
+}
+
 /// `model` with fresh adapters on `config.targets`, drawn from `rng` in layer order, and its
 /// base frozen (stored in bf16 with `bf16_base`).
 pub fn attach(

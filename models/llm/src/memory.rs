@@ -39,6 +39,11 @@ pub struct RunShape {
     /// Activation recomputation: only each layer's input is kept, plus one layer's activations
     /// while it runs again.
     pub recompute: bool,
+    /// LoRA: the adapters' parameter count (only they have gradients, moments and snapshots);
+    /// 0 when every weight trains.
+    pub lora_trainable: usize,
+    /// LoRA with the frozen base stored in bf16 (2 bytes a base weight, no bf16 copies of it).
+    pub bf16_base: bool,
 }
 
 /// Bytes, by item.
@@ -96,7 +101,7 @@ impl MemoryEstimate {
     /// `(item, bytes)` rows for printing.
     pub fn rows(&self) -> Vec<(&'static str, u64)> {
         vec![
-            ("parameters (f32)", self.parameters),
+            ("parameters", self.parameters),
             ("optimizer state (AdamW m, v)", self.optimizer),
             ("snapshots (initial / EMA / periodic)", self.snapshots),
             ("KV cache (rollout)", self.kv_cache),
@@ -138,15 +143,27 @@ pub fn estimate(config: &LlmConfig, shape: &RunShape) -> MemoryEstimate {
     // bf16 copies. Passes without a graph (sampling, scoring, the recomputing update's first
     // forward) read one bf16 copy of every weight, made per call; the graph casts on use and
     // keeps each cast for its backward pass.
+    // With LoRA only the adapters train: gradients, moments and snapshots are theirs (a
+    // snapshot shares the frozen base); a bf16 base needs no bf16 copy.
+    let trained = match shape.lora_trainable {
+        0 => p,
+        n => n as u64,
+    };
+    let copied = if shape.bf16_base { trained } else { p };
     let (cast_update, cast_rollout) = match shape.bf16 {
         false => (0, 0),
-        true => (2 * p, 2 * p),
+        true => (2 * copied, 2 * copied),
+    };
+    let parameters = match (shape.lora_trainable, shape.bf16_base) {
+        (0, _) => p * F32,
+        (_, true) => (p - trained.min(p)) * 2 + trained * F32,
+        (_, false) => p * F32,
     };
     MemoryEstimate {
-        parameters: p * F32,
-        gradients: 2 * p * F32,
-        optimizer: 2 * p * F32,
-        snapshots: shape.snapshots as u64 * p * F32,
+        parameters,
+        gradients: 2 * trained * F32,
+        optimizer: 2 * trained * F32,
+        snapshots: shape.snapshots as u64 * trained * F32,
         kv_cache: shape.rows as u64 * length * layers * 2 * kv * act,
         activations: if shape.recompute {
             (layers + 1) * tokens * d * act
@@ -193,6 +210,8 @@ mod tests {
             snapshots: 0,
             bf16: false,
             recompute: false,
+            lora_trainable: 0,
+            bf16_base: false,
         }
     }
 
@@ -273,5 +292,53 @@ mod tests {
         assert!(m.sampler > m.kv_cache, "{m:?}");
         assert_eq!(m.rollout(), m.kv_cache + m.sampler);
         assert!(m.peak() >= m.resident() + m.sampler);
+    }
+
+    /// LoRA (rank 16 on all seven projections) at the design shape (64 x 8 x 1024, bf16
+    /// compute, micro-batches of 8,192 tokens): only the adapters have gradients and moments,
+    /// and a bf16 base halves the base. Prints the table of docs/models.md.
+    #[test]
+    fn lora_keeps_gradients_and_moments_of_the_adapters_only() {
+        let lora = crate::lora::LoraConfig::default();
+        for name in ["qwen2.5-0.5b", "qwen2.5-1.5b", "qwen2.5-7b"] {
+            let config = crate::shapes::config_of(name).unwrap();
+            let trainable = crate::lora::trainable_params(&config, &lora);
+            let shape = |lora_trainable, bf16_base| RunShape {
+                rows: 512,
+                prompt_tokens: 200,
+                max_new_tokens: 1024,
+                micro_batch_rows: 64,
+                micro_batch_tokens: 8192,
+                head_chunk_positions: 2048,
+                snapshots: 1,
+                bf16: true,
+                recompute: false,
+                lora_trainable,
+                bf16_base,
+            };
+            let full = estimate(&config, &shape(0, false));
+            let adapters = estimate(&config, &shape(trainable, false));
+            let small = estimate(&config, &shape(trainable, true));
+            let p = config.num_params() as u64;
+            assert_eq!(adapters.optimizer, 8 * trainable as u64);
+            assert_eq!(adapters.gradients, 8 * trainable as u64);
+            assert_eq!(adapters.parameters, 4 * p);
+            assert_eq!(
+                small.parameters,
+                2 * (p - trainable as u64) + 4 * trainable as u64
+            );
+            assert!(small.peak() < adapters.peak() && adapters.peak() < full.peak());
+            eprintln!(
+                "| {name} | {:.1}M ({:.2}%) | {} | {} | {} | {} | {} | {} |",
+                trainable as f64 / 1e6,
+                100.0 * trainable as f64 / p as f64,
+                human(full.resident()),
+                human(full.peak()),
+                human(adapters.resident()),
+                human(adapters.peak()),
+                human(small.resident()),
+                human(small.peak()),
+            );
+        }
     }
 }

@@ -228,6 +228,12 @@ impl LlmPolicy {
         self
     }
 
+    /// Every parameter of the model, the frozen base's included (`Policy::parameters` leaves
+    /// the base out when only adapters train).
+    pub fn all_parameters(&self) -> NamedTensors {
+        params::parameters(&self.model)
+    }
+
     /// The adapters' settings, when only adapters train.
     pub fn lora(&self) -> Option<&LoraConfig> {
         self.lora.as_ref().map(|(c, _)| c)
@@ -681,6 +687,10 @@ impl Policy for LlmPolicy {
             .cast(d_hidden.dtype())
             .slice_assign([0..n, first..first + t, 0..d], d_hidden.inner());
         let mut step = |output: Tensor<3>, leaf: Option<&Tensor<3>>, dy: Tensor<3>| {
+            if !output.is_tracked() {
+                // A frozen piece with no graph input (the embedding under LoRA): no gradient.
+                return None;
+            }
             let g = output.mul(dy).sum().backward();
             params::accumulate(&mut grads, self.gradients(&g));
             leaf.and_then(|leaf| leaf.grad(&g))

@@ -41,6 +41,12 @@ pub fn presets() -> Vec<(&'static str, Value)> {
         ),
         ("qwen2.5-0.5b", qwen2(896, 4864, 24, 14, 2)),
         ("qwen2.5-1.5b", qwen2(1536, 8960, 28, 12, 2)),
+        ("qwen2.5-7b", {
+            let mut json = qwen2(3584, 18944, 28, 28, 4);
+            json["vocab_size"] = json!(152064);
+            json["tie_word_embeddings"] = json!(false);
+            json
+        }),
         (
             "qwen3-0.6b",
             json!({

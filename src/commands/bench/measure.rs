@@ -341,6 +341,8 @@ pub fn measure(model: &BenchModel, name: &str, s: &Settings, spec: &DeviceSpec) 
                 snapshots: needs.snapshots(),
                 bf16: s.dtype == ModelDtype::Bf16,
                 recompute: s.recompute,
+                lora_trainable: 0,
+                bf16_base: false,
             },
         )),
         BenchModel::Tiny(_) => None,
