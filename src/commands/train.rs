@@ -282,7 +282,12 @@ pub fn run(args: &TrainArgs) -> Result<Option<TrainReport>> {
             hook_dist.abort(101, &message);
         }));
     }
-    match run_with(args, dist.clone(), Some(env.local_rank)) {
+    let result = run_with(args, dist.clone(), Some(env.local_rank));
+    if dist.world() > 1 {
+        // The hook holds the collective: dropping it lets MPI finalize when `dist` goes.
+        drop(std::panic::take_hook());
+    }
+    match result {
         Ok(report) => Ok(report),
         Err(error) if dist.world() > 1 => {
             let message = format!("rank {}: error: {error:#}", dist.rank());
