@@ -32,6 +32,8 @@ pub fn link_all() {
 #[cfg(feature = "static-plugins")]
 fn link_algorithms() {
     zoo_grpo::link();
+    zoo_gspo::link();
+    zoo_cispo::link();
     zoo_dapo::link();
     zoo_disco::link();
     zoo_rlsd::link();

@@ -81,8 +81,8 @@ fn train_args<'a>(algo: &'a str, out: &'a str) -> Vec<&'a str> {
     ]
 }
 
-const ALGORITHMS: [&str; 9] = [
-    "cepo", "dapo", "disco", "grpo", "opsd", "rlcsd", "rloo", "rlsd", "sdpo",
+const ALGORITHMS: [&str; 11] = [
+    "cepo", "cispo", "dapo", "disco", "grpo", "gspo", "opsd", "rlcsd", "rloo", "rlsd", "sdpo",
 ];
 
 #[test]

@@ -656,3 +656,38 @@ fn sampled_group_gradients_agree_with_the_exact_expectation() {
         );
     }
 }
+
+/// On a one-step bandit on-policy (`ℓ = ℓ^old`, one token per response), GSPO's sequence ratio
+/// and CISPO's weight are 1, so both give GRPO's gradient, the group-normalized REINFORCE
+/// gradient `−Â_i / N` per response (the on-policy limit both papers state). Off-policy
+/// they part: GSPO clips the ratio (no gradient beyond the range), CISPO keeps the clipped
+/// weight's gradient.
+#[test]
+fn gspo_and_cispo_are_grpo_on_policy_and_part_off_policy() {
+    let rewards = json!([1, 0, 0, 1, 1, 0]);
+    let mask = json!([[1], [1], [1], [1], [1], [1]]);
+    let lp = json!([[-0.5], [-1.2], [-2.0], [-0.7], [-0.4], [-1.6]]);
+    let batch = |logprobs: &Value| {
+        json!({"rewards": rewards, "group_ids": [0, 0, 0, 0, 0, 0], "mask": mask,
+               "logprobs": logprobs, "old_logprobs": lp})
+    };
+    let wide = json!({"clip_low": 0.2, "clip_high": 0.2});
+    let (_, grpo) = gradient("grpo", json!({}), batch(&lp));
+    // The closed form: Â = (R − μ)/(σ + eps) with the Bessel std; d loss/dℓ_i = −Â_i / 6.
+    let sd = (6.0f64 * 0.25 / 5.0).sqrt();
+    for (g, r) in grpo.iter().zip([1.0, 0.0, 0.0, 1.0, 1.0, 0.0]) {
+        approx::assert_relative_eq!(*g, -((r - 0.5) / (sd + 1e-6)) / 6.0, max_relative = 1e-5);
+    }
+    for (algo, config) in [("gspo", wide.clone()), ("cispo", json!({}))] {
+        let (_, got) = gradient(algo, config, batch(&lp));
+        for (g, w) in got.iter().zip(&grpo) {
+            approx::assert_relative_eq!(*g, *w, max_relative = 1e-5, epsilon = 1e-9);
+        }
+    }
+    // Off-policy: the first response's ratio is e^0.5 > 1.2 with Â > 0.
+    let moved = json!([[0.0], [-1.2], [-2.0], [-0.7], [-0.4], [-1.6]]);
+    let (_, gspo) = gradient("gspo", wide, batch(&moved));
+    let (_, cispo) = gradient("cispo", json!({}), batch(&moved));
+    assert_eq!(gspo[0], 0.0, "GSPO: a clipped sequence gets no gradient");
+    approx::assert_relative_eq!(cispo[0], 1.2 * grpo[0], max_relative = 1e-5);
+}
