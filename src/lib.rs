@@ -34,6 +34,10 @@ fn link_algorithms() {
     zoo_grpo::link();
     zoo_gspo::link();
     zoo_cispo::link();
+    zoo_sapo::link();
+    zoo_gmpo::link();
+    zoo_dppo::link();
+    zoo_maxrl::link();
     zoo_dapo::link();
     zoo_disco::link();
     zoo_rlsd::link();

@@ -22,6 +22,9 @@ pub enum Aggregation {
     SeqMeanTokenSum,
     /// `Σ m·loss / C` with a constant `C` (Dr.GRPO as verl computes it, `C = L_max`).
     Constant(f32),
+    /// `(1/N_B) Σ_i Σ_t m·loss / C`: each response's token sum, their mean, divided by a
+    /// constant `C` (verl's `seq-mean-token-sum-norm`, `C` the response length cap).
+    SeqMeanTokenSumNorm(f32),
     /// `Σ m·loss / (n·C)` over the mini-batch's `n` rows, empty ones included (Dr.GRPO as TRL
     /// computes it: batch size × `max_completion_length`).
     ConstantPerSequence(f32),
@@ -62,6 +65,7 @@ impl Aggregation {
                 Aggregation::SeqMeanTokenMean => 1.0 / (nonempty * len),
                 Aggregation::SeqMeanTokenSum => 1.0 / nonempty,
                 Aggregation::Constant(c) => 1.0 / c,
+                Aggregation::SeqMeanTokenSumNorm(c) => 1.0 / (nonempty * c),
                 Aggregation::ConstantPerSequence(c) => 1.0 / (mask.rows as f32 * c),
                 Aggregation::SplitTokenMean { .. } => unreachable!("handled above"),
             };

@@ -92,7 +92,8 @@ impl Error {
         let known: Vec<&str> = known.into_iter().collect();
         let best = known
             .iter()
-            .map(|k| (strsim::levenshtein(name, k), *k))
+            // Optimal string alignment: a swapped pair of letters (`gpro`) is one edit.
+            .map(|k| (strsim::osa_distance(name, k), *k))
             .filter(|(d, k)| *d <= 2.max(k.len() / 3))
             .min();
         Error::Unknown {

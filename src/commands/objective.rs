@@ -51,6 +51,12 @@ const CONFIG_KEYS: &[&str] = &[
     "residual_clip_low",
     "residual_clip_high",
     "k_max",
+    "tau_pos",
+    "tau_neg",
+    "divergence",
+    "delta_low",
+    "delta_high",
+    "tis_cap",
 ];
 
 #[derive(Debug, Deserialize)]

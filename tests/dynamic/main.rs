@@ -81,8 +81,9 @@ fn train_args<'a>(algo: &'a str, out: &'a str) -> Vec<&'a str> {
     ]
 }
 
-const ALGORITHMS: [&str; 11] = [
-    "cepo", "cispo", "dapo", "disco", "grpo", "gspo", "opsd", "rlcsd", "rloo", "rlsd", "sdpo",
+const ALGORITHMS: [&str; 15] = [
+    "cepo", "cispo", "dapo", "disco", "dppo", "gmpo", "grpo", "gspo", "maxrl", "opsd", "rlcsd",
+    "rloo", "rlsd", "sapo", "sdpo",
 ];
 
 #[test]

@@ -691,3 +691,29 @@ fn gspo_and_cispo_are_grpo_on_policy_and_part_off_policy() {
     assert_eq!(gspo[0], 0.0, "GSPO: a clipped sequence gets no gradient");
     approx::assert_relative_eq!(cispo[0], 1.2 * grpo[0], max_relative = 1e-5);
 }
+
+/// MaxRL on the two-arm bandit E2 (logits `(z, 0)`, `p = σ(z)`): a mixed group's summed
+/// gradient on `z` is `b/N` (`a` successes, `b` failures), an all-fail group's is `p`, so the
+/// exact expectation over the `2^G` outcomes is `(1 − p)(1 − (1 − p)^G)`: the gradient of the
+/// log pass probability, `∂ log p / ∂z = 1 − p`, times the chance that the group holds a success.
+/// GRPO's weight vanishes with `p(1 − p)` on hard prompts; MaxRL's keeps `1 − p`.
+#[test]
+fn maxrl_follows_the_gradient_of_the_log_pass_probability() {
+    let g = 6u32;
+    for p in [0.05f64, 0.3, 0.5, 0.9] {
+        // The objective's loss is a token mean over the G responses: × G for the group's sum.
+        let total = zoo::commands::bandit::expected_weight("maxrl", &json!({}), g, p).unwrap();
+        let want = (1.0 - p) * (1.0 - (1.0 - p).powi(g as i32));
+        assert!(
+            (total * g as f64 - want).abs() < 1e-6,
+            "p = {p}: {} vs {want}",
+            total * g as f64
+        );
+    }
+    // One outcome at a time: a success with a = 1 of N = 6 gets b/(aN) = 5/6, each failure −1/6.
+    let outcome = 1u32; // response 0 correct
+    let summed = e2_group_gradient("maxrl", &json!({}), g, 0.3, outcome) * g as f64;
+    assert!((summed - 5.0 / 6.0).abs() < 1e-6, "{summed}");
+    let all_fail = e2_group_gradient("maxrl", &json!({}), g, 0.3, 0) * g as f64;
+    assert!((all_fail - 0.3).abs() < 1e-6, "{all_fail}");
+}

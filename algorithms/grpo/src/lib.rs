@@ -63,6 +63,9 @@ pub enum LossAgg {
     Constant,
     /// `Σ m·loss / (rows · loss_scale)` over the mini-batch (Dr.GRPO as TRL computes it).
     ConstantPerSequence,
+    /// Each response's token sum, their mean over responses, divided by `loss_scale` (verl's
+    /// `seq-mean-token-sum-norm`; DPPO's recipe).
+    SeqMeanTokenSumNorm,
 }
 
 impl LossAgg {
@@ -78,17 +81,17 @@ impl LossAgg {
             LossAgg::TokenMean => Aggregation::TokenMean,
             LossAgg::SeqMeanTokenMean => Aggregation::SeqMeanTokenMean,
             LossAgg::SeqMeanTokenSum => Aggregation::SeqMeanTokenSum,
-            LossAgg::Constant | LossAgg::ConstantPerSequence => {
+            LossAgg::Constant | LossAgg::ConstantPerSequence | LossAgg::SeqMeanTokenSumNorm => {
                 let scale = loss_scale.unwrap_or(max_new_tokens as f32);
                 if scale.is_nan() || scale <= 0.0 {
                     return Err(Error::Config(format!(
                         "{algo}: `loss_scale` must be positive, got {scale}"
                     )));
                 }
-                if self == LossAgg::Constant {
-                    Aggregation::Constant(scale)
-                } else {
-                    Aggregation::ConstantPerSequence(scale)
+                match self {
+                    LossAgg::Constant => Aggregation::Constant(scale),
+                    LossAgg::ConstantPerSequence => Aggregation::ConstantPerSequence(scale),
+                    _ => Aggregation::SeqMeanTokenSumNorm(scale),
                 }
             }
         })
