@@ -33,9 +33,9 @@ use zoo_core::objective::BuildContext;
 use zoo_core::registry::AlgorithmEntry;
 use zoo_core::{
     Aggregation, Credit, CreditInput, Error, LossInput, LossTerms, Needs, Objective,
-    ObjectiveConfig, Result, TokenMatrix,
+    ObjectiveConfig, Result,
 };
-use zoo_grpo::{advantage_metrics, group_advantages};
+use zoo_grpo::group_credit;
 
 /// GMPO's configuration; defaults of verl's GMPO example.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -120,18 +120,8 @@ impl Objective for Gmpo {
     }
 
     fn credit(&self, input: &CreditInput<'_>) -> Result<Credit> {
-        let advantages = group_advantages(
-            input.rewards,
-            input.group_ids,
-            self.config.norm_adv_by_std,
-            self.config.adv_eps,
-        );
-        Ok(Credit {
-            advantages: TokenMatrix::per_row(&advantages, input.mask),
-            metrics: advantage_metrics("gmpo", &advantages),
-            sequence_advantages: Some(advantages),
-            ..Credit::default()
-        })
+        let c = &self.config;
+        Ok(group_credit("gmpo", input, c.norm_adv_by_std, c.adv_eps))
     }
 
     /// Shapes: every input `[b, t]`; returns `[b, t]` terms.

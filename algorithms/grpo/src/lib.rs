@@ -341,6 +341,19 @@ impl Clip {
     }
 }
 
+/// GRPO's credit stage for an objective that keeps it and changes the loss (GSPO, CISPO,
+/// SAPO, GMPO, DPPO): group advantages broadcast to every token, with `<name>/adv_abs_mean`
+/// and `<name>/nonzero_adv_frac`.
+pub fn group_credit(name: &str, input: &CreditInput<'_>, norm_by_std: bool, eps: f32) -> Credit {
+    let advantages = group_advantages(input.rewards, input.group_ids, norm_by_std, eps);
+    Credit {
+        advantages: TokenMatrix::per_row(&advantages, input.mask),
+        metrics: advantage_metrics(name, &advantages),
+        sequence_advantages: Some(advantages),
+        ..Credit::default()
+    }
+}
+
 /// `<prefix>/adv_abs_mean` and `<prefix>/nonzero_adv_frac` of per-response advantages.
 pub fn advantage_metrics(prefix: &str, advantages: &[f32]) -> Vec<(String, f64)> {
     let n = advantages.len().max(1) as f64;

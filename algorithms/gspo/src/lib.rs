@@ -29,9 +29,9 @@ use zoo_core::objective::BuildContext;
 use zoo_core::registry::AlgorithmEntry;
 use zoo_core::{
     Aggregation, Credit, CreditInput, Error, LossInput, LossTerms, Needs, Objective,
-    ObjectiveConfig, Result, TokenMatrix,
+    ObjectiveConfig, Result,
 };
-use zoo_grpo::{LossAgg, advantage_metrics, group_advantages};
+use zoo_grpo::{LossAgg, group_credit};
 
 /// GSPO's configuration; defaults of verl's GSPO recipes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -123,18 +123,8 @@ impl Objective for Gspo {
     }
 
     fn credit(&self, input: &CreditInput<'_>) -> Result<Credit> {
-        let advantages = group_advantages(
-            input.rewards,
-            input.group_ids,
-            self.config.norm_adv_by_std,
-            self.config.adv_eps,
-        );
-        Ok(Credit {
-            advantages: TokenMatrix::per_row(&advantages, input.mask),
-            metrics: advantage_metrics("gspo", &advantages),
-            sequence_advantages: Some(advantages),
-            ..Credit::default()
-        })
+        let c = &self.config;
+        Ok(group_credit("gspo", input, c.norm_adv_by_std, c.adv_eps))
     }
 
     /// Shapes: every input `[b, t]`; returns `[b, t]` terms.
