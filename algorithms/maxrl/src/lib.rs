@@ -178,7 +178,7 @@ mod tests {
         let rewards = [1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.5, 0.6];
         let ids = [0, 0, 0, 0, 1, 1, 2, 2, 3, 3];
         let a = vr_cond_advantages(&rewards, &ids);
-        let want = [0.75, -0.25, -0.25, -0.25, -0.5, -0.5, 0.0, 0.0, -0.5, 0.25];
+        let want = [0.75, -0.25, -0.25, -0.25, -0.5, -0.5, 0.0, 0.0, -0.5, 0.5];
         for (got, want) in a.iter().zip(want) {
             assert!((got - want).abs() < 1e-7, "{a:?}");
         }
