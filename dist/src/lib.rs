@@ -254,15 +254,20 @@ pub fn first_host(list: &str) -> String {
     }
 }
 
-/// The collective of `engine` for this process, each collective waiting at most `timeout`;
-/// NCCL's communicator is made on CUDA device `gpu` (the one the rank trains on).
-pub fn connect(engine: Engine, timeout: Duration, gpu: usize) -> Result<Arc<dyn Collective>> {
-    let env = DistEnv::from_process(engine)?;
+/// The collective of `engine` for the process the launcher described as `env`, each
+/// collective waiting at most `timeout`; NCCL's communicator is made on CUDA device `gpu` (the
+/// one the rank trains on).
+pub fn connect(
+    env: &DistEnv,
+    engine: Engine,
+    timeout: Duration,
+    gpu: usize,
+) -> Result<Arc<dyn Collective>> {
     match engine {
         #[cfg(feature = "mpi")]
-        Engine::Mpi => Ok(Arc::new(mpi::MpiCollective::init(&env, timeout)?)),
+        Engine::Mpi => Ok(Arc::new(mpi::MpiCollective::init(env, timeout)?)),
         #[cfg(feature = "nccl")]
-        Engine::Nccl => Ok(Arc::new(nccl::NcclCollective::init(&env, gpu, timeout)?)),
+        Engine::Nccl => Ok(Arc::new(nccl::NcclCollective::init(env, gpu, timeout)?)),
         #[allow(unreachable_patterns)]
         _ => {
             let _ = (env, timeout, gpu);
@@ -405,12 +410,12 @@ mod tests {
     #[test]
     #[cfg(not(feature = "mpi"))]
     fn an_engine_left_out_of_the_build_says_which_feature_to_build_with() {
-        // SAFETY: this test alone touches these variables, before any thread reads them.
-        unsafe {
-            std::env::set_var("OMPI_COMM_WORLD_RANK", "0");
-            std::env::set_var("OMPI_COMM_WORLD_SIZE", "2");
-        }
-        let message = connect(Engine::Mpi, Duration::from_secs(1), 0)
+        let env = DistEnv::from_vars(
+            &vars(&[("OMPI_COMM_WORLD_RANK", "0"), ("OMPI_COMM_WORLD_SIZE", "2")]),
+            Engine::Mpi,
+        )
+        .unwrap();
+        let message = connect(&env, Engine::Mpi, Duration::from_secs(1), 0)
             .err()
             .unwrap()
             .to_string();

@@ -270,7 +270,7 @@ pub fn run(args: &TrainArgs) -> Result<Option<TrainReport>> {
         Some(d) if d.starts_with("tch-cuda:") => d["tch-cuda:".len()..].parse().ok(),
         _ => None,
     };
-    let dist = zoo_dist::connect(engine, timeout, gpu.unwrap_or(env.local_rank))?;
+    let dist = zoo_dist::connect(&env, engine, timeout, gpu.unwrap_or(env.local_rank))?;
     if dist.world() > 1 {
         // A panic on one rank must stop the others now, not after the collective timeout.
         let hook_dist = dist.clone();

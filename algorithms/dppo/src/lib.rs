@@ -199,16 +199,15 @@ impl Objective for Dppo {
                 )
             }
             Divergence::Kl => {
-                let kl = p_old.clone().mul(old.sub(logprobs.clone().detach())).add(
-                    p_old.clone().neg().add_scalar(1.0).mul(
-                        p_old
-                            .clone()
-                            .neg()
-                            .add_scalar(1.0 + 1e-8)
-                            .div(p.clone().neg().add_scalar(1.0 + 1e-8))
-                            .log(),
-                    ),
-                );
+                // D = p_old·(ℓ^old − ℓ) + (1 − p_old)·log((1 − p_old + 1e-8)/(1 − p + 1e-8)),
+                // the epsilon added to each complement as verl does (in f32, `1 + 1e-8` is 1).
+                let q_old = p_old.clone().neg().add_scalar(1.0);
+                let q = p.clone().neg().add_scalar(1.0);
+                let log_odds = q_old.clone().add_scalar(1e-8).div(q.add_scalar(1e-8)).log();
+                let kl = p_old
+                    .clone()
+                    .mul(old.sub(logprobs.clone().detach()))
+                    .add(q_old.mul(log_odds));
                 (
                     kl.clone()
                         .lower_equal_elem(high)

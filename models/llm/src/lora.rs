@@ -174,7 +174,7 @@ pub fn attach(
 ) -> Result<CausalLm> {
     config.validate()?;
     let mut model = freeze(model, bf16_base);
-    let device = model.device();
+    let device = device_of(&model);
     let r = config.rank;
     for (_, target, linear) in model.projections_mut() {
         if !config.targets.iter().any(|t| t == target) {
@@ -384,7 +384,7 @@ pub fn load(
     path: &Path,
 ) -> Result<CausalLm> {
     let mut model = freeze(model, bf16_base);
-    let device = model.device();
+    let device = device_of(&model);
     let mut used = 0;
     for (prefix, target, linear) in model.projections_mut() {
         if !config.targets.iter().any(|t| t == target) {
@@ -451,16 +451,11 @@ pub fn merge(mut model: CausalLm) -> CausalLm {
     model
 }
 
-/// A module's device, from its first parameter.
-trait DeviceOf {
-    fn device(&self) -> Device;
-}
-
-impl DeviceOf for CausalLm {
-    fn device(&self) -> Device {
-        self.devices()
-            .into_iter()
-            .next()
-            .expect("a model has parameters")
-    }
+/// The device of `model`'s parameters.
+fn device_of(model: &CausalLm) -> Device {
+    model
+        .devices()
+        .into_iter()
+        .next()
+        .expect("a model has parameters")
 }
