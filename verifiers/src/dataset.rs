@@ -172,6 +172,69 @@ impl Task for JsonlTask {
     fn max_new_tokens(&self) -> usize {
         self.config.max_new_tokens
     }
+
+    /// How a response answers, for any data set:
+    /// - `no_answer`: the verifier finds no final answer in it (cut off, or never stated);
+    /// - `no_work`: no calculation is written (no digit, operator `+ - * × x / ÷`, digit): an
+    ///   answer without its derivation, the shortcut a teacher that reads the reference solution
+    ///   may take and a student may copy (the CPU world's `chainless`);
+    /// - `echoes_solution`: it repeats [`ECHO_CHARS`] or more consecutive characters of the
+    ///   problem's reference solution, which only a teacher sees: the phrasing of a privileged
+    ///   context carried into the student (the CPU world's `misread` is the same kind of import).
+    fn response_features(&self, response: &str, problem: &Problem) -> Vec<(&'static str, bool)> {
+        let no_answer = self.verifier.verify(response, problem).extracted.is_none();
+        let echoes = !problem.solution.is_empty()
+            && longest_common_substring(response.as_bytes(), problem.solution.as_bytes())
+                >= ECHO_CHARS;
+        vec![
+            ("no_answer", no_answer),
+            ("no_work", !writes_a_calculation(response)),
+            ("echoes_solution", echoes),
+        ]
+    }
+}
+
+/// The shortest run of a reference solution's characters that `echoes_solution` counts: longer
+/// than any equation of the word problems (`23 + 15 = 38.` is 13), as long as their closing
+/// `The answer is \boxed{38}.` (25).
+pub const ECHO_CHARS: usize = 20;
+
+/// Whether `text` writes a calculation: a digit, then (after spaces) an operator, then (after
+/// spaces) a digit.
+fn writes_a_calculation(text: &str) -> bool {
+    let chars: Vec<char> = text.chars().collect();
+    let skip_spaces = |mut i: usize| {
+        while chars.get(i) == Some(&' ') {
+            i += 1;
+        }
+        i
+    };
+    (0..chars.len()).any(|i| {
+        if !chars[i].is_ascii_digit() {
+            return false;
+        }
+        let op = skip_spaces(i + 1);
+        matches!(chars.get(op), Some('+' | '-' | '*' | '×' | 'x' | '/' | '÷'))
+            && chars
+                .get(skip_spaces(op + 1))
+                .is_some_and(|c| c.is_ascii_digit())
+    })
+}
+
+/// The length of the longest common run of bytes of `a` and `b` (dynamic programming over one
+/// row, O(|a|·|b|) time and O(|b|) memory).
+fn longest_common_substring(a: &[u8], b: &[u8]) -> usize {
+    let mut previous = vec![0usize; b.len() + 1];
+    let mut current = vec![0usize; b.len() + 1];
+    let mut best = 0;
+    for &x in a {
+        for (j, &y) in b.iter().enumerate() {
+            current[j + 1] = if x == y { previous[j] + 1 } else { 0 };
+            best = best.max(current[j + 1]);
+        }
+        std::mem::swap(&mut previous, &mut current);
+    }
+    best
 }
 
 zoo_core::inventory::submit! {
@@ -232,6 +295,54 @@ mod tests {
         // slot of its own (objectives build their references' teacher contexts).
         assert_eq!(problem.question, "3+3?");
         assert_eq!(task.hint_slot(problem, "answer", "6"), None);
+    }
+
+    #[test]
+    fn response_features_flag_missing_answers_missing_work_and_echoed_solutions() {
+        let train = write(
+            "features.jsonl",
+            "{\"problem\": \"Mia has 23 apples and buys 15 more. How many?\", \"answer\": \"38\", \"solution\": \"23 + 15 = 38. The answer is \\\\boxed{38}.\"}\n",
+        );
+        let task = JsonlTask::open(JsonlConfig {
+            train: vec![train],
+            eval: vec![],
+            template: default_template(),
+            verifier: "math".into(),
+            max_new_tokens: 64,
+        })
+        .unwrap();
+        let problem = &task.train()[0];
+        assert_eq!(problem.solution, "23 + 15 = 38. The answer is \\boxed{38}.");
+        let features = |response: &str| -> Vec<bool> {
+            task.response_features(response, problem)
+                .into_iter()
+                .map(|(_, on)| on)
+                .collect()
+        };
+        // [no_answer, no_work, echoes_solution]
+        assert_eq!(
+            features("Mia has 23+15 = 38 apples. So \\boxed{38}"),
+            [false, false, false]
+        );
+        assert_eq!(
+            features("She has 23 × 15 apples, more or less"),
+            [false, false, false]
+        );
+        assert_eq!(features("3 x 6 = 18 apples"), [false, false, false]);
+        assert_eq!(features("\\boxed{38}"), [false, true, false]);
+        assert_eq!(
+            features("Let me think about the apples"),
+            [true, true, false]
+        );
+        assert_eq!(
+            features("23 + 15 = 38. The answer is \\boxed{38}."),
+            [false, false, true]
+        );
+        assert_eq!(features("The answer is \\boxed{38}."), [false, true, true]);
+        // A minus sign that is a hyphen between words is no calculation.
+        assert_eq!(features("a well-known sum: 38"), [false, true, false]);
+        assert_eq!(longest_common_substring(b"abcdef", b"zcdez"), 3);
+        assert_eq!(longest_common_substring(b"", b"abc"), 0);
     }
 
     #[test]

@@ -7,12 +7,14 @@
 //! - Verifiers for LLM outputs ([`answers`]): math final answers, countdown, exact match and
 //!   multiple choice, the checkers of `zoo-judge` registered by name for `zoo verify`.
 //! - [`dataset`]: a task source over JSONL files such as `../shared/datasets/`.
+//! - [`word_problems`]: the seeded generator of `examples/data/words-*.jsonl`.
 #![warn(missing_docs)]
 
 pub mod answers;
 pub mod arithmetic;
 pub mod bandit;
 pub mod dataset;
+pub mod word_problems;
 
 pub use answers::{ChoiceVerifier, CountdownVerifier, ExactVerifier, MathVerifier};
 pub use arithmetic::{Arithmetic, ArithmeticVerifier, Kind};
