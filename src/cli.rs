@@ -287,12 +287,21 @@ pub struct CompareArgs {
     /// Compute device for every run [default: flex].
     #[arg(long)]
     pub device: Option<String>,
+    /// A real language model for every run (`zoo train --model`: a Hugging Face folder or a
+    /// GGUF file); each objective then starts from its LLM defaults (docs/models.md).
+    #[arg(long, value_name = "PATH")]
+    pub model: Option<PathBuf>,
     /// A `zoo train` setting for every run, e.g. `rollout.group_size=4`; repeatable.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
     /// Runs at a time (each a `zoo train` process).
     #[arg(long, default_value_t = 1)]
     pub jobs: usize,
+    /// Remove each run's checkpoints once it has finished (a real model's full checkpoint,
+    /// weights and optimizer moments, is 1.6 GB at 135M parameters); its metrics, eval.json and
+    /// log stay, and the comparison still resumes (an unfinished run keeps its checkpoints).
+    #[arg(long)]
+    pub drop_checkpoints: bool,
     /// Output folder [default: runs/compare-<time>]; rerunning with it resumes the matrix.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -307,6 +316,8 @@ pub struct CompareArgs {
 const COMPARE_EXAMPLES: &str = "Examples:
   zoo compare --algos grpo,dapo,disco,cepo,rlsd,rlcsd,opsd,sdpo --seeds 5 --out runs/compare-all
   zoo compare --algos 'grpo,grpo[norm_adv_by_std=false]' --baseline grpo --steps 20 --jobs 2
+  zoo compare --algos grpo,cepo --model SmolLM2-135M-Instruct.Q4_1.gguf --task jsonl --device tch-cpu \\
+    --set 'data.train=[\"examples/data/words-train.jsonl\"]' --set 'data.eval=[\"examples/data/words-eval.jsonl\"]'
   zoo compare --report runs/compare-all";
 
 const BANDIT_EXAMPLES: &str = "Examples:
@@ -463,6 +474,11 @@ pub struct TrainArgs {
     /// hangs or died) [default: 1800; evaluations on rank 0 count].
     #[arg(long, value_name = "SECONDS", help_heading = "Distributed")]
     pub dist_timeout: Option<u64>,
+    /// Reuse the base policy's held-out evaluation from this folder when the same weights,
+    /// task, data, evaluation settings, seed and device were evaluated there, else evaluate and
+    /// store it (`zoo compare` passes its own: one base evaluation per seed, not per run).
+    #[arg(long, value_name = "DIR", help_heading = "Run")]
+    pub base_eval_cache: Option<PathBuf>,
 }
 
 /// `zoo export`.

@@ -404,6 +404,20 @@ pub fn check_same_weights(dist: &dyn Collective, policy: &dyn crate::Policy) -> 
     if dist.world() == 1 {
         return Ok(());
     }
+    let hash = weights_fingerprint(policy);
+    let all = dist.all_gather_bytes(&hash.to_le_bytes(), "initial weights")?;
+    if let Some(rank) = all.iter().position(|h| h != &all[0]) {
+        return Err(Error::Dist(format!(
+            "rank {rank} starts from other weights than rank 0\nhint: give every rank the same `--model` files (and `--set model.*`), or the same base-policy cache"
+        )));
+    }
+    Ok(())
+}
+
+/// A 64-bit FNV-1a fingerprint of the policy's trainable parameters: every name, shape and
+/// f32 bit pattern. (A LoRA policy's parameters are its adapters; the base is named by its
+/// files.)
+pub fn weights_fingerprint(policy: &dyn crate::Policy) -> u64 {
     let mut hash = crate::rng::fnv1a(b"weights");
     let mut mix = |bytes: &[u8]| {
         for &b in bytes {
@@ -417,13 +431,7 @@ pub fn check_same_weights(dist: &dyn Collective, policy: &dyn crate::Policy) -> 
         let data = t.value.into_data().convert::<f32>();
         mix(data.as_bytes());
     }
-    let all = dist.all_gather_bytes(&hash.to_le_bytes(), "initial weights")?;
-    if let Some(rank) = all.iter().position(|h| h != &all[0]) {
-        return Err(Error::Dist(format!(
-            "rank {rank} starts from other weights than rank 0\nhint: give every rank the same `--model` files (and `--set model.*`), or the same base-policy cache"
-        )));
-    }
-    Ok(())
+    hash
 }
 
 /// Items `0..n` cut into `world` contiguous shares whose sizes differ by at most one: rank

@@ -298,6 +298,63 @@ pub fn run(args: &TrainArgs) -> Result<Option<TrainReport>> {
     }
 }
 
+/// What the base policy's held-out evaluation depends on, as one string: the weights'
+/// fingerprint, the model's files and settings, the task and its data, the evaluation settings,
+/// the response cap, the seed, the device and this build's version. Two runs with the same key
+/// evaluate the same policy the same way (CPU runs are deterministic), whatever their
+/// objective: the objective, rollout and update settings are not in it.
+fn base_eval_key(config: &RunConfig, policy: &dyn Policy, max_new_tokens: usize) -> Result<String> {
+    let parts = [
+        format!("{:016x}", zoo_core::dist::weights_fingerprint(policy)),
+        toml::to_string(&config.model)?,
+        config.task.clone(),
+        toml::to_string(&config.data)?,
+        toml::to_string(&config.eval)?,
+        max_new_tokens.to_string(),
+        config.seed.to_string(),
+        config.device.clone(),
+        env!("CARGO_PKG_VERSION").to_string(),
+    ];
+    Ok(parts.join("\n"))
+}
+
+/// The base evaluation stored under `key` in `dir`, else `evaluate()` stored there (the key's
+/// text is kept beside the numbers and compared on reading: a hash collision evaluates anew).
+fn cached_base_eval(
+    dir: &Path,
+    key: &str,
+    progress: &Progress,
+    evaluate: impl FnOnce() -> Result<Accuracy>,
+) -> Result<Accuracy> {
+    #[derive(Serialize, Deserialize)]
+    struct Entry {
+        key: String,
+        accuracy: Accuracy,
+    }
+    let path = dir.join(format!(
+        "base-eval-{:016x}.json",
+        zoo_core::rng::fnv1a(key.as_bytes())
+    ));
+    if let Ok(text) = std::fs::read_to_string(&path)
+        && let Ok(entry) = serde_json::from_str::<Entry>(&text)
+        && entry.key == key
+    {
+        progress.line(&format!(
+            "the base policy's held-out evaluation is reused from `{}`",
+            path.display()
+        ));
+        return Ok(entry.accuracy);
+    }
+    let accuracy = evaluate()?;
+    fs_err::create_dir_all(dir)?;
+    let entry = Entry {
+        key: key.to_string(),
+        accuracy,
+    };
+    checkpoint::write_atomic(&path, serde_json::to_string_pretty(&entry)?.as_bytes())?;
+    Ok(entry.accuracy)
+}
+
 /// Several ranks on one machine share its cores: each gets its part for rayon's pool unless
 /// `RAYON_NUM_THREADS` says otherwise (LibTorch reads `OMP_NUM_THREADS`, which torchrun sets).
 fn share_cores(local_ranks: usize) {
@@ -446,10 +503,15 @@ pub fn run_with(
     };
     progress.line("evaluating the base policy on the held-out set...");
     // Rank 0 evaluates; the others wait in the first collective of step 1.
-    let before = if lead {
-        evaluate_heldout(policy.as_ref())?
-    } else {
-        Accuracy::default()
+    let before = match (&args.base_eval_cache, lead) {
+        (_, false) => Accuracy::default(),
+        (None, true) => evaluate_heldout(policy.as_ref())?,
+        (Some(dir), true) => {
+            let key = base_eval_key(&config, policy.as_ref(), max_new_tokens)?;
+            cached_base_eval(dir, &key, &progress, || {
+                Ok(evaluate_heldout(policy.as_ref())?)
+            })?
+        }
     };
     progress.line(&format!(
         "before RL: held-out pass@1 greedy {:.3}, sampled {:.3}",
@@ -486,6 +548,9 @@ pub fn run_with(
     let bar = progress.bar(config.steps as u64, "train");
     bar.set_position((first - 1) as u64);
     let steps = config.steps;
+    // The held-out accuracy of the last step's policy when `eval.every` evaluated it: the final
+    // evaluation is the same computation (same policy, same evaluation seed), not run twice.
+    let mut last_eval: Option<Accuracy> = None;
     if first <= steps {
         let every = config.eval.every;
         trainer.run(first, steps, Some(&checkpoints), &mut |step, m, policy| {
@@ -498,8 +563,11 @@ pub fn run_with(
                 let accuracy = evaluate_heldout(policy)?;
                 m.insert("eval/greedy".into(), accuracy.greedy);
                 m.insert("eval/sampled".into(), accuracy.sampled);
-                for (name, share) in accuracy.features {
-                    m.insert(format!("eval/task/{name}"), share);
+                for (name, share) in &accuracy.features {
+                    m.insert(format!("eval/task/{name}"), *share);
+                }
+                if step == steps {
+                    last_eval = Some(accuracy);
                 }
             }
             if let Some(out) = metrics_out.as_mut() {
@@ -537,7 +605,10 @@ pub fn run_with(
     }
 
     progress.line("evaluating the trained policy on the held-out set...");
-    let after = evaluate_heldout(trainer.policy())?;
+    let after = match last_eval {
+        Some(accuracy) => accuracy,
+        None => evaluate_heldout(trainer.policy())?,
+    };
     let report = TrainReport {
         algo,
         task: config.task.clone(),
@@ -610,5 +681,44 @@ fn prepare_out(out: &Path, checkpoints: &Path, resume: bool) -> Result<Option<Pa
                 .with_context(|| format!("cannot create the output folder `{}`", out.display()))?;
             Ok(None)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_evaluations_are_reused_only_under_the_same_key() {
+        let dir = std::env::temp_dir().join(format!("zoo-base-eval-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let progress = Progress::new(true);
+        let accuracy = |greedy| Accuracy {
+            greedy,
+            sampled: greedy / 2.0,
+            features: [("no_work".to_string(), 0.25)].into(),
+        };
+        let calls = std::cell::Cell::new(0);
+        let evaluate = |greedy| {
+            calls.set(calls.get() + 1);
+            Ok(accuracy(greedy))
+        };
+        let first = cached_base_eval(&dir, "key a", &progress, || evaluate(0.5)).unwrap();
+        let again = cached_base_eval(&dir, "key a", &progress, || evaluate(0.9)).unwrap();
+        assert_eq!((first.clone(), again), (accuracy(0.5), accuracy(0.5)));
+        assert_eq!(calls.get(), 1);
+        let other = cached_base_eval(&dir, "key b", &progress, || evaluate(0.7)).unwrap();
+        assert_eq!((other, calls.get()), (accuracy(0.7), 2));
+        // A stored entry whose key text differs (a hash collision, an edited file) is not used.
+        let path = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| std::fs::read_to_string(p).unwrap().contains("key a"))
+            .unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text.replace("key a", "key z")).unwrap();
+        let fresh = cached_base_eval(&dir, "key a", &progress, || evaluate(0.1)).unwrap();
+        assert_eq!((fresh, calls.get()), (accuracy(0.1), 3));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -57,6 +57,7 @@ fn compare_reports_the_runs_numbers_and_reuses_finished_runs() {
         "report.md",
         "report.html",
         "reward.svg",
+        "length.svg",
         "task-misread.svg",
     ] {
         assert!(out.join(file).is_file(), "{file} missing");
@@ -192,4 +193,126 @@ fn compare_refuses_bad_requests_with_a_hint() {
         assert!(error.contains(message), "{args:?}: {error}");
         assert!(!error.contains("panicked"), "{error}");
     }
+}
+
+/// `zoo compare --model` with the qwen2 fixture on the word problems: 2 algorithms × 2 seeds ×
+/// 1 step. The model reaches every run (their config.toml names it), results.json holds the
+/// runs' eval.json numbers and the JSONL task's response features, and a rerun trains nothing.
+#[test]
+fn compare_with_a_real_model_reports_its_runs_and_reuses_them() {
+    let cache = mod10_cache();
+    let out = std::env::temp_dir().join(format!("zoo-it-compare-llm-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let model = crate::llm::fixture_dir("qwen2");
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/data");
+    let sets = [
+        format!("data.train=[{:?}]", data.join("words-train.jsonl")),
+        format!("data.eval=[{:?}]", data.join("words-eval.jsonl")),
+        "data.max_new_tokens=6".into(),
+        "rollout.prompts_per_step=2".into(),
+        "rollout.group_size=2".into(),
+        "eval.problems=3".into(),
+    ];
+    let compare = || {
+        let (model, out) = (model.to_string_lossy(), out.to_string_lossy());
+        let mut args = vec![
+            "compare",
+            "--algos",
+            "grpo,cepo",
+            "--seeds",
+            "2",
+            "--steps",
+            "1",
+            "--task",
+            "jsonl",
+            "--model",
+            &model,
+            "--out",
+            &out,
+            "--drop-checkpoints",
+        ];
+        for set in &sets {
+            args.extend(["--set", set.as_str()]);
+        }
+        run(cache, &args)
+    };
+    let output = compare();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let results = json(&out.join("results.json"));
+    let algorithms = results["algorithms"].as_array().unwrap();
+    assert_eq!(algorithms.len(), 2);
+    for algorithm in algorithms {
+        let runs = algorithm["runs"].as_array().unwrap();
+        assert_eq!(runs.len(), 2);
+        for run in runs {
+            let dir = Path::new(run["dir"].as_str().unwrap());
+            let eval = json(&dir.join("eval.json"));
+            assert_eq!(run["greedy"], eval["after"]["greedy"]);
+            assert_eq!(run["sampled"], eval["after"]["sampled"]);
+            for feature in ["no_answer", "no_work", "echoes_solution"] {
+                assert_eq!(
+                    run["features"][feature], eval["after"]["features"][feature],
+                    "{feature}"
+                );
+                assert!(run["features"][feature].is_number(), "{feature}");
+            }
+            let config: toml::Value =
+                toml::from_str(&std::fs::read_to_string(dir.join("config.toml")).unwrap()).unwrap();
+            assert_eq!(
+                config["model"]["source"].as_str(),
+                Some(model.to_str().unwrap())
+            );
+            // Each objective's LLM defaults, not the CPU world's: CEPO's own learning rate.
+            let lr = if algorithm["label"] == "cepo" {
+                5e-6
+            } else {
+                1e-6
+            };
+            assert_eq!(config["optim"]["lr"].as_float(), Some(lr));
+        }
+    }
+    // One base evaluation per seed, shared by both algorithms; finished runs lost their
+    // checkpoints (`--drop-checkpoints`), not their results.
+    let stored = std::fs::read_dir(out.join("base-eval")).unwrap().count();
+    assert_eq!(stored, 2);
+    for seed in ["seed-1", "seed-2"] {
+        let grpo = json(&out.join("runs/grpo").join(seed).join("eval.json"));
+        let cepo = json(&out.join("runs/cepo").join(seed).join("eval.json"));
+        assert_eq!(grpo["before"], cepo["before"]);
+        assert!(
+            !out.join("runs/grpo")
+                .join(seed)
+                .join("checkpoints")
+                .exists()
+        );
+    }
+    let before = std::fs::read(out.join("runs/cepo/seed-2/metrics.jsonl")).unwrap();
+    let output = compare();
+    assert!(output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("4 finished, 0 to run"));
+    assert_eq!(
+        std::fs::read(out.join("runs/cepo/seed-2/metrics.jsonl")).unwrap(),
+        before
+    );
+    assert_eq!(numbers(json(&out.join("results.json"))), numbers(results));
+    // A model that is not there is refused before anything runs.
+    let output = run(
+        cache,
+        &[
+            "compare",
+            "--algos",
+            "grpo",
+            "--model",
+            "/nonexistent/model",
+            "--task",
+            "jsonl",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("does not exist"));
+    let _ = std::fs::remove_dir_all(&out);
 }

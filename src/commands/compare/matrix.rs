@@ -22,7 +22,17 @@ struct Job {
 
 /// Runs every unfinished (label, seed) with `jobs` child processes at a time; one progress bar
 /// counts the steps of the whole matrix.
-pub(super) fn run_matrix(out: &Path, plan: &Plan, jobs: usize, progress: &Progress) -> Result<()> {
+///
+/// The runs share one store of base-policy evaluations (`base-eval/`): the base is evaluated
+/// once per seed, not once per run. With `drop_checkpoints` a run's checkpoints are removed once
+/// it has finished (its `eval.json`, metrics and log stay).
+pub(super) fn run_matrix(
+    out: &Path,
+    plan: &Plan,
+    jobs: usize,
+    drop_checkpoints: bool,
+    progress: &Progress,
+) -> Result<()> {
     let all: Vec<Job> = plan
         .algos
         .iter()
@@ -64,7 +74,7 @@ pub(super) fn run_matrix(out: &Path, plan: &Plan, jobs: usize, progress: &Progre
                 loop {
                     let job = queue.lock().expect("queue lock").pop();
                     let Some(job) = job else { break };
-                    if let Err(e) = train(exe, plan, &job) {
+                    if let Err(e) = train(exe, out, plan, &job, drop_checkpoints) {
                         failures
                             .lock()
                             .expect("failure lock")
@@ -119,7 +129,7 @@ fn logged_steps(dir: &Path) -> usize {
 }
 
 /// One `zoo train` child for `job`: resumes from the latest checkpoint when it has one.
-fn train(exe: &Path, plan: &Plan, job: &Job) -> Result<()> {
+fn train(exe: &Path, out: &Path, plan: &Plan, job: &Job, drop_checkpoints: bool) -> Result<()> {
     let (name, overrides) = parse_algo(&job.label)?;
     fs_err::create_dir_all(&job.dir)?;
     // Without a checkpoint the run starts over (zoo train drops the old metrics lines).
@@ -136,6 +146,8 @@ fn train(exe: &Path, plan: &Plan, job: &Job) -> Result<()> {
         ])
         .arg("--out")
         .arg(&job.dir)
+        .arg("--base-eval-cache")
+        .arg(out.join("base-eval"))
         .args(&plan.train_args);
     for (key, value) in &overrides {
         command.args(["--set", &format!("objective.{key}={value}")]);
@@ -158,6 +170,10 @@ fn train(exe: &Path, plan: &Plan, job: &Job) -> Result<()> {
             "`zoo train` exited with {status}: {}",
             tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
         );
+    }
+    let checkpoints = job.dir.join("checkpoints");
+    if drop_checkpoints && job.dir.join("eval.json").is_file() && checkpoints.is_dir() {
+        fs_err::remove_dir_all(&checkpoints)?;
     }
     Ok(())
 }

@@ -8,6 +8,7 @@
 //! ```text
 //! compare.json            what was asked (algorithms, seeds, baseline, settings)
 //! runs/<label>/seed-<s>/  one `zoo train` run each (its log in train.log)
+//! base-eval/              the base policy's held-out evaluation, once per seed
 //! results.json            per algorithm: held-out pass@1 per seed, mean and 95% interval,
 //!                         paired differences to the baseline, diagnostics
 //! curves.csv              label, seed, step, reward/mean, accuracy/train
@@ -45,7 +46,8 @@ pub struct Plan {
     pub seeds: Vec<u64>,
     /// The label differences are taken against.
     pub baseline: String,
-    /// `zoo train` flags shared by every run (`--task`, `--steps`, `--device`, `--set`).
+    /// `zoo train` flags shared by every run (`--task`, `--steps`, `--device`, `--model`,
+    /// `--set`).
     pub train_args: Vec<String>,
 }
 
@@ -120,6 +122,15 @@ pub fn run(args: &CompareArgs) -> Result<()> {
             train_args.extend([flag.to_string(), value]);
         }
     }
+    if let Some(model) = &args.model {
+        if !model.exists() {
+            bail!(
+                "the model `{}` does not exist\nhint: pass a Hugging Face folder (config.json, *.safetensors, tokenizer.json) or a GGUF file",
+                model.display()
+            );
+        }
+        train_args.extend(["--model".to_string(), model.display().to_string()]);
+    }
     for set in &args.set {
         train_args.extend(["--set".to_string(), set.clone()]);
     }
@@ -149,7 +160,7 @@ pub fn run(args: &CompareArgs) -> Result<()> {
     }
     write(&plan_path, &serde_json::to_string_pretty(&plan)?)?;
     let progress = Progress::new(args.quiet);
-    run_matrix(&out, &plan, args.jobs, &progress)?;
+    run_matrix(&out, &plan, args.jobs, args.drop_checkpoints, &progress)?;
     report(&out, &plan, &progress)
 }
 

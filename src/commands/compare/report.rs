@@ -78,6 +78,8 @@ pub(super) fn report(out: &Path, plan: &Plan, progress: &Progress) -> Result<()>
     // `eval.every`).
     let mut reward: BTreeMap<&str, BTreeMap<u64, Vec<f64>>> = BTreeMap::new();
     let mut heldout: BTreeMap<&str, BTreeMap<u64, Vec<f64>>> = BTreeMap::new();
+    // label → step → mean response length over seeds (OPSD's and SDPO's collapse is short).
+    let mut length: BTreeMap<&str, BTreeMap<u64, Vec<f64>>> = BTreeMap::new();
     // Task response feature (`task/misread`, ...) → label → step → shares over seeds.
     type Curves<'a> = BTreeMap<&'a str, BTreeMap<u64, Vec<f64>>>;
     let mut task_curves: BTreeMap<String, Curves> = BTreeMap::new();
@@ -123,6 +125,14 @@ pub(super) fn report(out: &Path, plan: &Plan, progress: &Progress) -> Result<()>
                     .entry(step)
                     .or_default()
                     .push(r);
+                if let Some(&tokens) = metrics.get("response_length/mean") {
+                    length
+                        .entry(label)
+                        .or_default()
+                        .entry(step)
+                        .or_default()
+                        .push(tokens);
+                }
                 for (key, value) in metrics {
                     let task_feature = key.starts_with("task/");
                     if task_feature {
@@ -135,10 +145,12 @@ pub(super) fn report(out: &Path, plan: &Plan, progress: &Progress) -> Result<()>
                             .or_default()
                             .push(value);
                     }
-                    // The algorithm's own metrics, how its responses are written, and the
-                    // generation rounds of dynamic sampling (its extra rollout cost).
+                    // The algorithm's own metrics, how its responses are written and how
+                    // long they are, and the generation rounds of dynamic sampling (its extra
+                    // rollout cost).
                     if task_feature
                         || key.starts_with(&format!("{algo}/"))
+                        || key == "response_length/mean"
                         || key == "rollout/generation_rounds"
                     {
                         diagnostics.entry(key).or_default().push(value);
@@ -202,7 +214,21 @@ pub(super) fn report(out: &Path, plan: &Plan, progress: &Progress) -> Result<()>
         "reward/mean",
         None,
     );
-    let mut svgs = vec![("reward.svg", "training reward", reward_chart.to_svg())];
+    let length_chart = curve_chart(
+        &plan.algos,
+        &length,
+        format!("training response length, mean over {seeds} seeds with 95% band"),
+        "tokens",
+        None,
+    );
+    let mut svgs = vec![
+        ("reward.svg", "training reward", reward_chart.to_svg()),
+        (
+            "length.svg",
+            "training response length",
+            length_chart.to_svg(),
+        ),
+    ];
     // Drawn when the runs evaluated during training (`eval.every`), not from step 0 alone.
     if heldout.values().any(|by_step| by_step.len() > 1) {
         let chart = curve_chart(
