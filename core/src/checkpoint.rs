@@ -19,9 +19,12 @@ use crate::{Error, Result};
 
 /// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    // The process id keeps two processes writing the same file (two runs of a comparison
+    // storing the same base evaluation) off each other's temporary file.
     let tmp = path.with_extension(format!(
-        "{}.tmp",
-        path.extension().and_then(|e| e.to_str()).unwrap_or("")
+        "{}.{}.tmp",
+        path.extension().and_then(|e| e.to_str()).unwrap_or(""),
+        std::process::id()
     ));
     let mut file = fs_err::File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
     file.write_all(bytes)

@@ -298,22 +298,41 @@ pub fn run(args: &TrainArgs) -> Result<Option<TrainReport>> {
     }
 }
 
-/// What the base policy's held-out evaluation depends on, as one string: the weights'
-/// fingerprint, the model's files and settings, the task and its data, the evaluation settings,
-/// the response cap, the seed, the device and this build's version. Two runs with the same key
-/// evaluate the same policy the same way (CPU runs are deterministic), whatever their
-/// objective: the objective, rollout and update settings are not in it.
-fn base_eval_key(config: &RunConfig, policy: &dyn Policy, max_new_tokens: usize) -> Result<String> {
+/// What the base policy's held-out evaluation depends on, as one string: the trainable weights'
+/// fingerprint, the model's files and settings (a LoRA base is named by them), the warm start,
+/// the task, its settings and the held-out problems themselves (a file regenerated in place is
+/// another key), the number of problems and the temperature evaluated, the response cap, the
+/// seed, the device and the package version. Two runs with the same key evaluate the same
+/// policy the same way (CPU runs are deterministic), whatever their objective: the objective,
+/// rollout and update settings are not in it.
+fn base_eval_key(
+    config: &RunConfig,
+    task: &dyn Task,
+    policy: &dyn Policy,
+    max_new_tokens: usize,
+) -> Result<String> {
+    let problems = &task.heldout()[..config.eval.problems.min(task.heldout().len())];
+    let mut heldout = zoo_core::rng::fnv1a(b"heldout");
+    for problem in problems {
+        for text in [&problem.prompt, &problem.answer] {
+            heldout = zoo_core::rng::fnv1a(format!("{heldout:x}\u{1f}{text}").as_bytes());
+        }
+    }
     let parts = [
-        format!("{:016x}", zoo_core::dist::weights_fingerprint(policy)),
+        format!(
+            "weights {:016x}",
+            zoo_core::dist::weights_fingerprint(policy)
+        ),
         toml::to_string(&config.model)?,
-        config.task.clone(),
+        toml::to_string(&config.warm_start)?,
+        format!("task {}", config.task),
         toml::to_string(&config.data)?,
-        toml::to_string(&config.eval)?,
-        max_new_tokens.to_string(),
-        config.seed.to_string(),
-        config.device.clone(),
-        env!("CARGO_PKG_VERSION").to_string(),
+        format!("heldout {heldout:016x} x {}", problems.len()),
+        format!("temperature {}", config.eval.temperature),
+        format!("max_new_tokens {max_new_tokens}"),
+        format!("seed {}", config.seed),
+        format!("device {}", config.device),
+        format!("zoo {}", env!("CARGO_PKG_VERSION")),
     ];
     Ok(parts.join("\n"))
 }
@@ -507,7 +526,7 @@ pub fn run_with(
         (_, false) => Accuracy::default(),
         (None, true) => evaluate_heldout(policy.as_ref())?,
         (Some(dir), true) => {
-            let key = base_eval_key(&config, policy.as_ref(), max_new_tokens)?;
+            let key = base_eval_key(&config, task.as_ref(), policy.as_ref(), max_new_tokens)?;
             cached_base_eval(dir, &key, &progress, || {
                 Ok(evaluate_heldout(policy.as_ref())?)
             })?

@@ -291,7 +291,11 @@ fn compare_with_a_real_model_reports_its_runs_and_reuses_them() {
         );
     }
     let before = std::fs::read(out.join("runs/cepo/seed-2/metrics.jsonl")).unwrap();
+    // A run finished earlier whose checkpoints are still there loses them on the rerun.
+    let stale = out.join("runs/cepo/seed-1/checkpoints/step-000001");
+    std::fs::create_dir_all(&stale).unwrap();
     let output = compare();
+    assert!(!stale.exists());
     assert!(output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("4 finished, 0 to run"));
     assert_eq!(

@@ -174,13 +174,16 @@ impl Task for JsonlTask {
     }
 
     /// How a response answers, for any data set:
-    /// - `no_answer`: the verifier finds no final answer in it (cut off, or never stated);
+    /// - `no_answer`: the verifier finds no answer at all (with the `math` verifier's last-number
+    ///   fallback: a response without a single number);
     /// - `no_work`: no calculation is written (no digit, operator `+ - * × x / ÷`, digit): an
     ///   answer without its derivation, the shortcut a teacher that reads the reference solution
     ///   may take and a student may copy (the CPU world's `chainless`);
     /// - `echoes_solution`: it repeats [`ECHO_CHARS`] or more consecutive characters of the
     ///   problem's reference solution, which only a teacher sees: the phrasing of a privileged
     ///   context carried into the student (the CPU world's `misread` is the same kind of import).
+    ///   A solution's closing formula counts (`The answer is \boxed{38}.` is 25 characters): a
+    ///   signal of import where the student's prompt does not ask for that format.
     fn response_features(&self, response: &str, problem: &Problem) -> Vec<(&'static str, bool)> {
         let no_answer = self.verifier.verify(response, problem).extracted.is_none();
         let echoes = !problem.solution.is_empty()

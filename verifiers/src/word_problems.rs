@@ -86,7 +86,13 @@ fn draw(
     n: usize,
 ) -> Vec<WordProblem> {
     let mut rows = Vec::with_capacity(n);
+    let mut draws = 0usize;
     while rows.len() < n {
+        draws += 1;
+        assert!(
+            draws <= 100 * n.max(10),
+            "cannot draw {n} distinct word problems: ask for fewer (each kind has a few thousand)"
+        );
         // The kinds in turn, so each split holds a quarter of each.
         let (kind, problem, answer, solution) = match rows.len() % 4 {
             0 => addition(rng),

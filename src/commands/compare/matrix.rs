@@ -57,6 +57,15 @@ pub(super) fn run_matrix(
         todo.len(),
         out.display()
     ));
+    if drop_checkpoints {
+        // Runs finished by an earlier invocation lose theirs too.
+        for job in &done {
+            let checkpoints = job.dir.join("checkpoints");
+            if checkpoints.is_dir() {
+                fs_err::remove_dir_all(&checkpoints)?;
+            }
+        }
+    }
     if todo.is_empty() {
         return Ok(());
     }
