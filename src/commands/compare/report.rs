@@ -343,6 +343,8 @@ fn cell(value: &Value) -> String {
 /// A difference cell, marked `*` when its interval excludes 0.
 fn difference(value: &Value) -> String {
     match estimate(value) {
+        // One shared seed: a difference, no interval to mark it by.
+        Some(e) if e.n == 1 => format!("{:+.3} (1 seed)", e.mean),
         Some(e) => {
             let mark = if e.excludes_zero() { " *" } else { "" };
             format!("{:+.3} [{:+.3}, {:+.3}]{mark}", e.mean, e.low, e.high)
@@ -539,6 +541,9 @@ mod tests {
         assert!(lines[3].contains("+0.100 [+0.050, +0.150] *"), "{text}");
         assert!(lines[3].contains("+0.000 [-0.100, +0.100] |"), "{text}");
         assert!(lines[2].ends_with("| - | - |"), "{text}");
+        // One shared seed: no interval, no mark.
+        let one = json!({"mean": -0.2, "low": -0.2, "high": -0.2, "n": 1});
+        assert_eq!(difference(&one), "-0.200 (1 seed)");
         let extra = diagnostics(&document);
         assert!(
             extra.contains("| `cepo/weight_dev_mean` | 0.0123 |"),
