@@ -312,12 +312,11 @@ fn base_eval_key(
     max_new_tokens: usize,
 ) -> Result<String> {
     let problems = &task.heldout()[..config.eval.problems.min(task.heldout().len())];
-    let mut heldout = zoo_core::rng::fnv1a(b"heldout");
-    for problem in problems {
-        for text in [&problem.prompt, &problem.answer] {
-            heldout = zoo_core::rng::fnv1a(format!("{heldout:x}\u{1f}{text}").as_bytes());
-        }
-    }
+    let text: String = problems
+        .iter()
+        .map(|p| format!("{}\u{1f}{}\u{1e}", p.prompt, p.answer))
+        .collect();
+    let heldout = zoo_core::rng::fnv1a(text.as_bytes());
     let parts = [
         format!(
             "weights {:016x}",

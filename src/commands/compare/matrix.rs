@@ -60,10 +60,7 @@ pub(super) fn run_matrix(
     if drop_checkpoints {
         // Runs finished by an earlier invocation lose theirs too.
         for job in &done {
-            let checkpoints = job.dir.join("checkpoints");
-            if checkpoints.is_dir() {
-                fs_err::remove_dir_all(&checkpoints)?;
-            }
+            drop_finished_checkpoints(&job.dir)?;
         }
     }
     if todo.is_empty() {
@@ -180,8 +177,16 @@ fn train(exe: &Path, out: &Path, plan: &Plan, job: &Job, drop_checkpoints: bool)
             tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
         );
     }
-    let checkpoints = job.dir.join("checkpoints");
-    if drop_checkpoints && job.dir.join("eval.json").is_file() && checkpoints.is_dir() {
+    if drop_checkpoints {
+        drop_finished_checkpoints(&job.dir)?;
+    }
+    Ok(())
+}
+
+/// Removes the checkpoints of the run in `dir` when it has finished (`eval.json` written).
+fn drop_finished_checkpoints(dir: &Path) -> Result<()> {
+    let checkpoints = dir.join("checkpoints");
+    if dir.join("eval.json").is_file() && checkpoints.is_dir() {
         fs_err::remove_dir_all(&checkpoints)?;
     }
     Ok(())
