@@ -49,9 +49,16 @@ pub struct Estimate {
 
 impl Estimate {
     /// Whether the interval excludes 0 (a difference is significant at 5%); never for fewer
-    /// than two values.
+    /// than two values, nor for values that are all equal: a zero-width interval measured no
+    /// spread, it did not find none (two seeds of 300 problems tie by chance often enough).
     pub fn excludes_zero(&self) -> bool {
-        self.n >= 2 && (self.low > 0.0 || self.high < 0.0)
+        self.n >= 2 && self.has_spread() && (self.low > 0.0 || self.high < 0.0)
+    }
+
+    /// Whether the values differ at all: equal values (up to rounding, as in 0.200 − 0.163
+    /// and 0.177 − 0.140) give an interval of no width.
+    pub fn has_spread(&self) -> bool {
+        self.high - self.low > 1e-9 * self.mean.abs().max(1.0)
     }
 }
 
@@ -133,14 +140,19 @@ mod tests {
     #[test]
     fn paired_differences_use_only_shared_seeds_and_remove_the_common_noise() {
         // Seed effects ±0.2 shared by both runs: unpaired intervals overlap, the paired one
-        // is exact (every difference is 0.05) and excludes 0.
-        let a = [(1, 0.75), (2, 0.35), (3, 0.55), (9, 0.99)];
+        // (differences 0.05, 0.06, 0.04: s = 0.01, half-width 4.303·s/√3) excludes 0.
+        let a = [(1, 0.75), (2, 0.36), (3, 0.54), (9, 0.99)];
         let b = [(1, 0.70), (2, 0.30), (3, 0.50), (4, 0.10)];
         let d = paired_difference(&a, &b).unwrap();
         assert_eq!(d.n, 3);
         assert_relative_eq!(d.mean, 0.05, epsilon = 1e-12);
-        assert_relative_eq!(d.low, 0.05, epsilon = 1e-12);
+        assert_relative_eq!(d.low, 0.05 - 4.303 * 0.01 / 3f64.sqrt(), epsilon = 1e-6);
         assert!(d.excludes_zero());
+        // Every difference equal: a zero-width interval, no evidence of anything.
+        let tie = paired_difference(&[(1, 0.200), (2, 0.177)], &[(1, 0.163), (2, 0.140)]).unwrap();
+        assert_relative_eq!(tie.high - tie.low, 0.0, epsilon = 1e-9);
+        assert!(!tie.has_spread() && !tie.excludes_zero());
+        assert!(d.has_spread());
         // Differences 0.1, −0.05, 0.02: mean 0.0233, s = 0.0750555, half-width 4.303·s/√3.
         let d = paired_difference(
             &[(1, 0.6), (2, 0.45), (3, 0.52)],

@@ -345,6 +345,8 @@ fn difference(value: &Value) -> String {
     match estimate(value) {
         // One shared seed: a difference, no interval to mark it by.
         Some(e) if e.n == 1 => format!("{:+.3} (1 seed)", e.mean),
+        // Every seed's difference the same: no spread measured, no interval to show.
+        Some(e) if !e.has_spread() => format!("{:+.3} ({} seeds, all equal)", e.mean, e.n),
         Some(e) => {
             let mark = if e.excludes_zero() { " *" } else { "" };
             format!("{:+.3} [{:+.3}, {:+.3}]{mark}", e.mean, e.low, e.high)
@@ -544,6 +546,9 @@ mod tests {
         // One shared seed: no interval, no mark.
         let one = json!({"mean": -0.2, "low": -0.2, "high": -0.2, "n": 1});
         assert_eq!(difference(&one), "-0.200 (1 seed)");
+        // Equal differences on every seed: a zero-width interval, not marked.
+        let tie = json!({"mean": 0.037, "low": 0.037, "high": 0.037, "n": 2});
+        assert_eq!(difference(&tie), "+0.037 (2 seeds, all equal)");
         let extra = diagnostics(&document);
         assert!(
             extra.contains("| `cepo/weight_dev_mean` | 0.0123 |"),
