@@ -12,7 +12,7 @@ use zoo_core::dist::{Collective, Single};
 use zoo_core::eval::{EvalReport, evaluate};
 use zoo_core::metrics::MetricsWriter;
 use zoo_core::trainer::Trainer;
-use zoo_core::{Policy, SamplingConfig, Task};
+use zoo_core::{Policy, Problem, SamplingConfig, Task};
 
 use crate::base;
 use crate::cli::TrainArgs;
@@ -307,16 +307,15 @@ pub fn run(args: &TrainArgs) -> Result<Option<TrainReport>> {
 /// rollout and update settings are not in it.
 fn base_eval_key(
     config: &RunConfig,
-    task: &dyn Task,
+    heldout: &[Problem],
     policy: &dyn Policy,
     max_new_tokens: usize,
 ) -> Result<String> {
-    let problems = &task.heldout()[..config.eval.problems.min(task.heldout().len())];
-    let text: String = problems
+    let text: String = heldout
         .iter()
         .map(|p| format!("{}\u{1f}{}\u{1e}", p.prompt, p.answer))
         .collect();
-    let heldout = zoo_core::rng::fnv1a(text.as_bytes());
+    let fingerprint = zoo_core::rng::fnv1a(text.as_bytes());
     let parts = [
         format!(
             "weights {:016x}",
@@ -326,7 +325,7 @@ fn base_eval_key(
         toml::to_string(&config.warm_start)?,
         format!("task {}", config.task),
         toml::to_string(&config.data)?,
-        format!("heldout {heldout:016x} x {}", problems.len()),
+        format!("heldout {fingerprint:016x} x {}", heldout.len()),
         format!("temperature {}", config.eval.temperature),
         format!("max_new_tokens {max_new_tokens}"),
         format!("seed {}", config.seed),
@@ -506,7 +505,9 @@ pub fn run_with(
     let max_new_tokens = config.max_new_tokens(task.as_ref());
     let mut probe = zoo_core::rng::stream(config.seed, 0, "context-check");
     let mut checked = task.sample_problems(&mut probe, 64);
-    checked.extend_from_slice(&task.heldout()[..config.eval.problems.min(task.heldout().len())]);
+    // The held-out problems evaluated: the first `eval.problems`.
+    let heldout = &task.heldout()[..config.eval.problems.min(task.heldout().len())];
+    checked.extend_from_slice(heldout);
     base::check_prompts_fit(policy.as_ref(), &checked, max_new_tokens)?;
     let eval_seed = config.seed ^ 0xe7a1;
     let evaluate_heldout = |policy: &dyn Policy| {
@@ -525,7 +526,7 @@ pub fn run_with(
         (_, false) => Accuracy::default(),
         (None, true) => evaluate_heldout(policy.as_ref())?,
         (Some(dir), true) => {
-            let key = base_eval_key(&config, task.as_ref(), policy.as_ref(), max_new_tokens)?;
+            let key = base_eval_key(&config, heldout, policy.as_ref(), max_new_tokens)?;
             cached_base_eval(dir, &key, &progress, || {
                 Ok(evaluate_heldout(policy.as_ref())?)
             })?
