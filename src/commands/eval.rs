@@ -96,7 +96,7 @@ pub fn run(args: &EvalArgs) -> Result<EvalOutput> {
         .parse::<zoo_core::device::DeviceSpec>()?
         .device()?;
     let max_new_tokens = args.max_new_tokens.unwrap_or_else(|| task.max_new_tokens());
-    let problems = &task.heldout()[..args.problems.min(task.heldout().len())];
+    let problems = super::train::evaluated_heldout(task.as_ref(), args.problems);
     if problems.is_empty() {
         bail!(
             "task `{}` has no held-out problems\nhint: for `--task jsonl`, `--set 'data.eval=[\"FILE.jsonl\"]'`",

@@ -53,6 +53,13 @@ pub struct TrainReport {
     pub seconds: f64,
 }
 
+/// The held-out problems an evaluation of `problems` reads: the first `problems`, or all.
+/// The base-evaluation key fingerprints this slice, so it is the one rule for both.
+pub(crate) fn evaluated_heldout(task: &dyn Task, problems: usize) -> &[Problem] {
+    let heldout = task.heldout();
+    &heldout[..problems.min(heldout.len())]
+}
+
 /// Greedy and sampled held-out pass@1 of `policy` on the first `problems` held-out problems.
 pub fn heldout_accuracy(
     policy: &dyn Policy,
@@ -62,7 +69,7 @@ pub fn heldout_accuracy(
     max_new_tokens: usize,
     seed: u64,
 ) -> zoo_core::Result<Accuracy> {
-    let heldout = &task.heldout()[..problems.min(task.heldout().len())];
+    let heldout = evaluated_heldout(task, problems);
     let run = |temperature: f32| -> zoo_core::Result<EvalReport> {
         evaluate(
             policy,
@@ -505,8 +512,7 @@ pub fn run_with(
     let max_new_tokens = config.max_new_tokens(task.as_ref());
     let mut probe = zoo_core::rng::stream(config.seed, 0, "context-check");
     let mut checked = task.sample_problems(&mut probe, 64);
-    // The held-out problems evaluated: the first `eval.problems`.
-    let heldout = &task.heldout()[..config.eval.problems.min(task.heldout().len())];
+    let heldout = evaluated_heldout(task.as_ref(), config.eval.problems);
     checked.extend_from_slice(heldout);
     base::check_prompts_fit(policy.as_ref(), &checked, max_new_tokens)?;
     let eval_seed = config.seed ^ 0xe7a1;
